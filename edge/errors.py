@@ -1,0 +1,21 @@
+"""Errors of the device side, extending ``firmware_sim.errors``::
+
+    KeycamError                       (firmware_sim.errors)
+    ├── KeyFileError                  key file missing, malformed, too open, or in the way
+    ├── SpecError                     readout spec invalid
+    ├── FrameError                    frame does not match the spec
+    └── ImageFileError                an image or measurement file cannot be read or written
+
+The command line prints any ``KeycamError`` as one line and exits with status 1.
+"""
+
+from __future__ import annotations
+
+from firmware_sim.errors import FrameError, KeycamError, KeyFileError, SpecError
+
+
+class ImageFileError(KeycamError):
+    """An image or measurement file cannot be read, or cannot be written in the format asked for."""
+
+
+__all__ = ["FrameError", "ImageFileError", "KeyFileError", "KeycamError", "SpecError"]

@@ -1,0 +1,96 @@
+"""Reading frames and writing measurements as files, losslessly and atomically.
+
+Formats, chosen by the file name's suffix:
+
+- ``.npy``: any frame or measurement (uint8 or uint16, (H, W) or (H, W, C)); the
+  only way to keep 10/12/16-bit codes outside a PNG.
+- ``.png``: 8-bit or 16-bit, 1 or 3 channels; lossless.
+- reading also accepts anything OpenCV decodes (JPEG, BMP, TIFF, WebP, ...).
+
+Colour images are read and written as OpenCV stores them, B,G,R; the readout
+never reorders channels, so a round trip keeps the file's channel order. A write
+goes to a temporary file beside the target and is renamed into place, so an
+interrupted write never leaves a half-written file.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.errors import ImageFileError
+
+WRITABLE = (".png", ".npy")
+
+
+def read_frame(path: str | Path) -> np.ndarray:
+    """Read an image or .npy file as an (H, W, C) array, C in {1, 3}, keeping its dtype."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageFileError(f"input '{path}' does not exist or is not a file")
+    if path.suffix.lower() == ".npy":
+        try:
+            frame = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as error:
+            raise ImageFileError(f"input '{path}' is not a readable .npy array ({error})") from None
+    else:
+        frame = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if frame is None:
+            raise ImageFileError(f"input '{path}' is not an image OpenCV can decode; use PNG, JPEG, TIFF or .npy")
+    if frame.ndim == 2:
+        frame = frame[:, :, np.newaxis]  # (H, W) -> (H, W, 1)
+    if frame.ndim != 3 or frame.shape[2] not in (1, 3):
+        raise ImageFileError(
+            f"input '{path}' has shape {frame.shape}; keycam reads 1-channel or 3-channel images "
+            f"(drop the alpha channel of a 4-channel image first)"
+        )
+    if frame.dtype not in (np.uint8, np.uint16):
+        raise ImageFileError(f"input '{path}' has dtype {frame.dtype}; keycam reads uint8 or uint16 codes")
+    return frame
+
+
+def check_writable(path: str | Path) -> Path:
+    """Fail early, before any work, if ``path`` names a format or folder keycam cannot write."""
+    path = Path(path)
+    if path.suffix.lower() not in WRITABLE:
+        raise ImageFileError(
+            f"output '{path}' has suffix {path.suffix!r}; measurements are written losslessly as "
+            f".png (8 or 16-bit) or .npy (any depth)"
+        )
+    if not path.parent.is_dir():
+        raise ImageFileError(f"cannot write '{path}': directory '{path.parent}' does not exist")
+    return path
+
+
+def write_image(path: str | Path, array: np.ndarray) -> Path:
+    """Write an (H, W, C) uint8/uint16 array losslessly (.png or .npy), atomically."""
+    path = check_writable(path)
+    suffix = path.suffix.lower()
+    if array.dtype not in (np.uint8, np.uint16):
+        raise ImageFileError(f"cannot write dtype {array.dtype} to '{path}'; expected uint8 or uint16")
+    if suffix == ".png":
+        image = array[:, :, 0] if array.ndim == 3 and array.shape[2] == 1 else array  # (H, W, 1) -> (H, W)
+        ok, encoded = cv2.imencode(".png", image)
+        if not ok:
+            raise ImageFileError(f"OpenCV could not encode shape {array.shape} as PNG for '{path}'")
+        payload = encoded.tobytes()
+    else:
+        payload = None
+    temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(temp, "xb") as handle:
+            if payload is not None:
+                handle.write(payload)
+            else:
+                np.save(handle, np.ascontiguousarray(array), allow_pickle=False)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,246 @@
+"""The readout spec: what one frame looks like going into and coming out of the ADC.
+
+A spec fixes everything about the readout except the key and the frame size:
+
+- ``channels`` C in {1, 3}: values per position; a position's channels travel together.
+- ``input_bits`` in {8, 10, 12, 16}: the sensor's code width. Codes arrive
+  unpacked and LSB-aligned: uint8 for 8 bits, uint16 otherwise.
+- the pointwise fixed-point transfer, applied to every code x independently::
+
+      v = max(x - black_level, 0)                   # black level, clamped at 0
+      v = (v * gain_q16 + 2**15) >> 16              # gain in UQ16.16, round half up
+      y = min(v, 2**output_bits - 1)                # saturate
+
+- ``output_bits`` in {8, 10, 12}: the measurement's code width (uint8 for 8,
+  uint16 LSB-aligned otherwise).
+
+The identity transfer (black level 0, gain 1.0, equal bit depths) is the
+default. All arithmetic is on non-negative integers below 2**48, so it is exact
+in 64-bit hardware and in numpy's int64. See ``docs/readout-spec.md``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from firmware_sim import SPEC_VERSION
+from firmware_sim.errors import FrameError, SpecError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+GAIN_ONE = 1 << 16
+"""The gain 1.0 in UQ16.16."""
+
+
+class ReadoutSpec(BaseModel):
+    """A versioned description of the sensor readout (see ``docs/readout-spec.md``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    spec_version: Literal[1] = Field(
+        default=SPEC_VERSION,
+        description="Version of docs/readout-spec.md this spec follows. Only 1 exists.",
+    )
+    channels: Literal[1, 3] = Field(
+        default=3,
+        description="Values per position (1 = monochrome or raw, 3 = colour). "
+        "The readout keeps a position's channels together and in the order delivered.",
+    )
+    input_bits: Literal[8, 10, 12, 16] = Field(
+        default=8,
+        description="Width of the sensor's codes in bits; uint8 for 8, unpacked LSB-aligned uint16 otherwise.",
+    )
+    output_bits: Literal[8, 10, 12] = Field(
+        default=8,
+        description="Width of the measurement's codes in bits; uint8 for 8, LSB-aligned uint16 otherwise.",
+    )
+    black_level: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="Code subtracted from every input code before the gain (unit: input codes; "
+        "0 <= black_level < 2**input_bits). Results below zero clamp to 0.",
+    )
+    gain_q16: int = Field(
+        default=GAIN_ONE,
+        ge=0,
+        le=(1 << 32) - 1,
+        description="Gain as an unsigned Q16.16 fixed-point number: 65536 is 1.0, 4096 is 1/16 "
+        "(for example 12-bit input to 8-bit output). Bounds 0 .. 2**32-1.",
+    )
+
+    @model_validator(mode="after")
+    def _black_level_fits(self) -> ReadoutSpec:
+        if self.black_level >= 1 << self.input_bits:
+            raise ValueError(
+                f"black_level = {self.black_level} does not fit {self.input_bits}-bit input codes; "
+                f"use a value below {1 << self.input_bits}"
+            )
+        return self
+
+    # -- derived properties -------------------------------------------------
+
+    @property
+    def input_dtype(self) -> np.dtype:
+        """The numpy dtype of input codes (uint8 or uint16)."""
+        return np.dtype(np.uint8 if self.input_bits == 8 else np.uint16)
+
+    @property
+    def output_dtype(self) -> np.dtype:
+        """The numpy dtype of measurement codes (uint8 or uint16)."""
+        return np.dtype(np.uint8 if self.output_bits == 8 else np.uint16)
+
+    @property
+    def input_max(self) -> int:
+        return (1 << self.input_bits) - 1
+
+    @property
+    def output_max(self) -> int:
+        return (1 << self.output_bits) - 1
+
+    @property
+    def is_identity(self) -> bool:
+        """True when the transfer maps every code to itself."""
+        return self.black_level == 0 and self.gain_q16 == GAIN_ONE and self.input_bits == self.output_bits
+
+    @property
+    def gain(self) -> float:
+        """The gain as a float (for display only; the readout uses ``gain_q16``)."""
+        return self.gain_q16 / GAIN_ONE
+
+    def transfer(self, code: int) -> int:
+        """The pointwise transfer of one input code, in integers (the reference definition)."""
+        v = code - self.black_level
+        if v < 0:
+            v = 0
+        v = (v * self.gain_q16 + (1 << 15)) >> 16
+        if v > self.output_max:
+            v = self.output_max
+        return v
+
+    def transfer_table(self) -> np.ndarray:
+        """The transfer of every input code 0 .. 2**input_bits - 1, as a lookup table."""
+        codes = np.arange(1 << self.input_bits, dtype=np.int64)
+        v = np.maximum(codes - self.black_level, 0)
+        v = (v * self.gain_q16 + (1 << 15)) >> 16
+        return np.minimum(v, self.output_max).astype(self.output_dtype)
+
+    def describe(self) -> str:
+        """One line for humans, e.g. ``3 ch, 12-bit in, 8-bit out, black 64, gain 0.0625``."""
+        text = f"{self.channels} ch, {self.input_bits}-bit in, {self.output_bits}-bit out"
+        if self.is_identity:
+            return text + ", identity transfer"
+        return text + f", black {self.black_level}, gain {self.gain:g} (q16 {self.gain_q16})"
+
+    def to_toml(self) -> str:
+        """The spec as a TOML document that :func:`load_spec` reads back."""
+        lines = ["# keycam readout spec (docs/readout-spec.md)"]
+        for name, value in self.model_dump().items():
+            lines.append(f"{name} = {value}")
+        return "\n".join(lines) + "\n"
+
+    # -- frame checks -------------------------------------------------------
+
+    def check_frame(self, frame: np.ndarray, what: str = "frame") -> np.ndarray:
+        """Validate a frame against this spec and return it as a C-contiguous (H, W, C) array.
+
+        A 2-D (H, W) array is accepted for a 1-channel spec. Raises :class:`FrameError`
+        naming the expected and the actual shape, dtype or code range. Codes above
+        ``2**input_bits - 1`` are an error, never clipped.
+        """
+        if not isinstance(frame, np.ndarray):
+            raise FrameError(f"{what} is a {type(frame).__name__}, expected a numpy array of shape (H, W, C)")
+        if frame.ndim == 2 and self.channels == 1:
+            frame = frame[:, :, np.newaxis]  # (H, W) -> (H, W, 1)
+        if frame.ndim != 3:
+            raise FrameError(
+                f"{what} has shape {frame.shape}, expected (H, W, {self.channels}) for a "
+                f"{self.channels}-channel spec"
+            )
+        height, width, channels = frame.shape
+        if height < 1 or width < 1:
+            raise FrameError(f"{what} has shape {frame.shape}; height and width must be at least 1")
+        if channels != self.channels:
+            raise FrameError(
+                f"{what} has {channels} channels (shape {frame.shape}), the spec expects {self.channels}; "
+                f"convert the frame or use a {channels}-channel spec"
+            )
+        if frame.dtype != self.input_dtype:
+            raise FrameError(
+                f"{what} has dtype {frame.dtype}, the spec's {self.input_bits}-bit input expects "
+                f"{self.input_dtype}"
+            )
+        if self.input_bits not in (8, 16):
+            top = int(frame.max())
+            if top > self.input_max:
+                raise FrameError(
+                    f"{what} holds code {top}, above the {self.input_bits}-bit input range 0..{self.input_max}; "
+                    f"codes are never clipped: fix the source or use a wider input_bits"
+                )
+        return np.ascontiguousarray(frame)
+
+
+DEFAULT_SPEC = ReadoutSpec()
+"""8-bit RGB in, 8-bit out, identity transfer."""
+
+PRESETS: dict[str, ReadoutSpec] = {
+    "rgb8": DEFAULT_SPEC,
+    "gray8": ReadoutSpec(channels=1),
+    "rgb10": ReadoutSpec(input_bits=10, output_bits=10),
+    "rgb12": ReadoutSpec(input_bits=12, output_bits=12),
+    "raw10": ReadoutSpec(channels=1, input_bits=10, output_bits=10),
+    "raw12": ReadoutSpec(channels=1, input_bits=12, output_bits=12),
+    "rgb16to12": ReadoutSpec(input_bits=16, output_bits=12, gain_q16=GAIN_ONE >> 4),
+}
+"""Built-in specs that ``--spec`` accepts by name."""
+
+
+def _format_validation_error(source: str, error: ValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        path = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        value = item.get("input")
+        if item["type"] == "extra_forbidden":
+            allowed = ", ".join(ReadoutSpec.model_fields)
+            parts.append(f"unknown field {path!r} (allowed: {allowed})")
+        elif not item["loc"]:  # a check across fields: its message names them
+            parts.append(item["msg"].removeprefix("Value error, "))
+        else:
+            message = item["msg"].removeprefix("Value error, ")
+            parts.append(f"{path} = {value!r}: {message}")
+    return f"readout spec {source}: " + "; ".join(parts)
+
+
+def spec_from_mapping(data: dict, source: str = "(mapping)") -> ReadoutSpec:
+    """Build a spec from a mapping, turning validation failures into one-line :class:`SpecError`."""
+    try:
+        return ReadoutSpec.model_validate(data)
+    except ValidationError as error:
+        raise SpecError(_format_validation_error(source, error)) from None
+
+
+def load_spec(name_or_path: str | Path | None) -> ReadoutSpec:
+    """Resolve ``--spec``: ``None`` is the default, a preset name, or a TOML file."""
+    if name_or_path is None:
+        return DEFAULT_SPEC
+    text = str(name_or_path)
+    if text in PRESETS:
+        return PRESETS[text]
+    path = Path(text)
+    if not path.is_file():
+        raise SpecError(
+            f"readout spec {text!r} is neither a preset ({', '.join(PRESETS)}) nor an existing TOML file"
+        )
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise SpecError(f"readout spec file '{path}' is not valid TOML: {error}") from None
+    return spec_from_mapping(data, source=f"file '{path}'")

@@ -1,0 +1,173 @@
+"""Golden test vectors of the readout, and the command that regenerates them.
+
+``firmware_sim/vectors/golden.json`` pins the readout for a small matrix of
+cases: several public test keys, frame sizes 1x1, 1xN, Nx1, odd and
+non-square, every input bit depth (8, 10, 12, 16) and output bit depth
+(8, 10, 12), identity and non-identity transfers (black level, rounding,
+saturation at both ends), and several key epochs. Each case records the
+inputs, the readout order (the permutation) and the measurement, so a
+hardware implementation can be checked against it too.
+
+Input codes come from SHAKE-128 of the case name (never numpy's random
+generators), with the first samples forced to 0 and the top code so that the
+saturation paths are exercised.
+
+Regenerate (after a deliberate change of the spec, with a new spec version)::
+
+    python -m firmware_sim.vectors --write      # or: keycam golden-vectors --write
+    python -m firmware_sim.vectors --check      # exit 1 if the implementation drifted
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from firmware_sim import SPEC_VERSION
+from firmware_sim.keys import MasterKey
+from firmware_sim.readout import stream
+from firmware_sim.spec import GAIN_ONE, ReadoutSpec
+
+GOLDEN_PATH = Path(__file__).with_name("vectors") / "golden.json"
+
+# Public test keys. They protect nothing; they only pin the schedule.
+TEST_KEYS = {
+    "counting": bytes(range(32)),
+    "zeros": bytes(32),
+    "ones": b"\xff" * 32,
+    "shake": hashlib.shake_128(b"keycam test key").digest(32),
+}
+
+_SPECS = {
+    "rgb8-identity": ReadoutSpec(),
+    "gray8-identity": ReadoutSpec(channels=1),
+    "rgb10-identity": ReadoutSpec(input_bits=10, output_bits=10),
+    "rgb12-identity": ReadoutSpec(input_bits=12, output_bits=12),
+    "rgb8-black16-gain1.25": ReadoutSpec(black_level=16, gain_q16=GAIN_ONE * 5 // 4),
+    "rgb12to8-black240-gain0.07": ReadoutSpec(input_bits=12, output_bits=8, black_level=240, gain_q16=4588),
+    "gray10to12-black64-gain4": ReadoutSpec(channels=1, input_bits=10, output_bits=12, black_level=64, gain_q16=GAIN_ONE * 4),
+    "gray16to12-gain1/16": ReadoutSpec(channels=1, input_bits=16, output_bits=12, gain_q16=GAIN_ONE // 16),
+    "rgb16to10-black4096-gain0.0171": ReadoutSpec(input_bits=16, output_bits=10, black_level=4096, gain_q16=1121),
+    "rgb8to10-gain3.999": ReadoutSpec(output_bits=10, gain_q16=262079),
+    "gray12to8-gain0": ReadoutSpec(channels=1, input_bits=12, output_bits=8, gain_q16=0),
+}
+
+# (spec, key, height, width, epoch)
+_CASES = [
+    ("rgb8-identity", "counting", 1, 1, 0),
+    ("rgb8-identity", "counting", 1, 7, 0),
+    ("rgb8-identity", "zeros", 7, 1, 0),
+    ("rgb8-identity", "counting", 13, 11, 0),
+    ("rgb8-identity", "counting", 13, 11, 1),
+    ("rgb8-identity", "ones", 16, 16, 0),
+    ("gray8-identity", "shake", 1, 2, 0),
+    ("gray8-identity", "shake", 5, 9, 7),
+    ("rgb10-identity", "counting", 3, 5, 0),
+    ("rgb10-identity", "shake", 8, 17, 2**40),
+    ("rgb12-identity", "zeros", 6, 4, 0),
+    ("rgb12-identity", "ones", 2, 33, 1),
+    ("rgb8-black16-gain1.25", "counting", 9, 7, 0),
+    ("rgb12to8-black240-gain0.07", "shake", 11, 3, 0),
+    ("gray10to12-black64-gain4", "counting", 1, 31, 5),
+    ("gray16to12-gain1/16", "ones", 4, 4, 0),
+    ("gray16to12-gain1/16", "zeros", 12, 10, 3),
+    ("rgb16to10-black4096-gain0.0171", "shake", 7, 6, 0),
+    ("rgb8to10-gain3.999", "counting", 3, 3, 0),
+    ("gray12to8-gain0", "counting", 2, 2, 0),
+]
+
+
+def case_name(spec_name: str, key_name: str, height: int, width: int, epoch: int) -> str:
+    return f"{spec_name}/{key_name}/{height}x{width}/epoch{epoch}"
+
+
+def case_input(name: str, spec: ReadoutSpec, height: int, width: int) -> np.ndarray:
+    """Deterministic input codes for a case: SHAKE-128 of its name, edges forced to 0 and the top code."""
+    count = height * width * spec.channels
+    raw = np.frombuffer(hashlib.shake_128(name.encode()).digest(4 * count), dtype="<u4")  # (count,)
+    codes = (raw & np.uint32(spec.input_max)).astype(np.int64)
+    codes[0:1] = 0
+    codes[1:2] = spec.input_max
+    codes[2:3] = spec.black_level
+    return codes.astype(spec.input_dtype).reshape(height, width, spec.channels)  # (count,) -> (H, W, C)
+
+
+def generate() -> dict:
+    """Compute every golden case with the reference readout."""
+    cases = []
+    for spec_name, key_name, height, width, epoch in _CASES:
+        spec = _SPECS[spec_name]
+        key = MasterKey(TEST_KEYS[key_name])
+        name = case_name(spec_name, key_name, height, width, epoch)
+        frame = case_input(name, spec, height, width)
+        order, output = [], []
+        for pixel in stream(frame, key, spec, epoch):
+            order.append(pixel.address)
+            output.extend(pixel.codes)
+        cases.append(
+            {
+                "name": name,
+                "key_hex": TEST_KEYS[key_name].hex(),
+                "fingerprint": key.fingerprint,
+                "spec": spec.model_dump(),
+                "height": height,
+                "width": width,
+                "epoch": epoch,
+                "input": frame.reshape(-1).tolist(),  # (H, W, C) raster order, flattened
+                "readout_order": order,
+                "output": output,
+            }
+        )
+    return {
+        "description": "keycam readout golden vectors (docs/readout-spec.md); regenerate with "
+        "`python -m firmware_sim.vectors --write`",
+        "spec_version": SPEC_VERSION,
+        "cases": cases,
+    }
+
+
+def load(path: Path = GOLDEN_PATH) -> dict:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def dumps(vectors: dict) -> str:
+    """JSON with one case per line, so a diff names the cases that changed."""
+    head = {key: value for key, value in vectors.items() if key != "cases"}
+    lines = [json.dumps(case, separators=(",", ":")) for case in vectors["cases"]]
+    body = json.dumps(head, indent=1)[:-2]  # drop the closing "\n}"
+    return body + ',\n "cases": [\n  ' + ",\n  ".join(lines) + "\n ]\n}\n"
+
+
+def drift(path: Path = GOLDEN_PATH) -> list[str]:
+    """Names of the cases whose stored vectors differ from what the implementation computes now."""
+    stored = {case["name"]: case for case in load(path)["cases"]}
+    fresh = {case["name"]: case for case in generate()["cases"]}
+    names = sorted(set(stored) | set(fresh))
+    return [name for name in names if stored.get(name) != fresh.get(name)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m firmware_sim.vectors", description=__doc__.split("\n")[0])
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--write", nargs="?", const=str(GOLDEN_PATH), metavar="PATH", help="regenerate the vectors")
+    group.add_argument("--check", nargs="?", const=str(GOLDEN_PATH), metavar="PATH", help="compare with the file")
+    args = parser.parse_args(argv)
+    if args.write:
+        Path(args.write).write_text(dumps(generate()), encoding="utf-8")
+        print(f"wrote {len(_CASES)} golden cases to {args.write}")
+        return 0
+    drifted = drift(Path(args.check))
+    if drifted:
+        print(f"{len(drifted)} golden case(s) drifted: {', '.join(drifted)}", file=sys.stderr)
+        return 1
+    print(f"all {len(_CASES)} golden cases match {args.check}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""Package boundaries: data flows edge -> firmware_sim <- export, and picamera2 stays in one module."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def _modules(package: str) -> list[Path]:
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+@pytest.mark.parametrize(
+    "package, banned",
+    [
+        ("firmware_sim", {"edge", "export", "onnx", "onnxruntime", "cv2", "picamera2", "torch"}),
+        ("export", {"edge", "picamera2"}),
+        ("edge", {"onnx", "torch"}),
+    ],
+)
+def test_package_does_not_import(package, banned):
+    offenders = {str(p.relative_to(ROOT)): sorted(_imports(p) & banned) for p in _modules(package)}
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_only_the_picamera_source_imports_picamera2():
+    allowed = ROOT / "edge" / "sources" / "picamera.py"
+    users = [p for pkg in ("edge", "export", "firmware_sim") for p in _modules(pkg) if "picamera2" in _imports(p)]
+    assert all(p == allowed for p in users)
