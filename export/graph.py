@@ -1,0 +1,272 @@
+"""Load a plain ONNX model and prepare it for the keyed rewrite.
+
+Preparation, in order:
+
+1. Check the model has one image input, NCHW float, C in {1, 3}; fix its
+   spatial size (from the model, or ``--size`` when the model's is dynamic)
+   and give the batch dimension a symbolic name, so every shape below is known
+   except the batch.
+2. Bring old models to opset 13 (``onnx.version_converter``), the oldest the
+   rewrite emits for.
+3. Fold what exporters compute at run time (pads, shapes, BatchNormalization
+   into Conv, Identity and Dropout) with onnxruntime's own basic optimiser,
+   which writes standard ONNX.
+4. Infer every tensor's shape (onnx's shape inference with data propagation;
+   where it leaves a hole, onnxruntime runs the model at batch 1 and 2 and the
+   dimensions that change are the batch).
+
+The result, :class:`PlainGraph`, is read-only: nodes in topological order,
+constants, shapes with ``None`` for the batch dimension, producers and consumers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper, shape_inference
+
+from export.errors import ModelFileError, UnsupportedModel
+
+MIN_OPSET = 13
+BATCH = "N"
+
+Shape = tuple  # of int, or None for the batch dimension
+
+
+@dataclass
+class PlainGraph:
+    """A prepared plain model, ready for the keyed rewrite."""
+
+    model: onnx.ModelProto
+    opset: int
+    input_name: str
+    channels: int
+    height: int
+    width: int
+    nodes: list[onnx.NodeProto]
+    constants: dict[str, np.ndarray]
+    shapes: dict[str, Shape]
+    dtypes: dict[str, int]
+    outputs: list[str]
+    digest: str
+    producers: dict[str, onnx.NodeProto] = field(default_factory=dict)
+    consumers: dict[str, list[onnx.NodeProto]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for node in self.nodes:
+            for name in node.output:
+                if name:
+                    self.producers[name] = node
+            for name in node.input:
+                if name:
+                    self.consumers.setdefault(name, []).append(node)
+
+    def shape(self, name: str) -> Shape:
+        try:
+            return self.shapes[name]
+        except KeyError:
+            raise UnsupportedModel(name, "?", "its shape could not be inferred") from None
+
+    def constant(self, name: str) -> np.ndarray | None:
+        return self.constants.get(name)
+
+    def node_name(self, node: onnx.NodeProto) -> str:
+        return node.name or (node.output[0] if node.output else node.op_type)
+
+
+def load_model(path: str | Path) -> onnx.ModelProto:
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"model '{path}' does not exist")
+    try:
+        return onnx.load(str(path))
+    except Exception as error:  # onnx raises DecodeError, ValueError, ... for a bad file
+        raise ModelFileError(f"model '{path}' is not a readable ONNX file ({type(error).__name__})") from None
+
+
+def _graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
+    initializers = {init.name for init in model.graph.initializer}
+    return [value for value in model.graph.input if value.name not in initializers]
+
+
+def _dims(value: onnx.ValueInfoProto) -> list[int | None]:
+    dims = []
+    for dim in value.type.tensor_type.shape.dim:
+        dims.append(dim.dim_value if dim.HasField("dim_value") and dim.dim_value > 0 else None)
+    return dims
+
+
+def _fix_input(model: onnx.ModelProto, size: tuple[int, int] | None) -> tuple[str, int, int, int]:
+    inputs = _graph_inputs(model)
+    if len(inputs) != 1:
+        names = ", ".join(v.name for v in inputs)
+        raise UnsupportedModel("(graph)", "input", f"the model has {len(inputs)} inputs ({names}); keyify needs one image input")
+    value = inputs[0]
+    elem = value.type.tensor_type.elem_type
+    if elem not in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE):
+        raise UnsupportedModel(value.name, "input", f"input dtype {onnx.TensorProto.DataType.Name(elem)}; expected float")
+    dims = _dims(value)
+    if len(dims) != 4:
+        raise UnsupportedModel(value.name, "input", f"input has rank {len(dims)}; expected NCHW (rank 4)")
+    _, channels, height, width = dims
+    if channels not in (1, 3):
+        raise UnsupportedModel(
+            value.name, "input", f"input has {channels} channels in dim 1; expected NCHW with 1 or 3 channels"
+        )
+    if size is not None:
+        want_h, want_w = size
+        if (height is not None and height != want_h) or (width is not None and width != want_w):
+            raise UnsupportedModel(
+                value.name, "input", f"--size {want_h}x{want_w} conflicts with the model's fixed {height}x{width}"
+            )
+        height, width = want_h, want_w
+    if height is None or width is None:
+        raise UnsupportedModel(value.name, "input", "the model's spatial size is dynamic; pass --size HxW")
+    shape = value.type.tensor_type.shape
+    shape.dim[0].Clear()
+    shape.dim[0].dim_param = BATCH
+    for index, dim in ((2, height), (3, width)):
+        shape.dim[index].Clear()
+        shape.dim[index].dim_value = dim
+    for output in model.graph.output:  # stale output shapes would fight shape inference
+        if output.type.tensor_type.HasField("shape") and output.type.tensor_type.shape.dim:
+            output.type.tensor_type.shape.dim[0].Clear()
+            output.type.tensor_type.shape.dim[0].dim_param = BATCH
+    return value.name, channels, height, width
+
+
+def _opset(model: onnx.ModelProto) -> int:
+    for entry in model.opset_import:
+        if entry.domain in ("", "ai.onnx"):
+            return entry.version
+    raise UnsupportedModel("(graph)", "opset", "the model imports no default-domain opset")
+
+
+def _fold(model: onnx.ModelProto) -> onnx.ModelProto:
+    """onnxruntime's basic (standard-ONNX) optimisations: constant folding, BN into Conv, no-op removal."""
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory(prefix="keycam-fold-") as folder:
+        target = os.path.join(folder, "folded.onnx")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        options.optimized_model_filepath = target
+        options.log_severity_level = 3
+        try:
+            ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        except Exception as error:
+            raise UnsupportedModel("(graph)", "load", f"onnxruntime cannot load the plain model: {error}") from None
+        folded = onnx.load(target)
+    # keep the metadata the optimiser drops
+    del folded.metadata_props[:]
+    folded.metadata_props.extend(model.metadata_props)
+    return folded
+
+
+def _constants(model: onnx.ModelProto) -> dict[str, np.ndarray]:
+    found = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Constant" and len(node.attribute) == 1 and node.attribute[0].name == "value":
+            found[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    return found
+
+
+def _shapes_from_inference(model: onnx.ModelProto) -> tuple[dict[str, Shape], dict[str, int]]:
+    inferred = shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
+    shapes: dict[str, Shape] = {}
+    dtypes: dict[str, int] = {}
+    values = list(inferred.graph.input) + list(inferred.graph.value_info) + list(inferred.graph.output)
+    for value in values:
+        tensor = value.type.tensor_type
+        if not tensor.HasField("shape"):
+            continue
+        dims = []
+        complete = True
+        for dim in tensor.shape.dim:
+            if dim.HasField("dim_value"):
+                dims.append(dim.dim_value)
+            elif dim.dim_param == BATCH:
+                dims.append(None)
+            else:
+                complete = False
+        if complete:
+            shapes[value.name] = tuple(dims)
+            dtypes[value.name] = tensor.elem_type
+    for init in model.graph.initializer:
+        shapes[init.name] = tuple(init.dims)
+        dtypes[init.name] = init.data_type
+    return shapes, dtypes
+
+
+def _shapes_by_running(model: onnx.ModelProto, input_name: str, chw: tuple[int, int, int]) -> dict[str, Shape]:
+    """Every tensor's shape from two runs of onnxruntime (batch 1 and 2); dims that differ are the batch."""
+    import onnxruntime as ort
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    known = {o.name for o in probe.graph.output}
+    for node in probe.graph.node:
+        for name in node.output:
+            if name and name not in known:
+                probe.graph.output.append(onnx.ValueInfoProto(name=name))
+                known.add(name)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 3
+    session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    runs = []
+    for batch in (1, 2):
+        feed = np.zeros((batch, *chw), dtype=np.float32)
+        runs.append(dict(zip(names, session.run(names, {input_name: feed}))))
+    shapes: dict[str, Shape] = {}
+    for name in names:
+        one, two = np.shape(runs[0][name]), np.shape(runs[1][name])
+        if len(one) != len(two):
+            continue
+        shapes[name] = tuple(a if a == b else None for a, b in zip(one, two))
+    return shapes
+
+
+def prepare(model: onnx.ModelProto | str | Path, size: tuple[int, int] | None = None) -> PlainGraph:
+    """Load (if a path), fix the input, fold and infer shapes. See the module docstring."""
+    if not isinstance(model, onnx.ModelProto):
+        model = load_model(model)
+    digest = hashlib.sha256(model.SerializeToString()).hexdigest()
+    work = onnx.ModelProto()
+    work.CopyFrom(model)
+    input_name, channels, height, width = _fix_input(work, size)
+    if _opset(work) < MIN_OPSET:
+        try:
+            work = onnx.version_converter.convert_version(work, MIN_OPSET)
+        except Exception as error:
+            raise UnsupportedModel("(graph)", "opset", f"opset {_opset(work)} could not be converted to 13: {error}") from None
+    if work.graph.input[0].type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
+        raise UnsupportedModel(input_name, "input", "only float32 models are supported")
+    work = _fold(work)
+    shapes, dtypes = _shapes_from_inference(work)
+    produced = [name for node in work.graph.node for name in node.output if name]
+    if any(name not in shapes for name in produced):
+        ran = _shapes_by_running(work, input_name, (channels, height, width))
+        for name, shape in ran.items():
+            shapes.setdefault(name, shape)
+    return PlainGraph(
+        model=work,
+        opset=_opset(work),
+        input_name=input_name,
+        channels=channels,
+        height=height,
+        width=width,
+        nodes=list(work.graph.node),
+        constants=_constants(work),
+        shapes=shapes,
+        dtypes=dtypes,
+        outputs=[o.name for o in work.graph.output],
+        digest=digest,
+    )

@@ -1,0 +1,73 @@
+"""Element-wise operators between tensors, and Concat on channels.
+
+Add, Sub, Mul, Div, Pow, Max, Min, Sum, Mean combine positions one to one,
+so their feature-map operands must be in the same layout: ``constrain`` puts
+them in one class (the union-find that makes a residual block's last layer
+emit its shortcut's layout). Constants are re-laid for the tokens: per-channel
+ones broadcast on the last axis, full-size ones are permuted by the layout.
+A 1 x 1 map (a squeeze-and-excitation gate) broadcasts over positions as it is.
+Concat on channels (axis 1) becomes a concat on the tokens' last axis.
+"""
+
+from __future__ import annotations
+
+import onnx
+
+from export.context import Context, attrs
+from export.passes import Pass, register, same_class
+from export.values import Same, Tokens
+
+BINARY = ("Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Mean")
+
+
+@register
+class BinaryPass(Pass):
+    ops = BINARY
+
+    def constrain(self, ctx: Context, node: onnx.NodeProto) -> None:
+        same_class(ctx, node)
+
+    def emit(self, ctx: Context, node: onnx.NodeProto) -> None:
+        operands = [ctx.value(name) for name in node.input]
+        maps = [v for v in operands if isinstance(v, Tokens) and v.size > 1]
+        if not maps:  # 1 x 1 maps with vectors or constants
+            like = next(v for v in operands if isinstance(v, Tokens))
+        else:
+            like = maps[0]
+        names = []
+        for name, value in zip(node.input, operands):
+            if isinstance(value, Tokens):
+                if value.pad is not None:
+                    raise ctx.refuse(node, "reads the output of a spatial Pad; a Pad must feed a Conv or a pool")
+                if value.size > 1 and value.layout is not like.layout:
+                    raise AssertionError(f"{node.name}: operands in different layouts")  # constrain failed
+                if value.size > 1 and (value.height, value.width) != (like.height, like.width):
+                    raise ctx.refuse(node, "operands of different spatial sizes")
+                names.append(value.name)
+            elif isinstance(value, Same) and name in ctx.graph.constants:
+                names.append(ctx.keyed_constant(node, ctx.graph.constants[name], like))
+            else:
+                raise ctx.refuse(node, f"operand {name!r} ({type(value).__name__}) cannot meet a feature map")
+        channels = max(v.channels for v in operands if isinstance(v, Tokens))
+        out = ctx.b.node(node.op_type, names, node.op_type.lower(), **attrs(node))
+        ctx.set(node.output[0], Tokens(out, channels, like.height, like.width, like.layout))
+
+
+@register
+class ConcatPass(Pass):
+    ops = ("Concat",)
+
+    def constrain(self, ctx: Context, node: onnx.NodeProto) -> None:
+        same_class(ctx, node)
+
+    def emit(self, ctx: Context, node: onnx.NodeProto) -> None:
+        axis = attrs(node).get("axis")
+        if axis is None or axis % 4 != 1:
+            raise ctx.refuse(node, f"Concat of feature maps on axis {axis}; only channels (axis 1)")
+        parts = [ctx.tokens(node, i) for i in range(len(node.input))]
+        first = parts[0]
+        for part in parts[1:]:
+            if part.layout is not first.layout and first.size > 1:
+                raise AssertionError(f"{node.name}: concat inputs in different layouts")  # constrain failed
+        out = ctx.b.node("Concat", [p.name for p in parts], "concat", axis=2)
+        ctx.set(node.output[0], Tokens(out, sum(p.channels for p in parts), first.height, first.width, first.layout))

@@ -1,0 +1,105 @@
+"""Pointwise operators: they act on each position alone, so they commute with any layout.
+
+Activations run unchanged on (N, H*W, C) tokens. Operators with a channel
+axis move it from 1 (NCHW) to the last axis of the tokens: Softmax,
+LogSoftmax and Hardmax over channels, BatchNormalization (as y = x * a + b
+with a = scale / sqrt(var + eps), b = B - mean * a), PRelu's per-channel slope.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from export.context import Context, attrs
+from export.passes import Pass, register, same_class
+from export.values import Same, Tokens
+
+UNARY = (
+    "Relu", "LeakyRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Elu", "Selu", "Celu", "Softplus",
+    "Softsign", "ThresholdedRelu", "Gelu", "Mish", "Erf", "Exp", "Log", "Abs", "Neg", "Sqrt", "Reciprocal",
+    "Floor", "Ceil", "Round", "Sign", "Sin", "Cos", "Tan", "Atan", "Asin", "Acos", "Sinh", "Cosh", "Asinh",
+    "Acosh", "Atanh", "Identity", "Dropout", "Clip", "Cast", "IsNaN", "IsInf", "Not", "Shrink",
+)
+
+
+def _replace(value, name: str):
+    """The same kind of value, holding data ``name``."""
+    from dataclasses import replace
+
+    return replace(value, name=name)
+
+
+@register
+class UnaryPass(Pass):
+    ops = UNARY
+
+    def constrain(self, ctx: Context, node: onnx.NodeProto) -> None:
+        same_class(ctx, node)
+
+    def emit(self, ctx: Context, node: onnx.NodeProto) -> None:
+        value = ctx.value(node.input[0])
+        if isinstance(value, Tokens) and value.pad is not None:
+            raise ctx.refuse(node, "reads the output of a spatial Pad; a Pad must feed a Conv or a pool")
+        extra = []
+        for name in node.input[1:]:  # Clip's min/max, Dropout's ratio: scalars
+            if name and not isinstance(ctx.value(name), Same):
+                raise ctx.refuse(node, f"operand {name!r} is a feature map; expected a scalar")
+            extra.append(ctx.value(name).name if name else "")
+        if node.op_type == "Dropout" and len([o for o in node.output if o]) > 1:
+            raise ctx.refuse(node, "Dropout's mask output is not supported")
+        out = ctx.b.node(node.op_type, [value.name, *extra], node.op_type.lower(), **attrs(node))
+        ctx.set(node.output[0], _replace(value, out))
+
+
+@register
+class ChannelSoftmaxPass(Pass):
+    ops = ("Softmax", "LogSoftmax", "Hardmax")
+
+    def constrain(self, ctx: Context, node: onnx.NodeProto) -> None:
+        same_class(ctx, node)
+
+    def emit(self, ctx: Context, node: onnx.NodeProto) -> None:
+        x = ctx.tokens(node)
+        axis = attrs(node).get("axis", -1)
+        if ctx.graph.opset < 13 or axis % 4 != 1:
+            raise ctx.refuse(node, f"{node.op_type} over axis {axis} of a feature map; only the channel axis (1)")
+        out = ctx.b.node(node.op_type, [x.name], node.op_type.lower(), axis=-1)
+        ctx.set(node.output[0], _replace(x, out))
+
+
+@register
+class BatchNormPass(Pass):
+    ops = ("BatchNormalization",)
+
+    def constrain(self, ctx: Context, node: onnx.NodeProto) -> None:
+        same_class(ctx, node)
+
+    def emit(self, ctx: Context, node: onnx.NodeProto) -> None:
+        x = ctx.tokens(node)
+        if attrs(node).get("training_mode", 0) or len([o for o in node.output if o]) > 1:
+            raise ctx.refuse(node, "BatchNormalization in training mode")
+        eps = attrs(node).get("epsilon", 1e-5)
+        scale, bias, mean, var = (ctx.constant(node, i, what).astype(np.float64)
+                                  for i, what in ((1, "scale"), (2, "B"), (3, "mean"), (4, "var")))
+        a = scale / np.sqrt(var + eps)
+        shift = bias - mean * a
+        b = ctx.b
+        y = b.node("Mul", [x.name, b.const(a.astype(np.float32), "bn-scale")], "bn")
+        y = b.node("Add", [y, b.const(shift.astype(np.float32), "bn-shift")], "bn")
+        ctx.set(node.output[0], _replace(x, y))
+
+
+@register
+class PReluPass(Pass):
+    ops = ("PRelu",)
+
+    def constrain(self, ctx: Context, node: onnx.NodeProto) -> None:
+        same_class(ctx, node)
+
+    def emit(self, ctx: Context, node: onnx.NodeProto) -> None:
+        x = ctx.tokens(node)
+        slope = ctx.constant(node, 1, "the slope")
+        out = ctx.b.node("PRelu", [x.name, ctx.keyed_constant(node, slope, x)], "prelu")
+        ctx.set(node.output[0], _replace(x, out))
+

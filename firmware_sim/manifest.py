@@ -1,0 +1,89 @@
+"""The manifest of a keyed model: what a device must know to feed it and read it.
+
+``export`` writes it (beside the model as ``*.manifest.json`` and inside the
+ONNX metadata as ``keycam.manifest``); ``edge`` reads it through
+onnxruntime's metadata, without the ``onnx`` package. It lives here, the one
+package both depend on, and holds no key material: layouts are named by
+their key-schedule coordinates (``keys.sensor_info`` / ``keys.layer_info``),
+which only a key holder can turn into permutations.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from firmware_sim.errors import KeycamError
+from firmware_sim.spec import ReadoutSpec
+
+MANIFEST_FORMAT = "keycam-manifest/1"
+METADATA_KEY = "keycam.manifest"
+FINGERPRINT_KEY = "keycam.fingerprint"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LayoutRef(_Strict):
+    """Where a layout comes from in the key schedule."""
+
+    kind: Literal["sensor", "layer", "natural"]
+    height: int = Field(ge=1)
+    width: int = Field(ge=1)
+    label: str = ""
+    epoch: int = Field(default=0, ge=0)
+
+
+class InputSpec(_Strict):
+    name: str
+    shape: list[int | None] = Field(description="(N, H, W, C); N is dynamic (null)")
+    dtype: Literal["uint8", "uint16"]
+    channel_order: Literal["rgb", "bgr"] = Field(description="channel order of the measurement")
+    model_channel_order: Literal["rgb", "bgr"] = Field(description="channel order the plain model expects")
+    mean: list[float] = Field(description="per-channel mean subtracted, 0..255 scale, model channel order")
+    std: list[float] = Field(description="per-channel std divided by, 0..255 scale, model channel order")
+    code_scale: float = Field(description="factor that brings measurement codes to the 0..255 scale")
+
+
+class OutputSpec(_Strict):
+    name: str
+    shape: list[int | None]
+    kind: Literal["plain", "dense"] = Field(description="dense outputs stay scrambled in `layout`")
+    form: Literal["plain", "nchw", "flat-chw", "flat-hwc", "channels-last", "anchors", "tokens"] = "plain"
+    layout: LayoutRef | None = None
+    group: int = Field(default=1, ge=1, description="anchors: consecutive entries per position")
+
+
+class SplitSpec(_Strict):
+    after: str
+    tensor: str
+    features: OutputSpec
+
+
+class Manifest(_Strict):
+    format: Literal["keycam-manifest/1"] = MANIFEST_FORMAT
+    role: Literal["full", "feature", "task"] = "full"
+    key_fingerprint: str
+    policy: Literal["fresh", "boundary"]
+    spec: ReadoutSpec
+    epoch: int = Field(ge=0)
+    plain_sha256: str
+    layout_salt: str
+    input: InputSpec
+    outputs: list[OutputSpec]
+    split: SplitSpec | None = None
+    sensor_tables: list[str] = Field(default_factory=list, description="initializers that depend on the sensor layout")
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2)
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "manifest") -> Manifest:
+        try:
+            return cls.model_validate(json.loads(text))
+        except (ValidationError, json.JSONDecodeError) as error:
+            first = str(error).splitlines()[0]
+            raise KeycamError(f"{source} is not a valid keycam manifest ({first})") from None
