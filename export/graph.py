@@ -11,9 +11,10 @@ Preparation, in order:
 3. Fold what exporters compute at run time (pads, shapes, BatchNormalization
    into Conv, Identity and Dropout) with onnxruntime's own basic optimiser,
    which writes standard ONNX.
-4. Infer every tensor's shape (onnx's shape inference with data propagation;
-   where it leaves a hole, onnxruntime runs the model at batch 1 and 2 and the
-   dimensions that change are the batch).
+4. Infer every tensor's shape: onnxruntime runs the model at batch 1 and 2
+   and the dimensions that change are the batch (the runtime's shapes are the
+   truth; onnx's static inference misses, e.g., ceil_mode windows that would
+   start in the padding); onnx's inference supplies element types.
 
 The result, :class:`PlainGraph`, is read-only: nodes in topological order,
 constants, shapes with ``None`` for the batch dimension, producers and consumers.
@@ -134,10 +135,9 @@ def _fix_input(model: onnx.ModelProto, size: tuple[int, int] | None) -> tuple[st
     for index, dim in ((2, height), (3, width)):
         shape.dim[index].Clear()
         shape.dim[index].dim_value = dim
-    for output in model.graph.output:  # stale output shapes would fight shape inference
-        if output.type.tensor_type.HasField("shape") and output.type.tensor_type.shape.dim:
-            output.type.tensor_type.shape.dim[0].Clear()
-            output.type.tensor_type.shape.dim[0].dim_param = BATCH
+    for output in model.graph.output:  # stale or partial output shapes would fight shape inference
+        output.type.tensor_type.ClearField("shape")
+    del model.graph.value_info[:]
     return value.name, channels, height, width
 
 
@@ -251,11 +251,8 @@ def prepare(model: onnx.ModelProto | str | Path, size: tuple[int, int] | None = 
         raise UnsupportedModel(input_name, "input", "only float32 models are supported")
     work = _fold(work)
     shapes, dtypes = _shapes_from_inference(work)
-    produced = [name for node in work.graph.node for name in node.output if name]
-    if any(name not in shapes for name in produced):
-        ran = _shapes_by_running(work, input_name, (channels, height, width))
-        for name, shape in ran.items():
-            shapes.setdefault(name, shape)
+    # the runtime's shapes are the truth (onnx's inference misses e.g. ceil_mode windows that start in the padding)
+    shapes.update(_shapes_by_running(work, input_name, (channels, height, width)))
     return PlainGraph(
         model=work,
         opset=_opset(work),

@@ -111,6 +111,8 @@ class ResizePass(Pass):
         if sizes is not None and sizes[1] != x.channels:
             raise ctx.refuse(node, f"resize of the channel axis (sizes {sizes})")
         out_h, out_w = ctx.hw(node.output[0])
+        if ctx.graph.shape(node.output[0])[0] is not None:
+            raise ctx.refuse(node, "the resize fixes the batch axis (sizes or scales given for axis 0)")
         w_h = _axis_weights(node, ctx.graph.opset, 2, x.height, scales, sizes)  # (Ho, H)
         w_w = _axis_weights(node, ctx.graph.opset, 3, x.width, scales, sizes)  # (Wo, W)
         if w_h.shape[0] != out_h or w_w.shape[0] != out_w:

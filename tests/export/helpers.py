@@ -86,3 +86,37 @@ def assert_keyed_equals_plain(plain: onnx.ModelProto, key: MasterKey, options: K
         error = relative_error(g, w)
         assert error <= TOLERANCE, f"{spec.name}: relative max abs diff {error:.3g}"
     return keyed
+
+
+def _floats(array: np.ndarray) -> str:
+    return ", ".join(f"{v:.7g}" for v in np.asarray(array, np.float64).ravel())
+
+
+def op_model(body: str, x_shape, initializers: dict | None = None, opset: int = 17, outputs: str = "y",
+             extra_inputs: str = "") -> onnx.ModelProto:
+    """A tiny model from ONNX text: input ``x`` of ``x_shape`` (N for the batch), ``body`` the nodes."""
+    inits = []
+    for name, array in (initializers or {}).items():
+        array = np.asarray(array)
+        if array.ndim == 0:  # the text format has no scalar initializers: a Constant node instead
+            kind = "value_float" if array.dtype == np.float32 else "value_int"
+            body = f"  {name} = Constant <{kind} = {array.item()}> ()\n" + body
+            continue
+        kind = {np.dtype(np.float32): "float", np.dtype(np.int64): "int64"}[array.dtype]
+        values = _floats(array) if kind == "float" else ", ".join(str(int(v)) for v in array.ravel())
+        dims = ",".join(str(d) for d in array.shape)
+        inits.append(f"{kind}[{dims}] {name} = {{{values}}}")
+    dims = ",".join(str(d) for d in x_shape)
+    outs = ", ".join(f"float {name}" for name in outputs.split(","))
+    init_text = f"<{', '.join(inits)}>" if inits else ""
+    text = f"""
+<ir_version: 8, opset_import: ["" : {opset}]>
+g (float[{dims}] x{extra_inputs}) => ({outs}) {init_text} {{
+{body}
+}}
+"""
+    return parse(text)
+
+
+def weights(*shape, seed: int = 0, scale: float = 0.5) -> np.ndarray:
+    return (np.random.default_rng(seed).standard_normal(shape) * scale).astype(np.float32)
