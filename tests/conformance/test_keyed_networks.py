@@ -31,18 +31,22 @@ def test_keyed_network_equals_plain(key, name, policy):
         assert out_spec.kind == "dense" and out_spec.layout.kind == "layer"
 
 
-def test_a_wrong_key_falls_to_chance(key, other_key):
-    """The keyed ResNet-20 fed measurements made with another key: its top-1 no longer follows the plain model."""
+def test_a_wrong_key_gives_other_logits(key, other_key):
+    """The keyed ResNet-20 fed measurements made with another key computes something else.
+
+    (Random-weight networks tend to predict one class for every noise image, so chance-level top-1 with a
+    wrong key is shown on the trained models, in tests/conformance/test_real_models.py.)
+    """
     from export.keyify import keyify
     from tests.export.helpers import plain_input, scramble, session
 
     build, (height, width), mean, std = NETWORKS["resnet20"]
     plain = build(classes=10)
     options = KeyifyOptions(mean=mean, std=std)
-    batch = frames(64, height, width, 3, seed=4)
-    want = session(plain, optimise=False).run(None, {"input": plain_input(batch, mean, std)})[0].argmax(1)
+    batch = frames(16, height, width, 3, seed=4)
+    want = session(plain, optimise=False).run(None, {"input": plain_input(batch, mean, std)})[0]
     keyed = session(keyify(plain, key, options).model)
-    right = keyed.run(None, {"measurement": scramble(batch, key, options)})[0].argmax(1)
-    wrong = keyed.run(None, {"measurement": scramble(batch, other_key, options)})[0].argmax(1)
-    assert np.array_equal(right, want)
-    assert np.mean(wrong == want) < 0.6  # agreement with the plain model collapses (chance is one in ten)
+    right = keyed.run(None, {"measurement": scramble(batch, key, options)})[0]
+    wrong = keyed.run(None, {"measurement": scramble(batch, other_key, options)})[0]
+    assert relative_error(right, want) <= TOLERANCE
+    assert relative_error(wrong, want) > 100 * TOLERANCE
