@@ -11,7 +11,15 @@ fingerprint only.
     keycam unscramble   --key KEYFILE [--spec SPEC] [--epoch E] IN OUT
     keycam firmware-sim --key KEYFILE [--spec SPEC] [--epoch E] IN OUT
     keycam golden-vectors (--check | --write) [PATH]
+    keycam keyify PLAIN.onnx --key KEYFILE -o KEYED.onnx [--size HxW] [--mean R,G,B] [--std R,G,B]
+                  [--channel-order rgb|bgr] [--model-order rgb|bgr] [--spec SPEC]
+                  [--layouts fresh|boundary] [--split-after NAME] [--epoch E]
+    keycam verify PLAIN.onnx KEYED.onnx --key KEYFILE --images DIR [--limit N]
+    keycam inspect MODEL.onnx
     keycam demo [--out DIR] [--image PATH] [--key KEYFILE]
+
+``keyify`` imports the ``export`` package (and so ``onnx``) only when it runs: the rest of the
+command line, what a device uses, needs neither.
 """
 
 from __future__ import annotations
@@ -34,6 +42,23 @@ def _epoch(text: str) -> int:
     if not 0 <= value < 1 << 64:
         raise argparse.ArgumentTypeError(f"epoch {value} must be in 0 .. 2**64-1")
     return value
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size {text!r} is not HxW, e.g. 224x224") from None
+    if height < 1 or width < 1:
+        raise argparse.ArgumentTypeError(f"size {text!r} must be positive")
+    return height, width
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
 
 
 def _readout_arguments(parser: argparse.ArgumentParser) -> None:
@@ -78,6 +103,34 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--write", action="store_true", help="regenerate the vectors file")
     vectors.add_argument("path", nargs="?", type=Path, default=None, help="vectors file (default: the bundled one)")
     vectors.set_defaults(handler=_golden_vectors)
+
+    keyify = commands.add_parser("keyify", help="compile a plain ONNX model into its keyed twin",
+                                 description="compile a plain ONNX model into a keyed model that runs on measurements")
+    keyify.add_argument("plain", type=Path, metavar="PLAIN.onnx")
+    keyify.add_argument("--key", required=True, type=Path, metavar="KEYFILE")
+    keyify.add_argument("-o", "--output", required=True, type=Path, metavar="KEYED.onnx")
+    keyify.add_argument("--size", type=_size, default=None, metavar="HxW", help="frame size when the model's is dynamic")
+    keyify.add_argument("--mean", type=_floats, default=None, metavar="R,G,B", help="per-channel mean, 0..255 scale")
+    keyify.add_argument("--std", type=_floats, default=None, metavar="R,G,B", help="per-channel std, 0..255 scale")
+    keyify.add_argument("--channel-order", choices=("rgb", "bgr"), default="rgb", help="the measurement's order")
+    keyify.add_argument("--model-order", choices=("rgb", "bgr"), default="rgb", help="the plain model's order")
+    keyify.add_argument("--spec", default=None, metavar="SPEC", help="readout spec (fixes the input dtype)")
+    keyify.add_argument("--layouts", choices=("fresh", "boundary"), default="fresh", help="layout policy")
+    keyify.add_argument("--split-after", default=None, metavar="NAME", help="node or tensor to split after")
+    keyify.add_argument("--epoch", type=_epoch, default=0, help="key epoch of the sensor layout (default 0)")
+    keyify.set_defaults(handler=_keyify)
+
+    verify = commands.add_parser("verify", help="compare a keyed model with its plain model on images")
+    verify.add_argument("plain", type=Path, metavar="PLAIN.onnx")
+    verify.add_argument("keyed", type=Path, metavar="KEYED.onnx")
+    verify.add_argument("--key", required=True, type=Path, metavar="KEYFILE")
+    verify.add_argument("--images", required=True, type=Path, metavar="DIR")
+    verify.add_argument("--limit", type=int, default=None, help="use the first N images only")
+    verify.set_defaults(handler=_verify)
+
+    inspect = commands.add_parser("inspect", help="print a model's manifest and key fingerprint")
+    inspect.add_argument("model", type=Path, metavar="MODEL.onnx")
+    inspect.set_defaults(handler=_inspect)
 
     demo = commands.add_parser("demo", help="the embedded default job (no camera, no server)")
     demo.add_argument("--out", type=Path, default=Path("keycam-demo"), help="output folder (default keycam-demo/)")
@@ -181,6 +234,68 @@ def _golden_vectors(args: argparse.Namespace) -> int:
 
     argv = ["--write" if args.write else "--check"] + ([str(args.path)] if args.path else [])
     return vectors.main(argv)
+
+
+def _keyify(args: argparse.Namespace) -> int:
+    import time
+
+    from export.keyify import KeyifyOptions, keyify  # the compiler needs the onnx package; the device does not
+    from export.save import save
+    from firmware_sim.keys import MasterKey
+    from firmware_sim.spec import load_spec
+
+    key = MasterKey.load(args.key)
+    options = KeyifyOptions(
+        size=args.size, mean=args.mean, std=args.std, channel_order=args.channel_order,
+        model_order=args.model_order, spec=load_spec(args.spec), policy=args.layouts,
+        split_after=args.split_after, epoch=args.epoch,
+    )
+    start = time.perf_counter()
+    result = keyify(args.plain, key, options)
+    seconds = time.perf_counter() - start
+    written = save(result, args.output)
+    plain_size = args.plain.stat().st_size
+    print(f"keyed {args.plain} for {key.fingerprint} ({args.layouts} layouts) in {seconds:.2f} s; "
+          f"{result.stats['plain_nodes']} plain nodes -> {result.stats['keyed_nodes']} keyed nodes")
+    for path in written:
+        note = f" ({path.stat().st_size / plain_size:.2f}x the plain model)" if path.suffix == ".onnx" else ""
+        print(f"wrote {path}{note}")
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from edge.verify import list_images, verify
+    from firmware_sim.keys import MasterKey
+
+    key = MasterKey.load(args.key)
+    images = list_images(args.images)[: args.limit]
+    report = verify(args.plain, args.keyed, key, images)
+    print(f"images        {report.images}")
+    print(f"max abs diff  {report.max_abs_diff:.3g}")
+    print(f"max rel diff  {report.max_rel_diff:.3g}")
+    print(f"top-1 agree   {report.agreement * 100:.2f} %")
+    print("verdict       " + ("exact" if report.exact else "NOT EXACT"))
+    return 0 if report.exact else EXIT_ERROR
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from edge.runtime import open_session, read_manifest
+
+    session = open_session(args.model, optimisation="disable")
+    manifest = read_manifest(session, str(args.model))
+    for value in session.get_inputs():
+        print(f"input   {value.name} {value.type} {value.shape}")
+    for value in session.get_outputs():
+        print(f"output  {value.name} {value.type} {value.shape}")
+    if manifest is None:
+        print("not a keyed model (no keycam manifest)")
+        return 0
+    print(f"key     {manifest.key_fingerprint}")
+    print(f"role    {manifest.role}, {manifest.policy} layouts, epoch {manifest.epoch}")
+    print(f"spec    {manifest.spec.describe()}")
+    print("manifest:")
+    print(manifest.to_json())
+    return 0
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -4,7 +4,9 @@
     ├── KeyFileError                  key file missing, malformed, too open, or in the way
     ├── SpecError                     readout spec invalid
     ├── FrameError                    frame does not match the spec
-    └── ImageFileError                an image or measurement file cannot be read or written
+    ├── ImageFileError                an image or measurement file cannot be read or written
+    ├── ModelError                    a model file is missing, not keyed, or fed the wrong input
+    └── KeyMismatch                   a keyed model, a key or a measurement belong to different keys
 
 The command line prints any ``KeycamError`` as one line and exits with status 1.
 """
@@ -18,4 +20,12 @@ class ImageFileError(KeycamError):
     """An image or measurement file cannot be read, or cannot be written in the format asked for."""
 
 
-__all__ = ["FrameError", "ImageFileError", "KeyFileError", "KeycamError", "SpecError"]
+class ModelError(KeycamError):
+    """A model cannot be loaded or run: missing, not a keyed model, or an input of the wrong shape or dtype."""
+
+
+class KeyMismatch(KeycamError):
+    """A keyed model, a key file or a measurement carry different key fingerprints."""
+
+
+__all__ = ["FrameError", "ImageFileError", "KeyFileError", "KeyMismatch", "KeycamError", "ModelError", "SpecError"]

@@ -36,6 +36,7 @@ class Context:
         self.layouts: dict[str, Layout] = {}
         self.sensor: Layout | None = None
         self._padded: dict[tuple, tuple[str, dict[int, int]]] = {}
+        self.sensor_tables: list[str] = []
 
     # -- errors ---------------------------------------------------------------
 
@@ -74,6 +75,18 @@ class Context:
         if height * width == 1:
             return natural(1, 1)
         raise AssertionError(f"tensor {name!r} has no layout class")  # a pass forgot to constrain it
+
+    def table(self, array: np.ndarray, hint: str, *layouts: Layout) -> str:
+        """A constant laid out by ``layouts``; remembered when one is the sensor's (a key epoch changes it)."""
+        name = self.b.const(np.ascontiguousarray(array), hint)
+        if any(layout is self.sensor for layout in layouts):
+            self.sensor_tables.append(name)
+        return name
+
+    def gather(self, source: str, index: np.ndarray, in_layout: Layout, out_layout: Layout, hint: str = "gather") -> str:
+        """Gather positions (axis 1 of tokens) through an index table built from two layouts."""
+        table = self.table(np.asarray(index, dtype=np.int64), f"{hint}-index", in_layout, out_layout)
+        return self.b.node("Gather", [source, table], hint, axis=1)
 
     # -- values ---------------------------------------------------------------
 
@@ -134,4 +147,4 @@ class Context:
         if (h, w) != (like.height, like.width):
             raise self.refuse(node, f"constant {array.shape} does not match the map's {like.height}x{like.width}")
         tokens = full.reshape(c, h * w).T  # (C, HW) -> (HW, C), logical order
-        return self.b.const(np.ascontiguousarray(tokens[like.layout.perm]), "position-const")
+        return self.table(tokens[like.layout.perm], "position-const", like.layout)

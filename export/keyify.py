@@ -199,7 +199,6 @@ class _Compiler:
             if len(sizes) > 1:
                 raise UnsupportedModel(root, "layout", f"tensors of sizes {sorted(sizes)} must share a layout")
         ctx.assign_layouts()
-        before = len(self.builder.nodes)
         ctx.set(g.input_name, self.fresh_input())
         for node in g.nodes:
             values = [ctx.value(name) if name else None for name in node.input]
@@ -214,16 +213,8 @@ class _Compiler:
                 for name in node.output:
                     if name:
                         ctx.set(name, Same(name))
-        self.sensor_tables.extend(self._sensor_dependent(before))
+        self.sensor_tables.extend(ctx.sensor_tables)
         return ctx.values
-
-    def _sensor_dependent(self, first_node: int) -> list[str]:
-        """Index tables of layers that read the sensor's layout (what a key epoch changes)."""
-        tables = []
-        for node in self.builder.nodes[first_node:]:
-            if node.op_type == "Gather" and len(node.input) > 1 and node.input[1].startswith("keycam/"):
-                tables.append(node.input[1])
-        return tables
 
     def _copy(self, node: onnx.NodeProto, inputs: list[str]) -> None:
         copy = onnx.NodeProto()
@@ -276,8 +267,12 @@ class _Compiler:
                 for i, name in enumerate(copy.input):
                     copy.input[i] = rename.get(name, name)
                 nodes.append(copy)
+        forbidden = None
+        if rename is not None:  # the task side: nothing the feature side computed but the features themselves
+            feature_nodes, _ = _prune(self.builder.nodes, self._initializers(), [FEATURES], {MEASUREMENT})
+            forbidden = {n for node in feature_nodes for n in node.output} - {FEATURES} - set(rename)
         nodes, initializers = _prune(nodes, self._initializers(), [o.name for o in outputs],
-                                     {i.name for i in inputs})
+                                     {i.name for i in inputs}, forbidden)
         graph = helper.make_graph(nodes, "keycam-keyed", inputs, outputs, initializers)
         model = helper.make_model(graph, opset_imports=list(self.graph.model.opset_import),
                                   producer_name="keycam", producer_version="0.1.0")
@@ -288,8 +283,11 @@ class _Compiler:
         return list(self.graph.model.graph.initializer) + self.builder.initializers
 
 
-def _prune(nodes, initializers, outputs: list[str], inputs: set[str]):
-    """Keep the nodes and initializers the outputs need; fail if something needed has no source."""
+def _prune(nodes, initializers, outputs: list[str], inputs: set[str], forbidden: set[str] | None = None):
+    """Keep the nodes and initializers the outputs need; fail if something needed has no source.
+
+    ``forbidden``: tensors computed before a split point, which the task side must not read.
+    """
     producers = {}
     for index, node in enumerate(nodes):
         for name in node.output:
@@ -306,6 +304,9 @@ def _prune(nodes, initializers, outputs: list[str], inputs: set[str]):
         seen.add(name)
         if name in inputs:
             continue
+        if forbidden and name in forbidden:
+            raise UnsupportedModel(name, "split", "the task part reads this tensor, computed before the split point; "
+                                                  "choose a later split")
         if name in producers:
             index = producers[name]
             if index not in keep:
@@ -381,6 +382,9 @@ def keyify(plain: onnx.ModelProto | str, key: MasterKey, options: KeyifyOptions 
                 b.node("Identity", [value.name], outputs=[FEATURES])
                 features = OutputSpec(name=FEATURES, shape=[None, value.size, value.channels], kind="dense",
                                       form="tokens", layout=_ref(value.layout))
+            elif isinstance(value, Tokens) and value.pad is None:  # a 1x1 map: no positions to hide
+                b.node("Identity", [value.name], outputs=[FEATURES])
+                features = OutputSpec(name=FEATURES, shape=[None, 1, value.channels], kind="plain", form="tokens")
             elif isinstance(value, Same):
                 b.node("Identity", [value.name], outputs=[FEATURES])
                 features = OutputSpec(name=FEATURES, shape=list(graph.shape(split_tensor)), kind="plain")

@@ -42,3 +42,14 @@ def test_only_the_picamera_source_imports_picamera2():
     allowed = ROOT / "edge" / "sources" / "picamera.py"
     users = [p for pkg in ("edge", "export", "firmware_sim") for p in _modules(pkg) if "picamera2" in _imports(p)]
     assert all(p == allowed for p in users)
+
+
+def test_edge_imports_export_only_lazily_in_the_command_line():
+    """The device never needs the compiler: only edge/cli.py's keyify handler imports export, inside it."""
+    for path in _modules("edge"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        top_level = {n.module.split(".")[0] for n in tree.body if isinstance(n, ast.ImportFrom) and n.module}
+        top_level |= {a.name.split(".")[0] for n in tree.body if isinstance(n, ast.Import) for a in n.names}
+        assert "export" not in top_level, path
+        if path.name != "cli.py":
+            assert "export" not in _imports(path), path

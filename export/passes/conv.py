@@ -91,7 +91,7 @@ class ConvPass(Pass):
         kk, n_out = kh * kw, out_h * out_w
 
         if groups == 1:
-            gathered = b.gather(source, index if kk > 1 else index[:, 0], axis=1)  # (N, HWo, KK, Cin)
+            gathered = ctx.gather(source, index if kk > 1 else index[:, 0], x.layout, out_layout)  # (N, HWo, KK, Cin)
             flat = b.reshape(gathered, [-1, kk * x.channels])  # -> (N*HWo, KK*Cin)
             w_m = weight.transpose(2, 3, 1, 0).reshape(kk * x.channels, c_out)  # (kh, kw, Cin, Cout) -> (KK*Cin, Cout)
             inputs = [flat, b.const(np.ascontiguousarray(w_m), "weight")]
@@ -100,7 +100,7 @@ class ConvPass(Pass):
             y = b.node("Gemm", inputs, "conv")
             out = b.reshape(y, [-1, n_out, c_out])  # (N*HWo, Cout) -> (N, HWo, Cout)
         elif c_in_g == 1 and c_out == groups:  # depthwise, multiplier 1
-            gathered = b.gather(source, index, axis=1)  # (N, HWo, KK, C)
+            gathered = ctx.gather(source, index, x.layout, out_layout)  # (N, HWo, KK, C)
             w_d = weight.reshape(c_out, kk).T  # (C, 1, kh, kw) -> (KK, C)
             product = b.node("Mul", [gathered, b.const(np.ascontiguousarray(w_d), "weight")], "dw-mul")
             out = b.reduce("ReduceSum", product, [2], keepdims=0, hint="dw-sum")  # -> (N, HWo, C)
@@ -108,7 +108,7 @@ class ConvPass(Pass):
                 out = b.node("Add", [out, b.const(bias, "bias")], "dw-bias")
         else:
             c_out_g = c_out // groups
-            gathered = b.gather(source, index, axis=1)  # (N, HWo, KK, Cin)
+            gathered = ctx.gather(source, index, x.layout, out_layout)  # (N, HWo, KK, Cin)
             split = b.reshape(gathered, [-1, n_out, kk, groups, c_in_g])  # -> (N, HWo, KK, G, Cin_g)
             moved = b.transpose(split, [0, 3, 1, 2, 4])  # -> (N, G, HWo, KK, Cin_g)
             rows_g = b.reshape(moved, [-1, groups, n_out, kk * c_in_g])  # -> (N, G, HWo, KK*Cin_g)

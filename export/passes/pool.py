@@ -75,7 +75,7 @@ class WindowPoolPass(Pass):
         source, rows = ctx.padded(x, tuple(fills)) if fills else (x.name, {})
         index = keyed_index(taps, x.layout, out_layout, rows)  # (HWo, KK)
         b = ctx.b
-        gathered = b.gather(source, index, axis=1)  # (N, HWo, KK, C)
+        gathered = ctx.gather(source, index, x.layout, out_layout)  # (N, HWo, KK, C)
         if is_max:
             out = b.reduce("ReduceMax", gathered, [2], keepdims=0, hint="maxpool")  # -> (N, HWo, C)
         else:
@@ -88,7 +88,7 @@ class WindowPoolPass(Pass):
             ratio = _plain_divisors(node, ctx.graph.opset, height, width)  # real / divisor, logical order
             scale = (ratio / real).astype(np.float32)[out_layout.perm]  # 1 / divisor, physical order
             total = b.reduce("ReduceSum", gathered, [2], keepdims=0, hint="avgpool")  # -> (N, HWo, C)
-            out = b.node("Mul", [total, b.const(scale.reshape(-1, 1), "avg-scale")], "avgpool")
+            out = b.node("Mul", [total, ctx.table(scale.reshape(-1, 1), "avg-scale", out_layout)], "avgpool")
         ctx.set(node.output[0], Tokens(out, x.channels, out_h, out_w, out_layout))
 
 

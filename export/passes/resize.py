@@ -127,10 +127,10 @@ class ResizePass(Pass):
         weight = weight[out_layout.perm]
         b = ctx.b
         if index.shape[1] == 1 and np.all(weight == 1.0):
-            out = b.gather(x.name, index[:, 0], axis=1, hint="resize")  # (N, HWo, C)
+            out = ctx.gather(x.name, index[:, 0], x.layout, out_layout, hint="resize")  # (N, HWo, C)
         else:
-            gathered = b.gather(x.name, index, axis=1, hint="resize")  # (N, HWo, T, C)
-            scaled = b.node("Mul", [gathered, b.const(weight.astype(np.float32)[:, :, None], "resize-weight")])
+            gathered = ctx.gather(x.name, index, x.layout, out_layout, hint="resize")  # (N, HWo, T, C)
+            scaled = b.node("Mul", [gathered, ctx.table(weight.astype(np.float32)[:, :, None], "resize-weight", out_layout)])
             out = b.reduce("ReduceSum", scaled, [2], keepdims=0, hint="resize")  # (N, HWo, C)
         ctx.set(node.output[0], Tokens(out, x.channels, out_h, out_w, out_layout))
 
@@ -171,7 +171,7 @@ class ConvTransposePass(Pass):
         source, _ = ctx.padded(x, ((-1, 0.0),))
         index = np.where(valid, x.layout.inv[logical], x.size)[out_layout.perm]  # (HWo, KK) physical
         b = ctx.b
-        gathered = b.gather(source, index, axis=1, hint="convT")  # (N, HWo, KK, Cin)
+        gathered = ctx.gather(source, index, x.layout, out_layout, hint="convT")  # (N, HWo, KK, Cin)
         flat = b.reshape(gathered, [-1, kh * kw * c_in])  # -> (N*HWo, KK*Cin)
         w_m = weight.transpose(2, 3, 0, 1).reshape(kh * kw * c_in, c_out_g)  # (kh, kw, Cin, Cout) -> (KK*Cin, Cout)
         inputs = [flat, b.const(np.ascontiguousarray(w_m), "weight")]

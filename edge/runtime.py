@@ -1,0 +1,129 @@
+"""Running keyed models on the device with onnxruntime, checked against the key before the first frame.
+
+:class:`KeyedModel` reads the model's manifest from its ONNX metadata through onnxruntime (the device
+never needs the ``onnx`` package), refuses a key whose fingerprint differs from the one the model was
+compiled for, refuses measurements tagged with another fingerprint or epoch, and checks every input's
+shape and dtype against the manifest. For key holders, :meth:`KeyedModel.restore` puts dense outputs
+(masks, heat maps, anchors) back in order.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from edge.errors import KeyMismatch, ModelError
+from edge.layouts import restore_output
+from edge.measurement import Measurement
+from firmware_sim.errors import KeycamError
+from firmware_sim.keys import MasterKey
+from firmware_sim.manifest import FINGERPRINT_KEY, METADATA_KEY, Manifest
+
+OPTIMISATION = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+
+def session_options(threads: int | None = None, optimisation: str = "all") -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    if optimisation not in OPTIMISATION:
+        raise ModelError(f"optimisation level {optimisation!r}; use one of {', '.join(OPTIMISATION)}")
+    options.graph_optimization_level = OPTIMISATION[optimisation]
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return options
+
+
+def open_session(path: str | Path, threads: int | None = None, optimisation: str = "all") -> ort.InferenceSession:
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"model '{path}' does not exist")
+    try:
+        return ort.InferenceSession(str(path), session_options(threads, optimisation),
+                                    providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime raises its own exception types for bad files
+        raise ModelError(f"model '{path}' cannot be loaded by onnxruntime: {str(error).splitlines()[0]}") from None
+
+
+def read_manifest(session: ort.InferenceSession, source: str) -> Manifest | None:
+    metadata = session.get_modelmeta().custom_metadata_map
+    if METADATA_KEY not in metadata:
+        return None
+    try:
+        return Manifest.from_json(metadata[METADATA_KEY], source=f"the manifest of '{source}'")
+    except KeycamError as error:
+        raise ModelError(str(error)) from None
+
+
+class KeyedModel:
+    """A keyed model (full, feature or task) loaded for inference."""
+
+    def __init__(self, path: str | Path, key: MasterKey | None = None, *, threads: int | None = None,
+                 optimisation: str = "all") -> None:
+        self.path = Path(path)
+        self.session = open_session(path, threads, optimisation)
+        manifest = read_manifest(self.session, str(path))
+        if manifest is None:
+            raise ModelError(f"model '{path}' is not a keyed model (no keycam manifest); compile it with "
+                             f"`keycam keyify`")
+        self.manifest = manifest
+        stored = self.session.get_modelmeta().custom_metadata_map.get(FINGERPRINT_KEY)
+        if stored != manifest.key_fingerprint:
+            raise ModelError(f"model '{path}' has inconsistent fingerprints in its metadata; re-run keycam keyify")
+        if key is not None and key.fingerprint != manifest.key_fingerprint:
+            raise KeyMismatch(
+                f"model '{path}' is keyed for {manifest.key_fingerprint}, the key is {key.fingerprint}; "
+                f"use the model's key or compile the model again with this one"
+            )
+        self.key = key
+        self.input = self.session.get_inputs()[0]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    @property
+    def fingerprint(self) -> str:
+        return self.manifest.key_fingerprint
+
+    def _check(self, data: np.ndarray) -> np.ndarray:
+        manifest = self.manifest
+        if manifest.role == "task":
+            expected = manifest.split.features.shape
+            dtype = np.dtype(np.float32)
+        else:
+            expected = manifest.input.shape
+            dtype = np.dtype(manifest.input.dtype)
+        if data.ndim == len(expected) - 1:
+            data = data[np.newaxis]  # one frame -> a batch of one
+        shape_ok = data.ndim == len(expected) and all(e is None or e == a for e, a in zip(expected, data.shape))
+        if not shape_ok:
+            want = "(" + ", ".join("N" if e is None else str(e) for e in expected) + ")"
+            raise ModelError(f"model '{self.path}' takes input of shape {want}, got {data.shape}")
+        if data.dtype != dtype:
+            raise ModelError(f"model '{self.path}' takes {dtype} input, got {data.dtype}")
+        return np.ascontiguousarray(data)
+
+    def run(self, data: np.ndarray | Measurement) -> list[np.ndarray]:
+        """Outputs for one measurement (H, W, C), a batch (N, H, W, C), or a task model's features."""
+        if isinstance(data, Measurement):
+            if data.fingerprint != self.fingerprint:
+                raise KeyMismatch(f"measurement was made with key {data.fingerprint}, model '{self.path}' is "
+                                  f"keyed for {self.fingerprint}")
+            if self.manifest.role != "task" and data.epoch != self.manifest.epoch:
+                raise KeyMismatch(f"measurement is from key epoch {data.epoch}, model '{self.path}' reads epoch "
+                                  f"{self.manifest.epoch}")
+            data = data.data
+        return self.session.run(self.output_names, {self.input.name: self._check(data)})
+
+    def restore(self, outputs: list[np.ndarray]) -> list[np.ndarray]:
+        """Dense outputs back in natural order (needs the key)."""
+        if self.key is None:
+            raise KeyMismatch(f"restoring the outputs of '{self.path}' needs its key")
+        specs = {o.name: o for o in self.manifest.outputs}
+        return [restore_output(out, specs[name], self.key) if name in specs else out
+                for name, out in zip(self.output_names, outputs)]
