@@ -24,5 +24,20 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "setup: installing keycam[$extras] into $venv" >&2
     "$venv/bin/python" -m pip install --quiet --upgrade pip >&2
     "$venv/bin/python" -m pip install --quiet -e "$root[$extras]" >&2
+    if [[ ",$extras," == *",test,"* ]]; then
+        # Real trained models and images that ship inside packages (their own dependencies are not needed):
+        # the Keras CIFAR-10 CNN of cifar-10-model and foolbox's sample images.
+        "$venv/bin/python" -m pip install --quiet --no-deps cifar-10-model==7.4.0 foolbox==3.3.4 >&2
+    fi
     echo "$want" > "$stamp"
+fi
+if [[ ",$extras," == *",test,"* ]] && [ ! -d /usr/share/datasets/fashion-mnist ]; then
+    # Fashion-MNIST (70,000 labelled images, MIT) from Debian's archive, for the real-model tests.
+    if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
+        echo "setup: installing Debian's dataset-fashion-mnist" >&2
+        apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >&2
+    else
+        echo "setup: Fashion-MNIST is missing; run: sudo apt-get install dataset-fashion-mnist" >&2
+        exit 1
+    fi
 fi

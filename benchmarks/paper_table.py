@@ -1,0 +1,67 @@
+"""The paper's table (Perez, Lopez and Arguello, ICASSP 2024, table 1) for keycam's real models.
+
+Rows: plain model on plain images; plain model on scrambled images; keyed model with the key; keyed
+model with wrong keys (mean and spread over 5 random keys). Models: the Keras CIFAR-10 CNN from
+``cifar-10-model`` on foolbox's 20 CIFAR-10 test images, and our Fashion-MNIST CNN on all 10,000
+test images. Prints markdown (used in docs/privacy.md).
+
+    python benchmarks/paper_table.py
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import tempfile
+from datetime import date
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from edge.datasets import fashion_mnist  # noqa: E402
+from edge.evaluate import paper_table  # noqa: E402
+from export.keyify import KeyifyOptions, keyify  # noqa: E402
+from export.save import save  # noqa: E402
+from firmware_sim.keys import MasterKey  # noqa: E402
+from firmware_sim.spec import PRESETS  # noqa: E402
+from tests.fixtures.keras_cifar import convert, foolbox_images  # noqa: E402
+
+
+def table(name: str, plain: onnx.ModelProto, frames, labels, options: KeyifyOptions, folder: Path) -> None:
+    key = MasterKey.generate()
+    plain_path = folder / f"{name}.onnx"
+    onnx.save(plain, plain_path)
+    print(f"\n### {name}, {len(labels)} images, `{options.policy}` layouts\n")
+    print("| | top-1 accuracy |")
+    print("|---|---|")
+    keyed_path = folder / f"{name}-{options.policy}.onnx"
+    save(keyify(plain, key, options), keyed_path)
+    result = paper_table(plain_path, keyed_path, key, frames, labels, wrong_keys=5, batch=1000)
+    for row, value in result.rows():
+        print(f"| {row} | {value} |")
+
+
+def main() -> int:
+    print(f"Run on {date.today().isoformat()}, {platform.machine()}, {os.cpu_count()} cores")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        images = foolbox_images("cifar10")
+        frames = np.stack([cv2.imread(str(p))[:, :, ::-1] for p, _ in images])
+        labels = np.array([label for _, label in images])
+        fm_frames, fm_labels = fashion_mnist("t10k")
+        fm_model = onnx.load(ROOT / "models" / "fashion_mnist_cnn.onnx")
+        for policy in ("fresh", "boundary"):
+            table("cifar10-keras-cnn", convert(), frames, labels, KeyifyOptions(policy=policy), folder)
+            table("fashion-mnist-cnn", fm_model, fm_frames, fm_labels,
+                  KeyifyOptions(policy=policy, mean=(72.94,), std=(90.0,), spec=PRESETS["gray8"]), folder)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
