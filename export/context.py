@@ -37,6 +37,7 @@ class Context:
         self.sensor: Layout | None = None
         self._padded: dict[tuple, tuple[str, dict[int, int]]] = {}
         self.sensor_tables: list[str] = []
+        self._views: dict[tuple[str, str], str] = {}
 
     # -- errors ---------------------------------------------------------------
 
@@ -108,6 +109,24 @@ class Context:
             raise self.refuse(node, "reads the output of a spatial Pad; a Pad must feed a Conv or a pool")
         return value
 
+    def as3d(self, tokens: Tokens) -> str:
+        """The tokens as (N, H*W, C)."""
+        if not tokens.flat:
+            return tokens.name
+        key = ("3d", tokens.name)
+        if key not in self._views:
+            self._views[key] = self.b.reshape(tokens.name, [-1, tokens.size, tokens.channels])  # (N*HW, C) -> (N, HW, C)
+        return self._views[key]
+
+    def as2d(self, tokens: Tokens) -> str:
+        """The tokens as (N*H*W, C)."""
+        if tokens.flat:
+            return tokens.name
+        key = ("2d", tokens.name)
+        if key not in self._views:
+            self._views[key] = self.b.reshape(tokens.name, [-1, tokens.channels])  # (N, HW, C) -> (N*HW, C)
+        return self._views[key]
+
     def constant(self, node: onnx.NodeProto, index: int, what: str) -> np.ndarray:
         name = node.input[index] if index < len(node.input) else ""
         if not name:
@@ -127,11 +146,18 @@ class Context:
             rows[code] = tokens.size + distinct.index(value)
         cache_key = (tokens.name, tuple(distinct))
         if cache_key not in self._padded:
-            name = tokens.name
+            name = self.as3d(tokens)
             for value in distinct:
                 name = self.b.pad_rows(name, 1, value)
             self._padded[cache_key] = (name, rows)
         return self._padded[cache_key][0], rows
+
+    @staticmethod
+    def is_full_map_constant(array: np.ndarray) -> bool:
+        """A constant that varies over positions (not only over channels) when broadcast against a map."""
+        array = np.asarray(array)
+        full = array.reshape((1,) * max(0, 4 - array.ndim) + array.shape)
+        return array.ndim >= 2 and full.shape[-2:] != (1, 1)
 
     def keyed_constant(self, node: onnx.NodeProto, array: np.ndarray, like: Tokens) -> str:
         """A plain constant broadcast against an (N, C, H, W) map, as one against (N, H*W, C) tokens."""

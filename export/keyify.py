@@ -183,9 +183,10 @@ class _Compiler:
 
     # -- bodies ---------------------------------------------------------------
 
-    def fresh(self) -> dict[str, object]:
+    def fresh(self, split_tensor: str | None = None) -> dict[str, object]:
         g = self.graph
         ctx = Context(g, self.key, self.builder, self.salt)
+        self.ctx = ctx
         ctx.sensor = self.sensor
         ctx.classes.add(g.input_name)
         for node in g.nodes:
@@ -208,6 +209,11 @@ class _Compiler:
                 if handler is None:
                     raise ctx.refuse(node, f"{node.op_type} on a keyed tensor is not supported by the keyed compiler")
                 handler.emit(ctx, node)
+                value = ctx.values.get(split_tensor)
+                if split_tensor in node.output and isinstance(value, Tokens) and value.flat:
+                    # the split tensor crosses devices under one name: its (N, HW, C) form
+                    ctx.set(split_tensor, Tokens(ctx.as3d(value), value.channels, value.height, value.width,
+                                                 value.layout))
             else:
                 self._copy(node, [v.name if v else "" for v in values])
                 for name in node.output:
@@ -238,7 +244,7 @@ class _Compiler:
             if value.size == 1:
                 b.reshape(value.name, [-1, value.channels, 1, 1], output=name)
                 return OutputSpec(name=name, shape=shape, kind="plain")
-            moved = b.transpose(value.name, [0, 2, 1])  # (N, HW, C) -> (N, C, HW)
+            moved = b.transpose(self.ctx.as3d(value), [0, 2, 1])  # (N, HW, C) -> (N, C, HW)
             b.reshape(moved, [-1, value.channels, value.height, value.width], output=name)  # -> (N, C, H, W)
             return OutputSpec(name=name, shape=shape, kind="dense", form="nchw", layout=_ref(value.layout))
         if isinstance(value, Flat):
@@ -374,7 +380,7 @@ def keyify(plain: onnx.ModelProto | str, key: MasterKey, options: KeyifyOptions 
             split_spec = SplitSpec(after=options.split_after, tensor=split_tensor, features=OutputSpec(
                 name=FEATURES, shape=[None, h * w, c], kind="dense", form="tokens", layout=_ref(split_layout)))
     else:
-        values = compiler.fresh()
+        values = compiler.fresh(split_tensor)
         outputs = [compiler.emit_output(name, values[name]) for name in graph.outputs]
         if split_tensor is not None:
             value = values[split_tensor] if split_tensor != graph.input_name else None

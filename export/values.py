@@ -3,7 +3,9 @@
 - :class:`Tokens`: a plain (N, C, H, W) feature map, kept channels-last as
   (N, H*W, C) float with its positions in a layout (physical q holds logical
   ``layout.perm[q]``). A pending constant Pad (not yet applied) may ride along:
-  the next spatial layer reads it through its index table.
+  the next spatial layer reads it through its index table. ``flat`` tokens
+  hold the same data as (N*H*W, C), the shape a Gemm writes, so that
+  onnxruntime can fuse the activations that follow into it.
 - :class:`Flat`: a plain (N, F) vector made by flattening a map larger than
   1 x 1; kept as (N, H*W*C) in layout order. Its consumer (Gemm or MatMul)
   permutes its weight instead of the data.
@@ -39,6 +41,7 @@ class Tokens:
     width: int
     layout: Layout
     pad: PendingPad | None = None
+    flat: bool = False
 
     @property
     def size(self) -> int:

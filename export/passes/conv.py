@@ -67,13 +67,11 @@ class ConvPass(Pass):
         b = ctx.b
 
         if x.pad is None and is_pointwise(ctx, node):
-            flat = b.reshape(x.name, [-1, x.channels])  # (N, HW, Cin) -> (N*HW, Cin)
-            inputs = [flat, b.const(weight[:, :, 0, 0].T.copy(), "weight")]
+            inputs = [ctx.as2d(x), b.const(weight[:, :, 0, 0].T.copy(), "weight")]  # (N*HW, Cin) @ (Cin, Cout)
             if bias is not None:
                 inputs.append(b.const(bias, "bias"))
-            y = b.node("Gemm", inputs, "conv1x1")
-            out = b.reshape(y, [-1, x.size, c_out])  # (N*HW, Cout) -> (N, HW, Cout)
-            ctx.set(node.output[0], Tokens(out, c_out, x.height, x.width, x.layout))
+            y = b.node("Gemm", inputs, "conv1x1")  # (N*HW, Cout): left flat so activations fuse into the Gemm
+            ctx.set(node.output[0], Tokens(y, c_out, x.height, x.width, x.layout, flat=True))
             return
 
         strides = tuple(a.get("strides", [1, 1]))
@@ -86,7 +84,7 @@ class ConvPass(Pass):
             fills.append((OUTSIDE, 0.0))
         if (taps == PADDED).any():
             fills.append((PADDED, float(x.pad.value)))
-        source, rows = ctx.padded(x, tuple(fills)) if fills else (x.name, {})
+        source, rows = ctx.padded(x, tuple(fills)) if fills else (ctx.as3d(x), {})
         index = keyed_index(taps, x.layout, out_layout, rows)  # (HWo, KK)
         kk, n_out = kh * kw, out_h * out_w
 
@@ -97,9 +95,10 @@ class ConvPass(Pass):
             inputs = [flat, b.const(np.ascontiguousarray(w_m), "weight")]
             if bias is not None:
                 inputs.append(b.const(bias, "bias"))
-            y = b.node("Gemm", inputs, "conv")
-            out = b.reshape(y, [-1, n_out, c_out])  # (N*HWo, Cout) -> (N, HWo, Cout)
+            out = b.node("Gemm", inputs, "conv")  # (N*HWo, Cout): left flat so activations fuse into the Gemm
+            flat = True
         elif c_in_g == 1 and c_out == groups:  # depthwise, multiplier 1
+            flat = False
             gathered = ctx.gather(source, index, x.layout, out_layout)  # (N, HWo, KK, C)
             w_d = weight.reshape(c_out, kk).T  # (C, 1, kh, kw) -> (KK, C)
             product = b.node("Mul", [gathered, b.const(np.ascontiguousarray(w_d), "weight")], "dw-mul")
@@ -107,6 +106,7 @@ class ConvPass(Pass):
             if bias is not None:
                 out = b.node("Add", [out, b.const(bias, "bias")], "dw-bias")
         else:
+            flat = False
             c_out_g = c_out // groups
             gathered = ctx.gather(source, index, x.layout, out_layout)  # (N, HWo, KK, Cin)
             split = b.reshape(gathered, [-1, n_out, kk, groups, c_in_g])  # -> (N, HWo, KK, G, Cin_g)
@@ -119,7 +119,7 @@ class ConvPass(Pass):
             out = b.reshape(back, [-1, n_out, c_out])  # -> (N, HWo, Cout)
             if bias is not None:
                 out = b.node("Add", [out, b.const(bias, "bias")], "gconv-bias")
-        ctx.set(node.output[0], Tokens(out, c_out, out_h, out_w, out_layout))
+        ctx.set(node.output[0], Tokens(out, c_out, out_h, out_w, out_layout, flat=flat))
 
 
 def _one():

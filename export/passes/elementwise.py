@@ -29,28 +29,32 @@ class BinaryPass(Pass):
 
     def emit(self, ctx: Context, node: onnx.NodeProto) -> None:
         operands = [ctx.value(name) for name in node.input]
-        maps = [v for v in operands if isinstance(v, Tokens) and v.size > 1]
-        if not maps:  # 1 x 1 maps with vectors or constants
-            like = next(v for v in operands if isinstance(v, Tokens))
-        else:
-            like = maps[0]
+        tokens = [v for v in operands if isinstance(v, Tokens)]
+        maps = [v for v in tokens if v.size > 1]
+        like = maps[0] if maps else tokens[0]
+        for value in tokens:
+            if value.pad is not None:
+                raise ctx.refuse(node, "reads the output of a spatial Pad; a Pad must feed a Conv or a pool")
+            if value.size > 1 and value.layout is not like.layout:
+                raise AssertionError(f"{node.name}: operands in different layouts")  # constrain failed
+            if value.size > 1 and (value.height, value.width) != (like.height, like.width):
+                raise ctx.refuse(node, "operands of different spatial sizes")
+        for name, value in zip(node.input, operands):
+            if not isinstance(value, Tokens) and not (isinstance(value, Same) and name in ctx.graph.constants):
+                raise ctx.refuse(node, f"operand {name!r} ({type(value).__name__}) cannot meet a feature map")
+        full_map = any(not isinstance(v, Tokens) and ctx.is_full_map_constant(ctx.graph.constants[n])
+                       for n, v in zip(node.input, operands))
+        # (N*HW, C) when every map operand is, so a Gemm's activation chain stays fusable; else (N, HW, C)
+        flat = bool(maps) and len(maps) == len(tokens) and all(v.flat for v in maps) and not full_map
         names = []
         for name, value in zip(node.input, operands):
             if isinstance(value, Tokens):
-                if value.pad is not None:
-                    raise ctx.refuse(node, "reads the output of a spatial Pad; a Pad must feed a Conv or a pool")
-                if value.size > 1 and value.layout is not like.layout:
-                    raise AssertionError(f"{node.name}: operands in different layouts")  # constrain failed
-                if value.size > 1 and (value.height, value.width) != (like.height, like.width):
-                    raise ctx.refuse(node, "operands of different spatial sizes")
-                names.append(value.name)
-            elif isinstance(value, Same) and name in ctx.graph.constants:
-                names.append(ctx.keyed_constant(node, ctx.graph.constants[name], like))
+                names.append(value.name if flat else ctx.as3d(value))
             else:
-                raise ctx.refuse(node, f"operand {name!r} ({type(value).__name__}) cannot meet a feature map")
-        channels = max(v.channels for v in operands if isinstance(v, Tokens))
+                names.append(ctx.keyed_constant(node, ctx.graph.constants[name], like))
+        channels = max(v.channels for v in tokens)
         out = ctx.b.node(node.op_type, names, node.op_type.lower(), **attrs(node))
-        ctx.set(node.output[0], Tokens(out, channels, like.height, like.width, like.layout))
+        ctx.set(node.output[0], Tokens(out, channels, like.height, like.width, like.layout, flat=flat))
 
 
 @register
@@ -69,5 +73,8 @@ class ConcatPass(Pass):
         for part in parts[1:]:
             if part.layout is not first.layout and first.size > 1:
                 raise AssertionError(f"{node.name}: concat inputs in different layouts")  # constrain failed
-        out = ctx.b.node("Concat", [p.name for p in parts], "concat", axis=2)
-        ctx.set(node.output[0], Tokens(out, sum(p.channels for p in parts), first.height, first.width, first.layout))
+        flat = all(p.flat for p in parts)
+        names = [p.name if flat else ctx.as3d(p) for p in parts]
+        out = ctx.b.node("Concat", names, "concat", axis=-1)
+        ctx.set(node.output[0], Tokens(out, sum(p.channels for p in parts), first.height, first.width, first.layout,
+                                       flat=flat))

@@ -44,7 +44,7 @@ class FlattenPass(Pass):
             if len(target) != 2 or target[0] is not None or target[1] != features:
                 raise ctx.refuse(node, f"reshape of a {value.channels}x{value.height}x{value.width} map to "
                                        f"{target}; only flattening to (N, C*H*W) is supported")
-            out = b.reshape(value.name, [-1, features])  # (N, HW, C) -> (N, HW*C)
+            out = b.reshape(value.name, [-1, features])  # (N, HW, C) or (N*HW, C) -> (N, HW*C)
             if value.size == 1:
                 ctx.set(node.output[0], Same(out))
             else:
@@ -79,7 +79,7 @@ class TransposePass(Pass):
         perm = list(attrs(node).get("perm", [3, 2, 1, 0]))
         if perm != [0, 2, 3, 1]:
             raise ctx.refuse(node, f"Transpose {perm} of a feature map; only channels-last (0, 2, 3, 1)")
-        ctx.set(node.output[0], ChannelsLast(x.name, x.channels, x.height, x.width, x.layout))
+        ctx.set(node.output[0], ChannelsLast(ctx.as3d(x), x.channels, x.height, x.width, x.layout))
 
 
 @register
@@ -119,7 +119,8 @@ class ShapePass(Pass):
             raise AssertionError("plain Shape handled by the copy path")
         plain = ctx.graph.shape(node.input[0])
         b = ctx.b
-        batch = b.node("Shape", [value.name], "shape")
+        data = ctx.as3d(value) if isinstance(value, Tokens) else value.name
+        batch = b.node("Shape", [data], "shape")
         batch = b.node("Slice", [batch, b.ints([0]), b.ints([1])], "batch")
         full = b.node("Concat", [batch, b.ints(list(plain[1:]))], "plain-shape", axis=0)
         a = attrs(node)

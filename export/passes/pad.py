@@ -46,7 +46,7 @@ class PadPass(Pass):
         elif "value" in a:
             value = float(a["value"])
         b = ctx.b
-        name, channels = x.name, x.channels
+        name, channels = ctx.as3d(x), x.channels
         if pads[1] or pads[5]:  # channels: pointwise, on the tokens' last axis
             if x.pad is not None:
                 raise ctx.refuse(node, "channel padding after a spatial Pad")

@@ -100,6 +100,8 @@ class PReluPass(Pass):
     def emit(self, ctx: Context, node: onnx.NodeProto) -> None:
         x = ctx.tokens(node)
         slope = ctx.constant(node, 1, "the slope")
+        if ctx.is_full_map_constant(slope):  # a slope per position needs the (N, HW, C) form
+            x = Tokens(ctx.as3d(x), x.channels, x.height, x.width, x.layout)
         out = ctx.b.node("PRelu", [x.name, ctx.keyed_constant(node, slope, x)], "prelu")
         ctx.set(node.output[0], _replace(x, out))
 

@@ -72,7 +72,7 @@ class WindowPoolPass(Pass):
             fills.append((OUTSIDE, float("-inf") if is_max else 0.0))
         if (taps == PADDED).any():
             fills.append((PADDED, float(x.pad.value)))
-        source, rows = ctx.padded(x, tuple(fills)) if fills else (x.name, {})
+        source, rows = ctx.padded(x, tuple(fills)) if fills else (ctx.as3d(x), {})
         index = keyed_index(taps, x.layout, out_layout, rows)  # (HWo, KK)
         b = ctx.b
         gathered = ctx.gather(source, index, x.layout, out_layout)  # (N, HWo, KK, C)
@@ -121,14 +121,15 @@ class GlobalPoolPass(Pass):
                 return
             axes = sorted(v % 4 for v in axes) if axes else [0, 1, 2, 3]
         b = ctx.b
+        data = ctx.as3d(x)
         if axes == [2, 3]:  # over positions: layout-invariant
-            y = b.reduce(op, x.name, [1], keepdims=keepdims, hint=op.lower())  # (N, 1, C) or (N, C)
+            y = b.reduce(op, data, [1], keepdims=keepdims, hint=op.lower())  # (N, 1, C) or (N, C)
             ctx.set(node.output[0], Tokens(y, x.channels, 1, 1, natural(1, 1)) if keepdims else Same(y))
         elif axes == [1] and keepdims:  # over channels: pointwise
-            y = b.reduce(op, x.name, [2], keepdims=1, hint=op.lower())  # (N, HW, 1)
+            y = b.reduce(op, data, [2], keepdims=1, hint=op.lower())  # (N, HW, 1)
             ctx.set(node.output[0], Tokens(y, 1, x.height, x.width, x.layout))
         elif axes == [1, 2, 3] and not keepdims:
-            y = b.reduce(op, x.name, [1, 2], keepdims=0, hint=op.lower())  # (N,)
+            y = b.reduce(op, data, [1, 2], keepdims=0, hint=op.lower())  # (N,)
             ctx.set(node.output[0], Same(y))
         else:
             raise ctx.refuse(node, f"reduction over axes {axes} (keepdims={keepdims}) of a feature map")

@@ -127,9 +127,9 @@ class ResizePass(Pass):
         weight = weight[out_layout.perm]
         b = ctx.b
         if index.shape[1] == 1 and np.all(weight == 1.0):
-            out = ctx.gather(x.name, index[:, 0], x.layout, out_layout, hint="resize")  # (N, HWo, C)
+            out = ctx.gather(ctx.as3d(x), index[:, 0], x.layout, out_layout, hint="resize")  # (N, HWo, C)
         else:
-            gathered = ctx.gather(x.name, index, x.layout, out_layout, hint="resize")  # (N, HWo, T, C)
+            gathered = ctx.gather(ctx.as3d(x), index, x.layout, out_layout, hint="resize")  # (N, HWo, T, C)
             scaled = b.node("Mul", [gathered, ctx.table(weight.astype(np.float32)[:, :, None], "resize-weight", out_layout)])
             out = b.reduce("ReduceSum", scaled, [2], keepdims=0, hint="resize")  # (N, HWo, C)
         ctx.set(node.output[0], Tokens(out, x.channels, out_h, out_w, out_layout))

@@ -1,0 +1,129 @@
+"""Benchmark: keyed against plain onnxruntime latency, both layout policies.
+
+For each network (tests/export/nets.py), batch size and thread count, in one process: the plain
+model (float NCHW input, as its users feed it) and the keyed models (uint8 measurement input, the
+preprocessing inside), each an onnxruntime session at ORT_ENABLE_ALL, timed in interleaved
+repetitions; medians and the ratio keyed / plain. Also: compile time, keyed / plain file size and
+peak memory ratio (resident set growth while running, measured in child processes).
+
+    python benchmarks/bench_keyed.py [--nets resnet18,resnet20,vgg16_bn,mobilenet_v2] [--reps 30]
+        [--batches 1,32] [--threads 1,2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from export.keyify import KeyifyOptions, keyify  # noqa: E402
+from firmware_sim.keys import MasterKey  # noqa: E402
+from tests.export.nets import NETWORKS  # noqa: E402
+
+
+def session(path: Path, threads: int) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def peak_memory(path: Path, feed_name: str, shape: list[int], dtype: str, threads: int) -> int:
+    """Peak resident set (KiB) of a fresh process that loads the model and runs it three times."""
+    code = f"""
+import numpy as np, onnxruntime as ort, resource
+o = ort.SessionOptions(); o.intra_op_num_threads = {threads}; o.log_severity_level = 3
+s = ort.InferenceSession({str(path)!r}, o, providers=["CPUExecutionProvider"])
+x = np.zeros({shape}, dtype={dtype!r})
+for _ in range(3):
+    s.run(None, {{{feed_name!r}: x}})
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return int(done.stdout.strip())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--nets", default="resnet18,resnet20,vgg16_bn,mobilenet_v2")
+    parser.add_argument("--reps", type=int, default=30)
+    parser.add_argument("--batches", default="1,32")
+    parser.add_argument("--threads", default="1,2")
+    parser.add_argument("--json", type=Path, default=None, help="also write the raw figures here")
+    args = parser.parse_args()
+    key = MasterKey.generate()
+    rows, extras = [], []
+    print(f"# keyed vs plain, {date.today().isoformat()}, {platform.machine()}, {os.cpu_count()} cores, "
+          f"onnxruntime {ort.__version__}, median of {args.reps} interleaved runs\n")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for name in args.nets.split(","):
+            build, (height, width), mean, std = NETWORKS[name]
+            plain = build()
+            plain_path = folder / f"{name}.onnx"
+            onnx.save(plain, plain_path)
+            keyed_paths = {}
+            for policy in ("fresh", "boundary"):
+                start = time.perf_counter()
+                result = keyify(plain, key, KeyifyOptions(policy=policy, mean=mean, std=std))
+                compile_s = time.perf_counter() - start
+                path = folder / f"{name}-{policy}.onnx"
+                onnx.save(result.model, path)
+                keyed_paths[policy] = path
+                size_ratio = path.stat().st_size / plain_path.stat().st_size
+                mem_plain = peak_memory(plain_path, "input", [32, 3, height, width], "float32", 2)
+                mem_keyed = peak_memory(path, "measurement", [32, height, width, 3], "uint8", 2)
+                extras.append((name, policy, compile_s, size_ratio, mem_keyed / mem_plain))
+            for batch in (int(b) for b in args.batches.split(",")):
+                rng = np.random.default_rng(0)
+                x = rng.standard_normal((batch, 3, height, width)).astype(np.float32)
+                m = rng.integers(0, 256, (batch, height, width, 3)).astype(np.uint8)
+                for threads in (int(t) for t in args.threads.split(",")):
+                    runs = {"plain": (session(plain_path, threads), {"input": x})}
+                    for policy, path in keyed_paths.items():
+                        runs[policy] = (session(path, threads), {"measurement": m})
+                    for sess, feed in runs.values():
+                        sess.run(None, feed)  # warm up
+                    times = {label: [] for label in runs}
+                    for _ in range(args.reps):
+                        for label, (sess, feed) in runs.items():
+                            start = time.perf_counter()
+                            sess.run(None, feed)
+                            times[label].append(time.perf_counter() - start)
+                    med = {label: statistics.median(t) * 1e3 for label, t in times.items()}
+                    rows.append((name, batch, threads, med["plain"], med["fresh"], med["boundary"]))
+                    print(f"  {name} batch {batch} threads {threads}: plain {med['plain']:.2f} ms, fresh "
+                          f"{med['fresh']:.2f} ms ({med['fresh'] / med['plain']:.2f}x), boundary "
+                          f"{med['boundary']:.2f} ms ({med['boundary'] / med['plain']:.2f}x)", file=sys.stderr)
+    print("| network | batch | threads | plain (ms) | fresh (ms) | fresh / plain | boundary (ms) | boundary / plain |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, batch, threads, p, f, b in rows:
+        print(f"| {name} | {batch} | {threads} | {p:.2f} | {f:.2f} | {f / p:.2f} | {b:.2f} | {b / p:.2f} |")
+    print("\n| network | policy | compile (s) | keyed / plain file size | keyed / plain peak memory (batch 32) |")
+    print("|---|---|---|---|---|")
+    for name, policy, compile_s, size_ratio, mem_ratio in extras:
+        print(f"| {name} | {policy} | {compile_s:.2f} | {size_ratio:.2f} | {mem_ratio:.2f} |")
+    if args.json:
+        args.json.write_text(json.dumps({"latency": rows, "extras": extras}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
