@@ -145,8 +145,6 @@ class Context:
                 distinct.append(value)
             rows[code] = tokens.size + distinct.index(value)
         cache_key = (tokens.name, tuple(distinct))
-        if cache_key in self._padded and not self._padded[cache_key][1]:  # registered: one row, at HW
-            self._padded[cache_key] = (self._padded[cache_key][0], rows)
         if cache_key not in self._padded:
             name = self.as3d(tokens)
             for value in distinct:
@@ -160,10 +158,6 @@ class Context:
         array = np.asarray(array)
         full = array.reshape((1,) * max(0, 4 - array.ndim) + array.shape)
         return array.ndim >= 2 and full.shape[-2:] != (1, 1)
-
-    def register_padded(self, tokens: Tokens, value: float, name: str) -> None:
-        """Declare ``name`` the (N, HW + 1, C) padded form of ``tokens`` for the fill ``value``."""
-        self._padded[(tokens.name, (value,))] = (name, {})
 
     def keyed_constant(self, node: onnx.NodeProto, array: np.ndarray, like: Tokens) -> str:
         """A plain constant broadcast against an (N, C, H, W) map, as one against (N, H*W, C) tokens."""

@@ -156,16 +156,16 @@ class _Compiler:
             x = b.node("Div", [x, b.const(std.reshape(broadcast), "std")], "std")
         return x
 
-    # -- the first layer takes raw codes --------------------------------------
+    # -- the first layer reads the codes -------------------------------------
 
     def _fold_plan(self) -> dict | None:
-        """Fold the input's normalisation and channel order into the first layer when it is a Conv.
+        """Fold the division by std, the code scale and the channel order into the first Conv.
 
-        With normalised = raw * scale / std - mean / std per model channel, the Conv computes
-        W' raw + b' with W'[:, m] = W[:, c] * scale / std[c] (m the measurement channel that model
-        channel c reads) and b' = b - sum W[:, c] * mean[c] / std[c]. Its padding, zero in normalised
-        terms, is the raw code mean[c] / scale: the pad rows hold that per channel. Saves the two
-        element-wise passes over the input; the result differs from the plain model by rounding only.
+        normalised[c] = (raw[m] * scale - mean[c]) / std[c] = (raw[m] - p[m]) * scale / std[c] with m the
+        measurement channel that model channel c reads and p[m] = mean[c] / scale. So the Conv gets
+        W'[:, m] = W[:, c] * scale / std[c], its bias unchanged, and reads raw - p: one subtraction
+        instead of three passes, and its zero padding still means a normalised 0. The result differs
+        from the plain model by float rounding only.
         """
         g = self.graph
         consumers = g.consumers.get(g.input_name, [])
@@ -175,57 +175,36 @@ class _Compiler:
         weight = g.constants.get(node.input[1]) if len(node.input) > 1 else None
         if node.input[0] != g.input_name or weight is None or weight.ndim != 4 or attrs(node).get("group", 1) != 1:
             return None
-        has_bias = len(node.input) > 2 and node.input[2]
-        bias = g.constants.get(node.input[2]) if has_bias else np.zeros(weight.shape[0], np.float32)
-        if bias is None:
-            return None
         mean, std, scale = (np.asarray(v, np.float64) for v in self._norm())
         order = self._channel_map()
-        w = weight.astype(np.float64)
-        folded = np.empty_like(w)
-        folded[:, order] = w * (scale / std)[None, :, None, None]  # model channel c -> measurement channel order[c]
-        shift = bias.astype(np.float64) - (w * (mean / std)[None, :, None, None]).sum(axis=(1, 2, 3))
-        pad = np.empty(len(order))
-        pad[order] = mean / scale
-        b = self.builder
-        names = [b.const(folded.astype(np.float32), "folded-weight"), b.const(shift.astype(np.float32), "folded-bias")]
-        g.constants[names[0]] = folded.astype(np.float32)
-        g.constants[names[1]] = shift.astype(np.float32)
-        return {"node": node, "inputs": names, "pad": pad.astype(np.float32)}
+        folded = np.empty(weight.shape, np.float64)
+        folded[:, order] = weight.astype(np.float64) * (scale / std)[None, :, None, None]
+        offset = np.empty(len(order))
+        offset[order] = mean / scale
+        name = self.builder.const(folded.astype(np.float32), "folded-weight")
+        g.constants[name] = folded.astype(np.float32)
+        new = onnx.NodeProto()
+        new.CopyFrom(node)
+        new.input[1] = name
+        g.nodes[g.nodes.index(node)] = new
+        g.consumers[g.input_name] = [new]
+        for output in new.output:
+            g.producers[output] = new
+        return {"offset": offset.astype(np.float32)}
 
-    def _rewire(self, old: onnx.NodeProto, new: onnx.NodeProto) -> None:
-        g = self.graph
-        g.nodes[g.nodes.index(old)] = new
-        g.consumers[g.input_name] = [new] if new.input[0] == g.input_name else []
-        for name in new.output:
-            g.producers[name] = new
-        for name in new.input[1:]:
-            g.consumers.setdefault(name, []).append(new)
+    def _offset(self, x: str, offset: np.ndarray, broadcast: list[int]) -> str:
+        if not np.any(offset):
+            return x
+        return self.builder.node("Sub", [x, self.builder.const(offset.reshape(broadcast), "code-offset")], "offset")
 
-    def _batch_rows(self, like: str, values: np.ndarray, shape_tail: list[int]) -> str:
-        """``values`` repeated over the batch of ``like``: (N, *shape_tail)."""
-        b = self.builder
-        n = b.node("Slice", [b.node("Shape", [like], "shape"), b.ints([0]), b.ints([1])], "batch")
-        target = b.node("Concat", [n, b.ints(shape_tail)], "rows-shape", axis=0)
-        return b.node("Expand", [b.const(values.reshape([1] + shape_tail), "pad-codes"), target], "pad-rows")
-
-    def fresh_input(self, ctx: Context) -> Tokens:
+    def fresh_input(self) -> Tokens:
         g, b = self.graph, self.builder
         n, c = g.height * g.width, g.channels
         x = b.reshape(MEASUREMENT, [-1, n, c], "tokens")  # (N, H, W, C) -> (N, HW, C), sensor layout
         x = b.node("Cast", [x], "float", to=onnx.TensorProto.FLOAT)
         plan = self._fold_plan()
         if plan is not None:
-            old = plan["node"]
-            new = onnx.NodeProto()
-            new.CopyFrom(old)
-            del new.input[1:]
-            new.input.extend(plan["inputs"])
-            self._rewire(old, new)
-            tokens = Tokens(x, c, g.height, g.width, self.sensor)
-            rows = self._batch_rows(x, plan["pad"], [1, c])  # (N, 1, C): the raw codes that normalise to 0
-            ctx.register_padded(tokens, 0.0, b.node("Concat", [x, rows], "padded", axis=1))
-            return tokens
+            return Tokens(self._offset(x, plan["offset"], [c]), c, g.height, g.width, self.sensor)
         order = self._channel_map()
         if not np.array_equal(order, np.arange(c)):
             x = b.gather(x, order, axis=2, hint="channels")
@@ -236,56 +215,20 @@ class _Compiler:
         g, b = self.graph, self.builder
         n, c = g.height * g.width, g.channels
         plan = self._fold_plan()
-        if plan is not None:
-            self._boundary_folded(plan)
-            return
+        order = np.arange(c) if plan is not None else self._channel_map()
         flat = b.reshape(MEASUREMENT, [-1, n * c], "flat")  # (N, H, W, C) -> (N, HW*C)
-        # NCHW element (ch, a) is measurement element (inv[a], map[ch])
-        index = self.sensor.inv[None, :] * c + self._channel_map()[:, None]  # (C, HW)
+        # NCHW element (ch, a) is measurement element (inv[a], order[ch])
+        index = self.sensor.inv[None, :] * c + order[:, None]  # (C, HW)
         table = b.const(index.reshape(-1).astype(np.int64), "sensor-index")
         self.sensor_tables.append(table)
         x = b.node("Gather", [flat, table], "natural", axis=1)  # (N, C*HW) in NCHW order
         x = b.node("Cast", [x], "float", to=onnx.TensorProto.FLOAT)
         x = b.reshape(x, [-1, c, g.height, g.width])  # (N, C*HW) -> (N, C, H, W)
-        x = self._normalise(x, [1, c, 1, 1])
-        b.node("Identity", [x], outputs=[g.input_name])
-
-    def _boundary_folded(self, plan: dict) -> None:
-        """One gather from the raw codes (plus C pad codes) to the first Conv's padded NCHW input."""
-        from export.taps import conv_pads
-
-        g, b = self.graph, self.builder
-        h, w, c = g.height, g.width, g.channels
-        old = plan["node"]
-        a = attrs(old)
-        kernel = tuple(g.constants[old.input[1]].shape[2:])
-        strides, dilations = tuple(a.get("strides", [1, 1])), tuple(a.get("dilations", [1, 1]))
-        out_h, out_w = g.shape(old.output[0])[2:]
-        top, left = conv_pads(a, (h, w), (out_h, out_w), kernel, strides, dilations)
-        if a.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET", b"", ""):
-            pads = list(a.get("pads", [0, 0, 0, 0]))
-            bottom, right = pads[2], pads[3]
+        if plan is not None:
+            x = self._offset(x, plan["offset"], [1, c, 1, 1])
         else:
-            bottom = max((out_h - 1) * strides[0] + (kernel[0] - 1) * dilations[0] + 1 - h, 0) - top
-            right = max((out_w - 1) * strides[1] + (kernel[1] - 1) * dilations[1] + 1 - w, 0) - left
-        hp, wp = h + top + bottom, w + left + right
-        flat = b.node("Cast", [b.reshape(MEASUREMENT, [-1, h * w * c], "flat")], "float", to=onnx.TensorProto.FLOAT)
-        source = b.node("Concat", [flat, self._batch_rows(flat, plan["pad"], [c])], "with-pad", axis=1)
-        rows = np.arange(hp)[:, None] - top  # (Hp, 1) rows of the real frame
-        cols = np.arange(wp)[None, :] - left  # (1, Wp)
-        inside = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)  # (Hp, Wp)
-        logical = np.clip(rows, 0, h - 1) * w + np.clip(cols, 0, w - 1)
-        position = np.where(inside, self.sensor.inv[logical], -1)  # physical position, -1 for padding
-        channel = np.arange(c)[:, None, None]  # the image keeps the measurement's channel order
-        index = np.where(position[None] >= 0, position[None] * c + channel, h * w * c + channel)  # (C, Hp, Wp)
-        table = b.const(index.reshape(-1).astype(np.int64), "sensor-index")
-        self.sensor_tables.append(table)
-        image = b.reshape(b.node("Gather", [source, table], "natural", axis=1), [-1, c, hp, wp])  # -> (N, C, Hp, Wp)
-        new = helper.make_node("Conv", [image, *plan["inputs"]], list(old.output), name=old.name or None)
-        for attribute in old.attribute:
-            if attribute.name not in ("pads", "auto_pad"):
-                new.attribute.append(attribute)
-        self._rewire(old, new)
+            x = self._normalise(x, [1, c, 1, 1])
+        b.node("Identity", [x], outputs=[g.input_name])
 
     # -- bodies ---------------------------------------------------------------
 
@@ -306,7 +249,7 @@ class _Compiler:
             if len(sizes) > 1:
                 raise UnsupportedModel(root, "layout", f"tensors of sizes {sorted(sizes)} must share a layout")
         ctx.assign_layouts()
-        ctx.set(g.input_name, self.fresh_input(ctx))
+        ctx.set(g.input_name, self.fresh_input())
         for node in g.nodes:
             values = [ctx.value(name) if name else None for name in node.input]
             keyed = any(v is not None and not isinstance(v, Same) for v in values)
