@@ -212,18 +212,20 @@ class _Compiler:
         return Tokens(x, c, g.height, g.width, self.sensor)
 
     def boundary_input(self) -> None:
+        """Positions back in natural order with one row gather (C codes per row), then NCHW."""
         g, b = self.graph, self.builder
         n, c = g.height * g.width, g.channels
         plan = self._fold_plan()
-        order = np.arange(c) if plan is not None else self._channel_map()
-        flat = b.reshape(MEASUREMENT, [-1, n * c], "flat")  # (N, H, W, C) -> (N, HW*C)
-        # NCHW element (ch, a) is measurement element (inv[a], order[ch])
-        index = self.sensor.inv[None, :] * c + order[:, None]  # (C, HW)
-        table = b.const(index.reshape(-1).astype(np.int64), "sensor-index")
+        rows = b.reshape(MEASUREMENT, [-1, n, c], "rows")  # (N, H, W, C) -> (N, HW, C), sensor layout
+        table = b.const(self.sensor.inv.astype(np.int64), "sensor-index")  # natural a <- physical inv[a]
         self.sensor_tables.append(table)
-        x = b.node("Gather", [flat, table], "natural", axis=1)  # (N, C*HW) in NCHW order
+        x = b.node("Gather", [rows, table], "natural", axis=1)  # (N, HW, C), natural order
+        x = b.transpose(x, [0, 2, 1])  # -> (N, C, HW)
+        order = np.arange(c) if plan is not None else self._channel_map()
+        if not np.array_equal(order, np.arange(c)):
+            x = b.gather(x, order, axis=1, hint="channels")  # whole planes: cheap
         x = b.node("Cast", [x], "float", to=onnx.TensorProto.FLOAT)
-        x = b.reshape(x, [-1, c, g.height, g.width])  # (N, C*HW) -> (N, C, H, W)
+        x = b.reshape(x, [-1, c, g.height, g.width])  # (N, C, HW) -> (N, C, H, W)
         if plan is not None:
             x = self._offset(x, plan["offset"], [1, c, 1, 1])
         else:
