@@ -15,14 +15,14 @@ interrupted write never leaves a half-written file.
 
 from __future__ import annotations
 
-import os
-import secrets
+import io
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from edge.errors import ImageFileError
+from firmware_sim.files import write_atomic
 
 WRITABLE = (".png", ".npy")
 
@@ -79,18 +79,7 @@ def write_image(path: str | Path, array: np.ndarray) -> Path:
             raise ImageFileError(f"OpenCV could not encode shape {array.shape} as PNG for '{path}'")
         payload = encoded.tobytes()
     else:
-        payload = None
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(temp, "xb") as handle:
-            if payload is not None:
-                handle.write(payload)
-            else:
-                np.save(handle, np.ascontiguousarray(array), allow_pickle=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    return path
+        buffer = io.BytesIO()
+        np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
+        payload = buffer.getvalue()
+    return write_atomic(path, payload)

@@ -86,7 +86,9 @@ class Context:
 
     def gather(self, source: str, index: np.ndarray, in_layout: Layout, out_layout: Layout, hint: str = "gather") -> str:
         """Gather positions (axis 1 of tokens) through an index table built from two layouts."""
-        table = self.table(np.asarray(index, dtype=np.int64), f"{hint}-index", in_layout, out_layout)
+        index = np.asarray(index)
+        dtype = np.int32 if index.size == 0 or index.max() < 2**31 else np.int64  # int32 halves the table's size
+        table = self.table(index.astype(dtype), f"{hint}-index", in_layout, out_layout)
         return self.b.node("Gather", [source, table], hint, axis=1)
 
     # -- values ---------------------------------------------------------------

@@ -217,7 +217,7 @@ class _Compiler:
         n, c = g.height * g.width, g.channels
         plan = self._fold_plan()
         rows = b.reshape(MEASUREMENT, [-1, n, c], "rows")  # (N, H, W, C) -> (N, HW, C), sensor layout
-        table = b.const(self.sensor.inv.astype(np.int64), "sensor-index")  # natural a <- physical inv[a]
+        table = b.const(self.sensor.inv.astype(np.int32), "sensor-index")  # natural a <- physical inv[a]
         self.sensor_tables.append(table)
         x = b.node("Gather", [rows, table], "natural", axis=1)  # (N, HW, C), natural order
         x = b.transpose(x, [0, 2, 1])  # -> (N, C, HW)

@@ -3,27 +3,13 @@ and with a split ``KEYED.feature.onnx`` / ``KEYED.task.onnx`` with theirs."""
 
 from __future__ import annotations
 
-import os
-import secrets
 from pathlib import Path
 
 import onnx
 
 from export.errors import ModelFileError
 from export.keyify import KeyedModels
-
-
-def _atomic_write(path: Path, payload: bytes) -> None:
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(temp, "xb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+from firmware_sim.files import write_atomic
 
 
 def manifest_path(model_path: Path) -> Path:
@@ -43,8 +29,8 @@ def save(result: KeyedModels, path: str | Path) -> list[Path]:
         pairs.append((path.with_name(path.stem + ".task.onnx"), result.task, result.task_manifest))
     written = []
     for target, model, manifest in pairs:
-        _atomic_write(target, model.SerializeToString())
-        _atomic_write(manifest_path(target), manifest.to_json().encode() + b"\n")
+        write_atomic(target, model.SerializeToString())
+        write_atomic(manifest_path(target), manifest.to_json().encode() + b"\n")
         written += [target, manifest_path(target)]
     return written
 

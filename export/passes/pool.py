@@ -24,23 +24,15 @@ from onnx import helper
 from export.context import Context, attrs
 from export.layout import natural
 from export.passes import Pass, new_class, register
+from export.probe import run_node
 from export.taps import OUTSIDE, PADDED, conv_pads, keyed_index, window_taps
 from export.values import Same, Tokens
 
 
 def _plain_divisors(node: onnx.NodeProto, opset: int, height: int, width: int) -> np.ndarray:
     """Run the plain AveragePool on ones(1, 1, H, W): output = real taps / divisor."""
-    import onnxruntime as ort
-
     probe = helper.make_node("AveragePool", ["x"], ["y"], **attrs(node))
-    graph = helper.make_graph(
-        [probe], "probe",
-        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 1, height, width])],
-        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return session.run(None, {"x": np.ones((1, 1, height, width), np.float32)})[0].reshape(-1)
+    return run_node(probe, np.ones((1, 1, height, width), np.float32), opset).reshape(-1)
 
 
 @register

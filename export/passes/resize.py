@@ -25,13 +25,12 @@ from onnx import helper
 from export.context import Context, attrs
 from export.layout import natural
 from export.passes import Pass, new_class, register
+from export.probe import run_node
 from export.values import Tokens
 
 
 def _axis_weights(node: onnx.NodeProto, opset: int, axis: int, length: int, scales, sizes) -> np.ndarray:
     """(length_out, length) weights of the plain Resize along one axis (2 = H, 3 = W)."""
-    import onnxruntime as ort
-
     a = attrs(node)
     a.pop("axes", None)
     a.pop("keep_aspect_ratio_policy", None)
@@ -54,11 +53,7 @@ def _axis_weights(node: onnx.NodeProto, opset: int, axis: int, length: int, scal
     while inputs and not inputs[-1]:
         inputs.pop()
     probe = helper.make_node("Resize", inputs, ["y"], **a)
-    graph = helper.make_graph([probe], "probe", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, shape)],
-                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)], tensors)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", max(opset, 13))])
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    out = session.run(None, {"x": basis})[0]
+    out = run_node(probe, basis, max(opset, 13), tensors)
     return out.reshape(length, -1).T  # (L_in, L_out) -> (L_out, L_in)
 
 

@@ -60,7 +60,7 @@ def test_batchnorm_not_after_a_conv(key, policy):
 
 
 @pytest.mark.parametrize("policy", POLICIES)
-@pytest.mark.parametrize("slope_shape", [(6, 1, 1), (1,), (1, 6, 1, 1)])
+@pytest.mark.parametrize("slope_shape", [(6, 1, 1), (1,), (1, 6, 1, 1), (6, 5, 6)])
 def test_prelu_per_channel_and_shared(key, policy, slope_shape):
     extra = {"slope": (np.arange(np.prod(slope_shape)).reshape(slope_shape) * 0.1).astype(np.float32)}
     assert_keyed_equals_plain(_model("PRelu(c, slope)", extra), key, KeyifyOptions(policy=policy))
