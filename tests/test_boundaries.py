@@ -53,3 +53,15 @@ def test_edge_imports_export_only_lazily_in_the_command_line():
         assert "export" not in top_level, path
         if path.name != "cli.py":
             assert "export" not in _imports(path), path
+
+
+def test_lint_is_clean():
+    """ruff (pyfakes errors, bugbear) over the whole code base, with the settings in pyproject.toml."""
+    import shutil
+    import subprocess
+    import sys
+
+    ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
+    done = subprocess.run([ruff, "check", "edge", "export", "firmware_sim", "tests", "benchmarks", "training"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
