@@ -1,0 +1,49 @@
+"""An image folder: every file OpenCV can decode (or .npy), in sorted name order.
+
+A file that cannot be decoded is skipped and counted; the frame time is the file's modification time.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from edge.errors import ImageFileError
+from edge.imageio import read_frame
+from edge.sources.base import Source
+
+log = logging.getLogger(__name__)
+SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".npy"}
+
+
+class FolderSource(Source):
+    live = False
+
+    def __init__(self, folder: str | Path) -> None:
+        super().__init__()
+        self.folder = Path(folder)
+        self._files: list[Path] = []
+        self._next = 0
+
+    def _open(self) -> None:
+        if not self.folder.is_dir():
+            raise ImageFileError(f"image folder '{self.folder}' does not exist")
+        self._files = sorted(p for p in self.folder.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
+        if not self._files:
+            raise ImageFileError(f"image folder '{self.folder}' holds no images ({', '.join(sorted(SUFFIXES))})")
+        self._next = 0
+
+    def _read(self) -> tuple[np.ndarray, int, str] | None:
+        while self._next < len(self._files):
+            path = self._files[self._next]
+            self._next += 1
+            try:
+                image = read_frame(path)
+            except ImageFileError as error:
+                self.skipped += 1
+                log.warning("skipping %s: %s", path.name, error)
+                continue
+            return image, path.stat().st_mtime_ns, path.name
+        return None
