@@ -81,7 +81,7 @@ class PicameraSource(Source):
                 from picamera2 import Picamera2  # the one import of picamera2 in keycam
             except ImportError as error:
                 raise CameraError(f"picamera2 is not available ({error}); on Raspberry Pi OS: "
-                                  f"sudo apt install python3-picamera2, and a venv made with --system-site-packages")
+                                  f"sudo apt install python3-picamera2, and a venv made with --system-site-packages") from None
             factory = Picamera2
         try:
             camera = factory(self.camera_num)

@@ -110,9 +110,9 @@ class FakePicamera2:
         if size is not None and (not isinstance(size, tuple) or len(size) != 2 or size[0] % 2 or size[1] % 2):
             raise RuntimeError(f"{name} stream size {size} must be a tuple of two even numbers")
 
-    def create_video_configuration(self, main={}, lores=None, raw={}, transform=None, colour_space=None,
-                                   buffer_count=6, controls={}, display="main", encode="main", queue=True,
-                                   sensor={}, use_case="video") -> dict:
+    def create_video_configuration(self, main={}, lores=None, raw={}, transform=None, colour_space=None,  # noqa: B006
+                                   buffer_count=6, controls={}, display="main", encode="main", queue=True,  # noqa: B006
+                                   sensor={}, use_case="video") -> dict:  # noqa: B006 - picamera2's own defaults
         main = {"format": "XBGR8888", "size": (1280, 720)} | dict(main)
         self._check_stream("main", main)
         if lores is not None:
