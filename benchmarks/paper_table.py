@@ -55,7 +55,7 @@ def main() -> int:
         frames = np.stack([cv2.imread(str(p))[:, :, ::-1] for p, _ in images])
         labels = np.array([label for _, label in images])
         fm_frames, fm_labels = fashion_mnist("t10k")
-        fm_model = onnx.load(ROOT / "models" / "fashion_mnist_cnn.onnx")
+        fm_model = onnx.load(ROOT / "edge" / "assets" / "fashion_mnist_cnn.onnx")
         for policy in ("fresh", "boundary"):
             table("cifar10-keras-cnn", convert(), frames, labels, KeyifyOptions(policy=policy), folder)
             table("fashion-mnist-cnn", fm_model, fm_frames, fm_labels,

@@ -132,6 +132,25 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("model", type=Path, metavar="MODEL.onnx")
     inspect.set_defaults(handler=_inspect)
 
+    run = commands.add_parser("run", help="run the capture loop (no configuration: the embedded default job)")
+    run.add_argument("--config", type=Path, default=None, metavar="FILE", help="configuration file (TOML)")
+    run.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
+    run.set_defaults(handler=_run)
+
+    replay = commands.add_parser("replay", help="replay a recording, a video or an image folder, deterministically")
+    replay.add_argument("source", type=Path, metavar="SOURCE", help="a .mcap recording, a video file or a folder")
+    replay.add_argument("--config", type=Path, default=None, metavar="FILE")
+    replay.add_argument("--model", type=Path, default=None, metavar="KEYED.onnx")
+    replay.add_argument("--key", type=Path, default=None, metavar="KEYFILE")
+    replay.add_argument("--output", default="-", metavar="RESULTS.jsonl", help="results (default: standard output)")
+    replay.add_argument("--record", type=Path, default=None, metavar="OUT.mcap", help="also record the measurements")
+    replay.add_argument("--realtime", action="store_true", help="at recorded speed instead of as fast as possible")
+    replay.set_defaults(handler=_replay)
+
+    validate = commands.add_parser("validate-config", help="check a configuration file")
+    validate.add_argument("config", type=Path, metavar="FILE")
+    validate.set_defaults(handler=_validate_config)
+
     demo = commands.add_parser("demo", help="the embedded default job (no camera, no server)")
     demo.add_argument("--out", type=Path, default=Path("keycam-demo"), help="output folder (default keycam-demo/)")
     demo.add_argument("--image", type=Path, default=None, help="an 8-bit colour picture instead of the sample photo")
@@ -295,6 +314,77 @@ def _inspect(args: argparse.Namespace) -> int:
     print(f"spec    {manifest.spec.describe()}")
     print("manifest:")
     print(manifest.to_json())
+    return 0
+
+
+def _run_loop(job, config, progress: bool) -> dict:
+    from tqdm import tqdm
+
+    from edge.loop import CaptureLoop
+
+    bar = tqdm(unit="frame", desc="keycam", disable=not progress or None, leave=False, file=sys.stderr)
+    try:
+        loop = CaptureLoop(job.source, job.pipeline, job.sinks, queue_size=config.loop.queue,
+                           max_frames=config.loop.max_frames, realtime=config.loop.realtime, progress=bar)
+        metrics = loop.run()
+    finally:
+        bar.close()
+    return metrics.summary()
+
+
+def _print_summary(summary: dict, job) -> None:
+    print(f"keycam: {summary['frames']} frames at {summary['fps']:.1f} fps, {summary['drops']} dropped, "
+          f"{summary['errors']} errors, {summary['skipped']} skipped; key {job.key.fingerprint}; "
+          f"mean ms per stage {summary['stage_ms_mean']}; stopped by {summary['stopped_by']}", file=sys.stderr)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from edge.config import Config, load_config
+    from edge.job import build_job
+
+    config = load_config(args.config) if args.config else Config()
+    if args.max_frames is not None:
+        config.loop.max_frames = args.max_frames
+    job = build_job(config)
+    summary = _run_loop(job, config, progress=False)
+    _print_summary(summary, job)
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from edge.config import Config, ConfigError, load_config
+    from edge.job import build_job
+
+    config = load_config(args.config) if args.config else Config()
+    source = args.source
+    if source.suffix == ".mcap":
+        config.source.kind = "recording"
+    elif source.is_dir():
+        config.source.kind = "folder"
+    elif source.is_file():
+        config.source.kind, config.source.virtual = "opencv", True
+    else:
+        raise ConfigError(f"replay source '{source}' does not exist")
+    config.source.target = str(source)
+    if args.model is not None:
+        config.model.path = str(args.model)
+    if args.key is not None:
+        config.model.key = str(args.key)
+    config.output.results = args.output
+    if args.record is not None:
+        config.output.record = str(args.record)
+    config.loop.realtime = args.realtime
+    job = build_job(config, replay=True)
+    summary = _run_loop(job, config, progress=True)
+    _print_summary(summary, job)
+    return 0
+
+
+def _validate_config(args: argparse.Namespace) -> int:
+    from edge.config import load_config
+
+    config = load_config(args.config)
+    print(f"{args.config}: valid ({config.source.kind} source, model {config.model.path or 'default'})")
     return 0
 
 

@@ -24,10 +24,11 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "setup: installing keycam[$extras] into $venv" >&2
     "$venv/bin/python" -m pip install --quiet --upgrade pip >&2
     "$venv/bin/python" -m pip install --quiet -e "$root[$extras]" >&2
+    # Images that ship inside packages, without those packages' own dependencies: foolbox's sample images
+    # (the embedded default job's frames) and, for the tests, the Keras CIFAR-10 CNN of cifar-10-model.
+    "$venv/bin/python" -m pip install --quiet --no-deps foolbox==3.3.4 >&2
     if [[ ",$extras," == *",test,"* ]]; then
-        # Real trained models and images that ship inside packages (their own dependencies are not needed):
-        # the Keras CIFAR-10 CNN of cifar-10-model and foolbox's sample images.
-        "$venv/bin/python" -m pip install --quiet --no-deps cifar-10-model==7.4.0 foolbox==3.3.4 >&2
+        "$venv/bin/python" -m pip install --quiet --no-deps cifar-10-model==7.4.0 >&2
     fi
     echo "$want" > "$stamp"
 fi

@@ -8,7 +8,7 @@ standard deviation on the 0..255 scale), which is what ``keycam keyify --mean 72
 
 Needs the optional PyTorch extra (``pip install torch==2.13.0``); keycam itself never does.
 
-    python training/train_fashion_mnist.py --epochs 4 --out models/fashion_mnist_cnn.onnx
+    python training/train_fashion_mnist.py --epochs 4 --out edge/assets/fashion_mnist_cnn.onnx
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def network() -> nn.Module:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--out", type=Path, default=Path("models/fashion_mnist_cnn.onnx"))
+    parser.add_argument("--out", type=Path, default=Path("edge/assets/fashion_mnist_cnn.onnx"))
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.manual_seed(args.seed)

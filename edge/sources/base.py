@@ -31,6 +31,8 @@ class Frame:
     sequence: int  # 0, 1, 2, ... in the order the source produced them
     timestamp_ns: int  # the sensor's or the file's time of the frame, nanoseconds
     origin: str  # where it came from: a file name, a camera, a stream
+    measured: bool = False  # True when ``image`` is already a private measurement (virtual sensor, recording)
+    epoch: int = 0  # key epoch of a measurement
 
 
 class Source(ABC):
@@ -50,6 +52,10 @@ class Source(ABC):
     @abstractmethod
     def _read(self) -> tuple[np.ndarray, int, str] | None:
         """The next (image, timestamp_ns, origin), or None at the end. Skips (and counts) bad frames."""
+
+    def _frame(self, image: np.ndarray, timestamp_ns: int, origin: str) -> Frame:
+        """Wrap what ``_read`` returned (sources of measurements override this)."""
+        return Frame(image, self._sequence, timestamp_ns, origin)
 
     def _close(self) -> None:  # noqa: B027 - optional hook: most sources hold nothing to release
         """Release what ``_open`` acquired (nothing by default)."""
@@ -71,8 +77,7 @@ class Source(ABC):
         item = self._read()
         if item is None:
             return None
-        image, timestamp_ns, origin = item
-        frame = Frame(image, self._sequence, timestamp_ns, origin)
+        frame = self._frame(*item)
         self._sequence += 1
         return frame
 
@@ -106,3 +111,21 @@ def fit_frame(image: np.ndarray, height: int, width: int) -> np.ndarray:
     if resized.ndim == 2:
         resized = resized[:, :, np.newaxis]  # (H, W) -> (H, W, 1)
     return resized
+
+
+def to_sensor(image: np.ndarray, spec, height: int, width: int, source_order: str = "bgr",
+              sensor_order: str = "bgr") -> np.ndarray:
+    """A picture as a sensor of ``spec`` would deliver it: model size, channel count and order, code depth.
+
+    8-bit pictures on a deeper sensor are left-aligned (code << (bits - 8)).
+    """
+    image = fit_frame(image, height, width)
+    if spec.channels == 1 and image.shape[2] == 3:
+        image = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_BGR2GRAY)[:, :, np.newaxis]
+    elif spec.channels == 3 and image.shape[2] == 1:
+        image = np.repeat(image, 3, axis=2)  # (H, W, 1) -> (H, W, 3)
+    elif spec.channels == 3 and sensor_order != source_order:
+        image = image[:, :, ::-1]
+    if image.dtype != spec.input_dtype:
+        image = image.astype(spec.input_dtype) << (spec.input_bits - 8)
+    return np.ascontiguousarray(image)

@@ -21,16 +21,17 @@ SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", "
 class FolderSource(Source):
     live = False
 
-    def __init__(self, folder: str | Path) -> None:
+    def __init__(self, folder: str | Path, pattern: str = "*") -> None:
         super().__init__()
         self.folder = Path(folder)
+        self.pattern = pattern
         self._files: list[Path] = []
         self._next = 0
 
     def _open(self) -> None:
         if not self.folder.is_dir():
             raise ImageFileError(f"image folder '{self.folder}' does not exist")
-        self._files = sorted(p for p in self.folder.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
+        self._files = sorted(p for p in self.folder.glob(self.pattern) if p.is_file() and p.suffix.lower() in SUFFIXES)
         if not self._files:
             raise ImageFileError(f"image folder '{self.folder}' holds no images ({', '.join(sorted(SUFFIXES))})")
         self._next = 0

@@ -25,7 +25,7 @@ from firmware_sim.spec import PRESETS
 from tests.fixtures.keras_cifar import convert, foolbox_images
 
 ROOT = Path(__file__).resolve().parents[2]
-FASHION_MODEL = ROOT / "models" / "fashion_mnist_cnn.onnx"
+FASHION_MODEL = ROOT / "edge" / "assets" / "fashion_mnist_cnn.onnx"
 WRONG = [MasterKey(hashlib.sha256(f"wrong key {i}".encode()).digest()) for i in range(5)]
 
 

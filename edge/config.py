@@ -1,0 +1,112 @@
+"""The configuration file of ``keycam run`` (TOML), with a strict schema.
+
+Unknown keys are errors; every field has a description, a unit and bounds; an error names the file,
+the key path, the value and the fix. ``keycam validate-config FILE`` checks a file without running.
+
+    [source]
+    kind = "picamera"          # picamera | opencv | folder | recording | default
+    target = ""                # opencv: camera index, video file or URL; folder/recording: a path
+    virtual = false            # read plain frames out with the virtual sensor (no keycam hardware)
+    frame_rate = 30.0          # picamera: frames per second
+    [model]
+    path = "keyed.onnx"        # a full or feature keyed model
+    task = ""                  # the task model of a split (optional)
+    key = "camera.key"
+    threads = 2
+    optimisation = "all"
+    [output]
+    results = "-"              # JSON lines: "-" for standard output, or a file
+    record = ""                # an .mcap recording of the measurements (optional)
+    record_plain = false       # DEBUG ONLY: also record plain frames (loud warning)
+    [loop]
+    queue = 4
+    max_frames = 0
+    realtime = false
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from edge.errors import KeycamError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+class ConfigError(KeycamError):
+    """A configuration file is invalid."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourceConfig(_Section):
+    kind: Literal["picamera", "opencv", "folder", "recording", "default"] = Field(
+        default="default", description="where frames come from; 'default' replays the package-shipped frames")
+    target: str = Field(default="", description="opencv: camera index, video file or stream URL; folder or "
+                                                 "recording: a path (unit: path)")
+    virtual: bool = Field(default=False, description="read plain frames out with the virtual sensor (the "
+                                                      "firmware_sim twin) instead of in the loop")
+    frame_rate: float | None = Field(default=None, gt=0, le=240, description="picamera: frames per second")
+    exposure_us: int | None = Field(default=None, gt=0, le=10_000_000, description="picamera: exposure, microseconds")
+    camera_num: int = Field(default=0, ge=0, le=16, description="picamera: camera number")
+
+
+class ModelConfig(_Section):
+    path: str = Field(default="", description="keyed model (full or feature), .onnx; empty for the default model")
+    task: str = Field(default="", description="task model of a split, .onnx (optional)")
+    key: str = Field(default="", description="key file (mode 0600); empty for the default job's key")
+    threads: int = Field(default=0, ge=0, le=64, description="onnxruntime intra-op threads (0: its default)")
+    optimisation: Literal["disable", "basic", "extended", "all"] = Field(
+        default="all", description="onnxruntime graph optimisation level")
+
+
+class OutputConfig(_Section):
+    results: str = Field(default="-", description="JSON-lines results: '-' for standard output, or a file path")
+    record: str = Field(default="", description="record the measurements to this .mcap file (optional)")
+    record_plain: bool = Field(default=False, description="DEBUG ONLY: also record plain frames (loud warning)")
+
+
+class LoopConfig(_Section):
+    queue: int = Field(default=4, ge=1, le=256, description="frames between capture and inference (unit: frames)")
+    max_frames: int = Field(default=0, ge=0, description="stop after this many frames (0: run to the end)")
+    realtime: bool = Field(default=False, description="replay recorded sources at their recorded speed")
+
+
+class Config(_Section):
+    source: SourceConfig = Field(default_factory=SourceConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    loop: LoopConfig = Field(default_factory=LoopConfig)
+
+
+def load_config(path: str | Path) -> Config:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"configuration file '{path}' does not exist")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"configuration file '{path}' is not valid TOML: {error}") from None
+    try:
+        return Config.model_validate(data)
+    except ValidationError as error:
+        problems = []
+        for item in error.errors():
+            where = ".".join(str(p) for p in item["loc"])
+            if item["type"] == "extra_forbidden":
+                section = item["loc"][0] if len(item["loc"]) > 1 else None
+                model = Config.model_fields[section].annotation if section in Config.model_fields else Config
+                allowed = ", ".join(model.model_fields)
+                problems.append(f"unknown key '{where}' (allowed here: {allowed})")
+            else:
+                problems.append(f"{where} = {item.get('input')!r}: {item['msg']}")
+        raise ConfigError(f"configuration file '{path}': " + "; ".join(problems)) from None

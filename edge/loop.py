@@ -1,0 +1,195 @@
+"""The capture loop: source -> (ADC transform -> model) -> sinks, with a bounded queue between capture and inference.
+
+- A capture thread reads the source into a bounded queue. For live sources a full queue drops its
+  oldest frame (counted in ``drops``) rather than build latency; recorded sources (files, folders,
+  recordings) wait, so a replay never drops.
+- The calling thread runs the pipeline on each frame and hands the result to every sink, in order.
+- SIGINT and SIGTERM stop the loop cleanly: capture stops, queued frames are finished, every sink is
+  closed (recordings finished, nothing half-written).
+- A camera that fails (``CameraError``) is reopened with exponential backoff, up to ``retries`` times,
+  and each failure is counted and logged; a frame the pipeline rejects (``FrameError``) is skipped and
+  counted, never fatal.
+- ``realtime`` replays recorded sources at their recorded speed (frame timestamps); otherwise as fast
+  as possible.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+
+from edge.errors import CameraError, FrameError
+from edge.pipeline import Pipeline
+from edge.sinks.base import Sink
+from edge.sources.base import Source
+
+log = logging.getLogger(__name__)
+_END = object()
+
+
+@dataclass
+class Metrics:
+    frames: int = 0
+    drops: int = 0
+    errors: int = 0
+    skipped: int = 0
+    camera_failures: int = 0
+    seconds: float = 0.0
+    stage_ms: dict = field(default_factory=dict)
+    stopped_by: str = "end of source"
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> dict:
+        return {"frames": self.frames, "fps": round(self.fps, 2), "drops": self.drops, "errors": self.errors,
+                "skipped": self.skipped, "camera_failures": self.camera_failures,
+                "stage_ms_mean": {k: round(v / max(self.frames, 1), 3) for k, v in self.stage_ms.items()},
+                "stopped_by": self.stopped_by}
+
+
+class CaptureLoop:
+    def __init__(self, source: Source, pipeline: Pipeline, sinks: list[Sink], *, queue_size: int = 4,
+                 max_frames: int = 0, realtime: bool = False, retries: int = 5, backoff_s: float = 0.5,
+                 progress=None) -> None:
+        self.source, self.pipeline, self.sinks = source, pipeline, sinks
+        self.queue: queue.Queue = queue.Queue(maxsize=max(1, queue_size))
+        self.max_frames = max_frames
+        self.realtime = realtime
+        self.retries, self.backoff_s = retries, backoff_s
+        self.progress = progress
+        self.metrics = Metrics()
+        self.stop_event = threading.Event()
+        self._failure: BaseException | None = None
+
+    def stop(self, reason: str = "stopped") -> None:
+        self.metrics.stopped_by = reason
+        self.stop_event.set()
+
+    # -- capture --------------------------------------------------------------
+
+    def _put(self, item) -> None:
+        if self.source.live:
+            while True:
+                try:
+                    self.queue.put_nowait(item)
+                    return
+                except queue.Full:
+                    try:
+                        self.queue.get_nowait()  # drop the oldest frame, not the newest
+                        self.metrics.drops += 1
+                    except queue.Empty:
+                        pass
+        while not self.stop_event.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _capture(self) -> None:
+        failures = 0
+        first_stamp = None
+        started = time.monotonic()
+        try:
+            while not self.stop_event.is_set():
+                try:
+                    frame = self.source.read()
+                except CameraError as error:
+                    failures += 1
+                    self.metrics.camera_failures += 1
+                    if failures > self.retries:
+                        raise
+                    delay = self.backoff_s * 2 ** (failures - 1)
+                    log.warning("%s; reopening in %.1f s (attempt %d of %d)", error, delay, failures, self.retries)
+                    self.source.close()
+                    if self.stop_event.wait(delay):
+                        break
+                    try:
+                        self.source.open()
+                    except CameraError as reopen_error:
+                        log.warning("%s", reopen_error)
+                    continue
+                failures = 0
+                if frame is None:
+                    break
+                if self.realtime and not self.source.live:
+                    first_stamp = frame.timestamp_ns if first_stamp is None else first_stamp
+                    due = started + (frame.timestamp_ns - first_stamp) / 1e9
+                    if self.stop_event.wait(max(0.0, due - time.monotonic())):
+                        break
+                self._put(frame)
+        except BaseException as error:  # surfaced in the calling thread
+            self._failure = error
+        finally:
+            self.metrics.skipped = self.source.skipped
+            self._put_end()
+
+    def _put_end(self) -> None:
+        while True:
+            try:
+                self.queue.put(_END, timeout=0.1)
+                return
+            except queue.Full:
+                if self.source.live:
+                    try:
+                        self.queue.get_nowait()
+                        self.metrics.drops += 1
+                    except queue.Empty:
+                        pass
+
+    # -- the loop ---------------------------------------------------------------
+
+    def run(self) -> Metrics:
+        handlers = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                handlers[sig] = signal.signal(sig, lambda number, _: self.stop(signal.Signals(number).name))
+        capture = threading.Thread(target=self._capture, name="keycam-capture", daemon=True)
+        start = time.perf_counter()
+        try:
+            self.source.open()
+            capture.start()
+            while True:
+                item = self.queue.get()
+                if item is _END:
+                    break
+                try:
+                    result, measurement = self.pipeline.process(item)
+                except FrameError as error:
+                    self.metrics.errors += 1
+                    log.warning("frame %d skipped: %s", item.sequence, error)
+                    continue
+                for sink in self.sinks:
+                    sink.write(result, measurement)
+                self.metrics.frames += 1
+                for stage, ms in result.latency_ms.items():
+                    self.metrics.stage_ms[stage] = self.metrics.stage_ms.get(stage, 0.0) + ms
+                if self.progress is not None:
+                    self.progress.update(1)
+                if self.max_frames and self.metrics.frames >= self.max_frames:
+                    self.stop("max_frames")
+                    break
+            if self._failure is not None:
+                raise self._failure
+        finally:
+            self.stop_event.set()
+            capture.join(timeout=5)
+            self.metrics.seconds = time.perf_counter() - start
+            self.source.close()
+            errors = []
+            for sink in self.sinks:  # every sink is closed, whatever happened
+                try:
+                    sink.close()
+                except Exception as error:  # noqa: BLE001 - keep closing the others
+                    errors.append(error)
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+            if errors:
+                raise errors[0]
+        return self.metrics

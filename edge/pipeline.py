@@ -1,0 +1,95 @@
+"""One frame through the keyed pipeline: ADC transform (when the frame is plain), model, result.
+
+A :class:`Pipeline` holds the keyed model (and, with a split, the task model), the key's transform
+and the class names; :meth:`Pipeline.process` turns a source frame into a :class:`Result` and the
+measurement it computed on. The capture loop and replay both call it, so live runs and replays
+compute the same results.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edge.errors import KeyMismatch
+from edge.runtime import KeyedModel
+from edge.sources.base import Frame, to_sensor
+from edge.transform import AdcTransform
+from firmware_sim.keys import MasterKey
+
+
+@dataclass
+class Result:
+    sequence: int
+    timestamp_ns: int
+    origin: str
+    fingerprint: str
+    epoch: int
+    outputs: dict
+    latency_ms: dict = field(default_factory=dict)
+
+    def to_dict(self, include_latency: bool = True) -> dict:
+        record = {"sequence": self.sequence, "timestamp_ns": self.timestamp_ns, "origin": self.origin,
+                  "fingerprint": self.fingerprint, "epoch": self.epoch, "outputs": self.outputs}
+        if include_latency:
+            record["latency_ms"] = {k: round(v, 3) for k, v in self.latency_ms.items()}
+        return record
+
+
+def summarise(name: str, output: np.ndarray, kind: str, labels: list[str] | None) -> dict:
+    """A JSON-able summary of one output of one frame (batch of one)."""
+    if kind == "plain" and output.ndim == 2:  # a classifier: (1, classes)
+        logits = output[0].astype(np.float64)
+        probabilities = np.exp(logits - logits.max())
+        probabilities /= probabilities.sum()
+        label = int(np.argmax(logits))
+        summary = {"label": label, "score": round(float(probabilities[label]), 6)}
+        if labels and label < len(labels):
+            summary["class"] = labels[label]
+        return summary
+    if output.ndim == 4:  # a dense map (scrambled or not): the class histogram does not depend on the layout
+        counts = np.bincount(output[0].argmax(axis=0).reshape(-1), minlength=output.shape[1])
+        return {"shape": list(output.shape), "class_pixels": counts.tolist()}
+    return {"shape": list(output.shape), "mean": round(float(output.mean()), 6)}
+
+
+class Pipeline:
+    def __init__(self, model: KeyedModel, key: MasterKey, *, task: KeyedModel | None = None,
+                 labels: list[str] | None = None, source_order: str = "bgr") -> None:
+        self.model, self.task, self.key, self.labels = model, task, key, labels
+        manifest = model.manifest
+        self.manifest = manifest
+        self.transform = AdcTransform(key, manifest.spec)
+        self.height, self.width = manifest.input.shape[1], manifest.input.shape[2]
+        self.source_order = source_order
+        final = task.manifest if task is not None else manifest
+        self.output_specs = final.outputs
+        self.transform.prepare(self.height, self.width, manifest.epoch)
+
+    def process(self, frame: Frame) -> tuple[Result, np.ndarray]:
+        timings = {}
+        start = time.perf_counter()
+        if frame.measured:
+            if frame.epoch != self.manifest.epoch:
+                raise KeyMismatch(f"frame {frame.sequence} is from key epoch {frame.epoch}, the model reads epoch "
+                                  f"{self.manifest.epoch}")
+            measurement = frame.image
+        else:
+            image = to_sensor(frame.image, self.manifest.spec, self.height, self.width, self.source_order,
+                              self.manifest.input.channel_order)
+            measurement = self.transform(image, self.manifest.epoch)
+        timings["transform"] = (time.perf_counter() - start) * 1e3
+        start = time.perf_counter()
+        outputs = self.model.run(measurement)
+        timings["model"] = (time.perf_counter() - start) * 1e3
+        if self.task is not None:
+            start = time.perf_counter()
+            outputs = self.task.run(outputs[0])
+            timings["task"] = (time.perf_counter() - start) * 1e3
+        summaries = {spec.name: summarise(spec.name, out, spec.kind, self.labels)
+                     for spec, out in zip(self.output_specs, outputs)}
+        result = Result(frame.sequence, frame.timestamp_ns, frame.origin, self.manifest.key_fingerprint,
+                        self.manifest.epoch, summaries, timings)
+        return result, measurement

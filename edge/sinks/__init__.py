@@ -1,0 +1,1 @@
+"""Sinks: where results and measurements go. One small interface (``base.Sink``), one file each."""

@@ -1,0 +1,230 @@
+"""The capture loop and replay: determinism, drop policies, clean shutdown, failing cameras, bad config."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from mcap.reader import make_reader
+
+from edge.config import ConfigError, load_config
+from edge.errors import CameraError
+from edge.loop import CaptureLoop
+from edge.pipeline import Pipeline
+from edge.runtime import KeyedModel
+from edge.sinks.results import ResultsSink
+from edge.sources.base import Source
+from export.keyify import KeyifyOptions, keyify
+from export.save import save
+from tests.export.nets import CIFAR_MEAN, CIFAR_STD, resnet20
+
+KEYCAM = str(Path(sys.executable).with_name("keycam"))
+
+
+def run(*args, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([KEYCAM, *map(str, args)], capture_output=True, text=True, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def job_files(tmp_path_factory):
+    """A key, a keyed ResNet-20 (32 x 32, BGR sensor) and a video of 12 frames with camera motion."""
+    folder = tmp_path_factory.mktemp("job")
+    assert run("keygen", folder / "k.key").returncode == 0
+    from firmware_sim.keys import MasterKey
+
+    key = MasterKey.load(folder / "k.key")
+    save(keyify(resnet20(), key, KeyifyOptions(mean=CIFAR_MEAN, std=CIFAR_STD, channel_order="bgr")),
+         folder / "keyed.onnx")
+    from edge.demo import shipped_photo
+
+    photo = cv2.imread(str(shipped_photo()))
+    writer = cv2.VideoWriter(str(folder / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (96, 64))
+    for i in range(12):  # a pan across the photo
+        writer.write(np.ascontiguousarray(photo[100:164, 40 + 8 * i: 136 + 8 * i]))
+    writer.release()
+    return folder, key
+
+
+def _results(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_record_then_replay_twice_is_deterministic_and_equals_the_model(job_files, tmp_path):
+    folder, key = job_files
+    first = run("replay", folder / "clip.avi", "--model", folder / "keyed.onnx", "--key", folder / "k.key",
+                "--output", tmp_path / "live.jsonl", "--record", tmp_path / "rec.mcap")
+    assert first.returncode == 0, first.stderr
+    replays = []
+    for name in ("a.jsonl", "b.jsonl"):
+        done = run("replay", tmp_path / "rec.mcap", "--model", folder / "keyed.onnx", "--key", folder / "k.key",
+                   "--output", tmp_path / name)
+        assert done.returncode == 0, done.stderr
+        replays.append((tmp_path / name).read_bytes())
+    assert replays[0] == replays[1]  # the same replay writes the same file, byte for byte
+    live, replayed = _results(tmp_path / "live.jsonl"), _results(tmp_path / "a.jsonl")
+    assert len(live) == len(replayed) == 12
+    assert [r["outputs"] for r in live] == [r["outputs"] for r in replayed]
+    # equal to running the keyed model directly on the recorded measurements
+    model = KeyedModel(folder / "keyed.onnx", key)
+    reader = make_reader(open(tmp_path / "rec.mcap", "rb"))
+    from edge.recording import decode_frame
+
+    for record, (_, _, message) in zip(replayed, reader.iter_messages()):
+        measurement, _ = decode_frame(message.data)
+        logits = model.run(measurement)[0][0]
+        label = next(iter(record["outputs"].values()))["label"]
+        assert label == int(np.argmax(logits))
+
+
+def test_replay_of_a_folder_uses_the_virtual_sensor_and_skips_corrupt_files(job_files, tmp_path):
+    folder, key = job_files
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(4):
+        cv2.imwrite(str(images / f"f{i}.png"), np.full((40, 50, 3), 40 * i, np.uint8))
+    (images / "f9.png").write_bytes(b"corrupt")
+    done = run("replay", images, "--model", folder / "keyed.onnx", "--key", folder / "k.key", "--output",
+               tmp_path / "r.jsonl")
+    assert done.returncode == 0, done.stderr
+    assert len(_results(tmp_path / "r.jsonl")) == 4 and "1 skipped" in done.stderr
+
+
+class _Counting(Source):
+    """A synthetic source: ``count`` frames, as fast as possible."""
+
+    def __init__(self, count: int, live: bool, shape=(32, 32, 3)) -> None:
+        super().__init__()
+        self.count, self.live, self.shape = count, live, shape
+        self._n = 0
+
+    def _open(self) -> None:
+        self._n = 0
+
+    def _read(self):
+        if self._n >= self.count:
+            return None
+        self._n += 1
+        return np.full(self.shape, self._n % 256, np.uint8), self._n, "synthetic"
+
+
+class _SlowSink(ResultsSink):
+    def write(self, result, measurement):
+        time.sleep(0.01)
+        super().write(result, measurement)
+
+
+def test_live_sources_drop_the_oldest_and_recorded_sources_never_drop(job_files, tmp_path):
+    folder, key = job_files
+    model = KeyedModel(folder / "keyed.onnx", key)
+    for live in (True, False):
+        out = tmp_path / f"{live}.jsonl"
+        loop = CaptureLoop(_Counting(200, live), Pipeline(model, key), [_SlowSink(out, include_latency=False)],
+                           queue_size=2)
+        metrics = loop.run()
+        if live:
+            assert metrics.drops > 0 and metrics.frames + metrics.drops == 200
+            sequences = [r["sequence"] for r in _results(out)]
+            assert sequences == sorted(sequences) and sequences[-1] == 199  # the newest frames survive
+        else:
+            assert metrics.drops == 0 and metrics.frames == 200
+
+
+def test_a_camera_that_fails_is_reopened_and_counted(job_files, tmp_path):
+    from edge.sources.picamera import PicameraSource
+    from tests.edge.sources.fake_picamera2 import FakePicamera2
+
+    folder, key = job_files
+    cameras = []
+
+    def factory(num):
+        camera = FakePicamera2(num)
+        if not cameras:
+            camera.fail_after = 3  # the first camera object stops after 3 frames
+        cameras.append(camera)
+        return camera
+
+    source = PicameraSource(32, 32, camera_factory=factory, timeout_s=0.1)
+    loop = CaptureLoop(source, Pipeline(KeyedModel(folder / "keyed.onnx", key), key),
+                       [ResultsSink(tmp_path / "c.jsonl")], max_frames=8, backoff_s=0.01)
+    metrics = loop.run()
+    assert metrics.camera_failures == 1 and metrics.frames == 8 and len(cameras) == 2
+    assert all(c.closed and c.outstanding == 0 for c in cameras)
+
+
+def test_a_camera_that_never_returns_ends_the_run_with_its_error(job_files, tmp_path):
+    from edge.sources.picamera import PicameraSource
+    from tests.edge.sources.fake_picamera2 import FakePicamera2
+
+    folder, key = job_files
+
+    def factory(num):
+        camera = FakePicamera2(num)
+        camera.fail_after = 0
+        return camera
+
+    loop = CaptureLoop(PicameraSource(32, 32, camera_factory=factory, timeout_s=0.05),
+                       Pipeline(KeyedModel(folder / "keyed.onnx", key), key),
+                       [ResultsSink(tmp_path / "d.jsonl")], retries=2, backoff_s=0.01)
+    with pytest.raises(CameraError, match="delivered no frame"):
+        loop.run()
+    assert loop.metrics.camera_failures == 3 and (tmp_path / "d.jsonl").exists()
+
+
+def test_sigterm_stops_cleanly_and_the_recording_is_complete(job_files, tmp_path):
+    folder, key = job_files
+    images = tmp_path / "many"
+    images.mkdir()
+    for i in range(60):
+        cv2.imwrite(str(images / f"f{i:03d}.png"), np.full((32, 32, 3), i * 4, np.uint8))
+        os.utime(images / f"f{i:03d}.png", ns=(i * 100_000_000, i * 100_000_000))  # 10 frames per second
+    process = subprocess.Popen(
+        [KEYCAM, "replay", str(images), "--model", str(folder / "keyed.onnx"), "--key", str(folder / "k.key"),
+         "--output", str(tmp_path / "s.jsonl"), "--record", str(tmp_path / "s.mcap"), "--realtime"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(2.5)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=20)
+    assert process.returncode == 0, stderr
+    assert "stopped by SIGTERM" in stderr
+    results = _results(tmp_path / "s.jsonl")
+    assert 5 <= len(results) < 60
+    reader = make_reader(open(tmp_path / "s.mcap", "rb"))  # the official reader: a finished file, every frame
+    assert reader.get_summary().statistics.message_count == len(results)
+
+
+def test_keycam_run_without_configuration_runs_the_embedded_default(tmp_path):
+    done = run("run", "--max-frames", "6", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(lines) == 6 and all("class" in next(iter(r["outputs"].values())) for r in lines)
+    assert "fps" in done.stderr and (tmp_path / "keycam-demo" / "default.key").exists()
+
+
+def test_configuration_files(tmp_path):
+    good = tmp_path / "good.toml"
+    good.write_text('[source]\nkind = "folder"\ntarget = "frames"\n[loop]\nqueue = 8\n')
+    assert load_config(good).loop.queue == 8
+    assert run("validate-config", good).returncode == 0
+    cases = {
+        '[source]\nkinds = "folder"\n': "unknown key 'source.kinds'",
+        '[loop]\nqueue = 0\n': "loop.queue = 0",
+        '[source]\nkind = "webcam"\n': "source.kind = 'webcam'",
+        '[camera]\nx = 1\n': "unknown key 'camera'",
+        'source = [': "not valid TOML",
+    }
+    for text, fragment in cases.items():
+        bad = tmp_path / "bad.toml"
+        bad.write_text(text)
+        with pytest.raises(ConfigError) as caught:
+            load_config(bad)
+        assert fragment in str(caught.value) and "bad.toml" in str(caught.value)
+        done = run("validate-config", bad)
+        assert done.returncode == 1 and fragment in done.stderr
