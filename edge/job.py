@@ -79,5 +79,8 @@ def build_job(config: Config, *, replay: bool = False, folder: Path = DEFAULT_FO
     pipeline = Pipeline(model, key, task=task, labels=labels, source_order=source.channel_order)
     sinks: list[Sink] = [ResultsSink(config.output.results, include_latency=not replay)]
     if config.output.record:
-        sinks.append(RecordingSink(config.output.record, model.manifest.spec, key.fingerprint, force=force))
+        sinks.append(RecordingSink(config.output.record, model.manifest.spec, key.fingerprint, force=force,
+                                   record_plain=config.output.record_plain))
+    elif config.output.record_plain:
+        raise ConfigError("output.record_plain needs output.record (the recording the plain frames go into)")
     return Job(source, pipeline, sinks, key, model_path)

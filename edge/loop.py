@@ -160,13 +160,13 @@ class CaptureLoop:
                 if item is _END:
                     break
                 try:
-                    result, measurement = self.pipeline.process(item)
+                    result, measurement, plain = self.pipeline.process_with_plain(item)
                 except FrameError as error:
                     self.metrics.errors += 1
                     log.warning("frame %d skipped: %s", item.sequence, error)
                     continue
                 for sink in self.sinks:
-                    sink.write(result, measurement)
+                    sink.write(result, measurement, plain if sink.wants_plain else None)
                 self.metrics.frames += 1
                 for stage, ms in result.latency_ms.items():
                     self.metrics.stage_ms[stage] = self.metrics.stage_ms.get(stage, 0.0) + ms

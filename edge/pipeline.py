@@ -69,6 +69,12 @@ class Pipeline:
         self.transform.prepare(self.height, self.width, manifest.epoch)
 
     def process(self, frame: Frame) -> tuple[Result, np.ndarray]:
+        result, measurement, _ = self.process_with_plain(frame)
+        return result, measurement
+
+    def process_with_plain(self, frame: Frame) -> tuple[Result, np.ndarray, np.ndarray | None]:
+        """Also returns the plain sensor frame (None for frames that arrive measured), for debug recording only."""
+        image = None
         timings = {}
         start = time.perf_counter()
         if frame.measured:
@@ -92,4 +98,4 @@ class Pipeline:
                      for spec, out in zip(self.output_specs, outputs)}
         result = Result(frame.sequence, frame.timestamp_ns, frame.origin, self.manifest.key_fingerprint,
                         self.manifest.epoch, summaries, timings)
-        return result, measurement
+        return result, measurement, image

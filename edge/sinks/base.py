@@ -14,8 +14,10 @@ from edge.pipeline import Result
 
 
 class Sink(ABC):
+    wants_plain = False  # only a recorder started with the explicit debug flag asks for plain frames
+
     @abstractmethod
-    def write(self, result: Result, measurement: np.ndarray) -> None: ...
+    def write(self, result: Result, measurement: np.ndarray, plain: np.ndarray | None = None) -> None: ...
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Flush and release (nothing by default)."""

@@ -14,11 +14,14 @@ from firmware_sim.spec import ReadoutSpec
 
 class RecordingSink(Sink):
     def __init__(self, path: str | Path, spec: ReadoutSpec, fingerprint: str, *, force: bool = False,
-                 chunk_size: int = 256 * 1024) -> None:
-        self.recorder = Recorder(path, spec, fingerprint, force=force, chunk_size=chunk_size)
+                 chunk_size: int = 256 * 1024, record_plain: bool = False) -> None:
+        self.recorder = Recorder(path, spec, fingerprint, force=force, chunk_size=chunk_size,
+                                 record_plain=record_plain)
+        self.wants_plain = record_plain
 
-    def write(self, result: Result, measurement: np.ndarray) -> None:
-        self.recorder.write(measurement, result.epoch, result.sequence, result.timestamp_ns)
+    def write(self, result: Result, measurement: np.ndarray, plain: np.ndarray | None = None) -> None:
+        self.recorder.write(measurement, result.epoch, result.sequence, result.timestamp_ns,
+                            plain=plain if self.wants_plain else None)
 
     def close(self) -> None:
         self.recorder.close()

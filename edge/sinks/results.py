@@ -29,7 +29,7 @@ class ResultsSink(Sink):
         else:
             self._stream, self._owned = open(Path(target), "w", encoding="utf-8"), True
 
-    def write(self, result: Result, measurement: np.ndarray) -> None:
+    def write(self, result: Result, measurement: np.ndarray, plain: np.ndarray | None = None) -> None:
         record = result.to_dict(include_latency=self.include_latency)
         self._stream.write(json.dumps(record, sort_keys=True) + "\n")
         self._stream.flush()

@@ -116,9 +116,9 @@ class _Counting(Source):
 
 
 class _SlowSink(ResultsSink):
-    def write(self, result, measurement):
+    def write(self, result, measurement, plain=None):
         time.sleep(0.01)
-        super().write(result, measurement)
+        super().write(result, measurement, plain)
 
 
 def test_live_sources_drop_the_oldest_and_recorded_sources_never_drop(job_files, tmp_path):
@@ -228,3 +228,28 @@ def test_configuration_files(tmp_path):
         assert fragment in str(caught.value) and "bad.toml" in str(caught.value)
         done = run("validate-config", bad)
         assert done.returncode == 1 and fragment in done.stderr
+
+
+def test_plain_frames_are_recorded_only_with_the_debug_flag(job_files, tmp_path):
+    from edge.config import Config
+    from edge.job import build_job
+    from edge.recording import PLAIN_TOPIC, read_recording
+
+    folder, _ = job_files
+    config = Config()
+    config.source.kind, config.source.target = "opencv", str(folder / "clip.avi")
+    config.model.path, config.model.key = str(folder / "keyed.onnx"), str(folder / "k.key")
+    config.output.results = str(tmp_path / "r.jsonl")
+    config.output.record = str(tmp_path / "plain.mcap")
+    config.output.record_plain = True
+    job = build_job(config)
+    CaptureLoop(job.source, job.pipeline, job.sinks).run()
+    plain = list(read_recording(tmp_path / "plain.mcap", topic=PLAIN_TOPIC))
+    assert len(plain) == 12 and plain[0].image.shape == (32, 32, 3)
+    config.output.record = ""
+    with pytest.raises(ConfigError, match="record_plain needs output.record"):
+        build_job(config)
+    config.output.record, config.output.record_plain = str(tmp_path / "private.mcap"), False
+    job = build_job(config)
+    CaptureLoop(job.source, job.pipeline, job.sinks).run()
+    assert list(read_recording(tmp_path / "private.mcap", topic=PLAIN_TOPIC)) == []
