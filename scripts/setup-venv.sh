@@ -29,6 +29,9 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     "$venv/bin/python" -m pip install --quiet --no-deps foolbox==3.3.4 >&2
     if [[ ",$extras," == *",test,"* ]]; then
         "$venv/bin/python" -m pip install --quiet --no-deps cifar-10-model==7.4.0 >&2
+        # picamera2's own source (not installed: it needs libcamera), for the test that checks our fake against it
+        mkdir -p "$venv/share/picamera2"
+        "$venv/bin/python" -m pip download --quiet --no-deps picamera2==0.3.38 -d "$venv/share/picamera2" >&2
     fi
     echo "$want" > "$stamp"
 fi
