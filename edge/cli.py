@@ -147,6 +147,24 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--realtime", action="store_true", help="at recorded speed instead of as fast as possible")
     replay.set_defaults(handler=_replay)
 
+    record = commands.add_parser("record", help="run the capture loop and record the measurements (MCAP)")
+    record.add_argument("output", type=Path, metavar="OUT.mcap")
+    record.add_argument("--config", type=Path, default=None, metavar="FILE")
+    record.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
+    record.add_argument("--plain-debug", action="store_true",
+                        help="DEBUG ONLY: also record the plain frames (anyone with the file sees the scene)")
+    record.set_defaults(handler=_record)
+
+    preview = commands.add_parser("preview", help="key holders: PNG of plain | measurement | unscrambled | answer")
+    preview.add_argument("source", type=Path, nargs="?", default=None, metavar="SOURCE",
+                         help="a recording, video or folder (default: the configured or default source)")
+    preview.add_argument("-o", "--output", type=Path, required=True, metavar="PREVIEW.png")
+    preview.add_argument("--config", type=Path, default=None, metavar="FILE")
+    preview.add_argument("--model", type=Path, default=None, metavar="KEYED.onnx")
+    preview.add_argument("--key", type=Path, default=None, metavar="KEYFILE")
+    preview.add_argument("--frames", type=int, default=4, help="rows in the strip (default 4)")
+    preview.set_defaults(handler=_preview)
+
     validate = commands.add_parser("validate-config", help="check a configuration file")
     validate.add_argument("config", type=Path, metavar="FILE")
     validate.set_defaults(handler=_validate_config)
@@ -323,12 +341,21 @@ def _run_loop(job, config, progress: bool) -> dict:
     from edge.loop import CaptureLoop
 
     bar = tqdm(unit="frame", desc="keycam", disable=not progress or None, leave=False, file=sys.stderr)
+    server = None
     try:
+        if config.metrics.port:
+            from edge.metrics import MetricsServer
+
+            server = MetricsServer(config.metrics.host, config.metrics.port)
+            print(f"keycam: metrics on http://{config.metrics.host}:{server.port}/metrics", file=sys.stderr)
         loop = CaptureLoop(job.source, job.pipeline, job.sinks, queue_size=config.loop.queue,
-                           max_frames=config.loop.max_frames, realtime=config.loop.realtime, progress=bar)
+                           max_frames=config.loop.max_frames, realtime=config.loop.realtime, progress=bar,
+                           metrics_server=server)
         metrics = loop.run()
     finally:
         bar.close()
+        if server is not None:
+            server.close()
     return metrics.summary()
 
 
@@ -351,25 +378,70 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _replay(args: argparse.Namespace) -> int:
-    from edge.config import Config, ConfigError, load_config
+def _record(args: argparse.Namespace) -> int:
+    from edge.config import Config, load_config
     from edge.job import build_job
 
     config = load_config(args.config) if args.config else Config()
+    if args.max_frames is not None:
+        config.loop.max_frames = args.max_frames
+    config.output.record = str(args.output)
+    config.output.record_plain = args.plain_debug
+    if args.plain_debug:
+        print("keycam record: WARNING: --plain-debug records PLAIN frames; anyone with the file sees the scene",
+              file=sys.stderr)
+    job = build_job(config)
+    summary = _run_loop(job, config, progress=False)
+    _print_summary(summary, job)
+    print(f"keycam: recorded {summary['frames']} measurements to {args.output}", file=sys.stderr)
+    return 0
+
+
+def _source_config(args: argparse.Namespace):
+    """A configuration from --config, with a SOURCE path, --model and --key laid over it."""
+    from edge.config import Config, ConfigError, load_config
+
+    config = load_config(args.config) if args.config else Config()
     source = args.source
-    if source.suffix == ".mcap":
+    if source is None:
+        pass
+    elif source.suffix == ".mcap":
         config.source.kind = "recording"
     elif source.is_dir():
         config.source.kind = "folder"
     elif source.is_file():
         config.source.kind, config.source.virtual = "opencv", True
     else:
-        raise ConfigError(f"replay source '{source}' does not exist")
-    config.source.target = str(source)
+        raise ConfigError(f"source '{source}' does not exist")
+    if source is not None:
+        config.source.target = str(source)
     if args.model is not None:
         config.model.path = str(args.model)
     if args.key is not None:
         config.model.key = str(args.key)
+    return config
+
+
+def _preview(args: argparse.Namespace) -> int:
+    from edge.job import build_job
+    from edge.preview import preview
+
+    config = _source_config(args)
+    if config.source.kind == "opencv":
+        config.source.virtual = False  # the preview reads the plain frames itself
+    job = build_job(config, replay=True)
+    source = job.source.source if hasattr(job.source, "source") else job.source  # bypass the virtual sensor
+    path = preview(source, job.pipeline, args.output, frames=args.frames)
+    print(f"keycam preview: WARNING: {path} shows PLAIN frames (key holders only); protect or delete it",
+          file=sys.stderr)
+    print(f"wrote {path}")
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from edge.job import build_job
+
+    config = _source_config(args)
     config.output.results = args.output
     if args.record is not None:
         config.output.record = str(args.record)

@@ -22,6 +22,9 @@ the key path, the value and the fix. ``keycam validate-config FILE`` checks a fi
     queue = 4
     max_frames = 0
     realtime = false
+    [metrics]
+    port = 0                   # Prometheus /metrics on this port (0: off)
+    host = "127.0.0.1"
 """
 
 from __future__ import annotations
@@ -55,6 +58,8 @@ class SourceConfig(_Section):
                                                  "recording: a path (unit: path)")
     virtual: bool = Field(default=False, description="read plain frames out with the virtual sensor (the "
                                                       "firmware_sim twin) instead of in the loop")
+    reference_readout: bool = Field(default=False, description="virtual sensor: use firmware_sim's reference "
+                                                                "readout (exact, slow) instead of its fast twin")
     frame_rate: float | None = Field(default=None, gt=0, le=240, description="picamera: frames per second")
     exposure_us: int | None = Field(default=None, gt=0, le=10_000_000, description="picamera: exposure, microseconds")
     camera_num: int = Field(default=0, ge=0, le=16, description="picamera: camera number")
@@ -75,6 +80,12 @@ class OutputConfig(_Section):
     record_plain: bool = Field(default=False, description="DEBUG ONLY: also record plain frames (loud warning)")
 
 
+class MetricsConfig(_Section):
+    port: int = Field(default=0, ge=0, le=65535, description="serve Prometheus metrics on this TCP port "
+                                                              "(0: no metrics endpoint)")
+    host: str = Field(default="127.0.0.1", description="address to bind the metrics endpoint to")
+
+
 class LoopConfig(_Section):
     queue: int = Field(default=4, ge=1, le=256, description="frames between capture and inference (unit: frames)")
     max_frames: int = Field(default=0, ge=0, description="stop after this many frames (0: run to the end)")
@@ -86,6 +97,7 @@ class Config(_Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     loop: LoopConfig = Field(default_factory=LoopConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
 
 
 def load_config(path: str | Path) -> Config:

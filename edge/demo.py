@@ -59,14 +59,14 @@ def shipped_photo(name: str = "chelsea") -> Path:
     return path
 
 
-def _labelled(image: np.ndarray, label: str) -> np.ndarray:
+def labelled(image: np.ndarray, label: str) -> np.ndarray:
     """The picture with a caption bar above it. image: (H, W, 3) uint8."""
     bar = np.full((28, image.shape[1], 3), 255, dtype=np.uint8)
     cv2.putText(bar, label, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
     return np.vstack([bar, image])
 
 
-def _as_bgr8(image: np.ndarray, spec: ReadoutSpec) -> np.ndarray:
+def as_bgr8(image: np.ndarray, spec: ReadoutSpec) -> np.ndarray:
     """Any (H, W, C) codes as an (H, W, 3) uint8 picture for display."""
     if spec.output_bits != 8:
         image = (image.astype(np.uint32) >> (spec.output_bits - 8)).astype(np.uint8)
@@ -106,10 +106,10 @@ def run_demo(out_dir: Path, image: Path | None = None, key_path: Path | None = N
     wrong = AdcTransform(MasterKey.generate(), spec).inverse(measurement)
     panel = np.hstack(
         [
-            _labelled(_as_bgr8(frame, spec), "plain (sample photo)"),
-            _labelled(_as_bgr8(measurement, spec), "private measurement"),
-            _labelled(_as_bgr8(restored, spec), "unscrambled, right key"),
-            _labelled(_as_bgr8(wrong, spec), "unscrambled, wrong key"),
+            labelled(as_bgr8(frame, spec), "plain (sample photo)"),
+            labelled(as_bgr8(measurement, spec), "private measurement"),
+            labelled(as_bgr8(restored, spec), "unscrambled, right key"),
+            labelled(as_bgr8(wrong, spec), "unscrambled, wrong key"),
         ]
     )
     panel_path = write_image(out_dir / "keycam-demo.png", panel)

@@ -56,7 +56,7 @@ def build_source(config: Config, key: MasterKey, model: KeyedModel) -> Source:
         virtual = config.source.virtual
     if virtual:
         return VirtualSensor(plain, key, manifest.spec, height, width, manifest.epoch,
-                             sensor_order=manifest.input.channel_order)
+                             reference=config.source.reference_readout, sensor_order=manifest.input.channel_order)
     return plain
 
 

@@ -56,13 +56,15 @@ class Metrics:
 class CaptureLoop:
     def __init__(self, source: Source, pipeline: Pipeline, sinks: list[Sink], *, queue_size: int = 4,
                  max_frames: int = 0, realtime: bool = False, retries: int = 5, backoff_s: float = 0.5,
-                 progress=None) -> None:
+                 progress=None, metrics_server=None) -> None:
         self.source, self.pipeline, self.sinks = source, pipeline, sinks
         self.queue: queue.Queue = queue.Queue(maxsize=max(1, queue_size))
         self.max_frames = max_frames
         self.realtime = realtime
         self.retries, self.backoff_s = retries, backoff_s
         self.progress = progress
+        self.server = metrics_server  # an edge.metrics.MetricsServer, or None
+        self._exported: dict[str, int] = {}
         self.metrics = Metrics()
         self.stop_event = threading.Event()
         self._failure: BaseException | None = None
@@ -145,6 +147,17 @@ class CaptureLoop:
 
     # -- the loop ---------------------------------------------------------------
 
+    def _export(self, result, start: float) -> None:
+        server, metrics = self.server, self.metrics
+        server.frames.inc()
+        for stage, ms in result.latency_ms.items():
+            server.stage.labels(stage).observe(ms / 1e3)
+        for name, value in (("drops", metrics.drops), ("skipped", self.source.skipped),
+                            ("camera_failures", metrics.camera_failures)):
+            getattr(server, name).inc(max(0, value - self._exported.get(name, 0)))
+            self._exported[name] = value
+        server.fps.set(metrics.frames / max(time.perf_counter() - start, 1e-9))
+
     def run(self) -> Metrics:
         handlers = {}
         if threading.current_thread() is threading.main_thread():
@@ -163,6 +176,8 @@ class CaptureLoop:
                     result, measurement, plain = self.pipeline.process_with_plain(item)
                 except FrameError as error:
                     self.metrics.errors += 1
+                    if self.server is not None:
+                        self.server.errors.inc()
                     log.warning("frame %d skipped: %s", item.sequence, error)
                     continue
                 for sink in self.sinks:
@@ -170,6 +185,8 @@ class CaptureLoop:
                 self.metrics.frames += 1
                 for stage, ms in result.latency_ms.items():
                     self.metrics.stage_ms[stage] = self.metrics.stage_ms.get(stage, 0.0) + ms
+                if self.server is not None:
+                    self._export(result, start)
                 if self.progress is not None:
                     self.progress.update(1)
                 if self.max_frames and self.metrics.frames >= self.max_frames:

@@ -4,8 +4,8 @@ Layout of a keycam recording (``*.mcap``, profile ``keycam``):
 
 - one channel per stream, topic ``/keycam/measurement`` (and ``/keycam/plain`` only when the user
   asks for plain frames with the explicit debug flag), message encoding ``keycam.frame/1``,
-  channel metadata: the readout spec (JSON), the key fingerprint, frame height, width, channels
-  and dtype;
+  channel metadata: the readout spec (JSON), the key fingerprint, frame height, width, channels,
+  dtype and the key epoch of the first frame (each frame carries its own epoch);
 - one message per frame: log time = the frame's sensor time (ns), sequence = frame number, data =
   a 24-byte header (``KCF1``, key epoch u64, height u32, width u32, channels u16, bits u8, 0 u8;
   little-endian) followed by the (H, W, C) codes, C order, little-endian;
@@ -95,13 +95,14 @@ class Recorder:
         self.frames = 0
         self._writer.add_metadata("keycam", {"fingerprint": fingerprint, "spec": spec.model_dump_json()})
 
-    def _channel(self, topic: str, image: np.ndarray) -> int:
+    def _channel(self, topic: str, image: np.ndarray, epoch: int) -> int:
         if topic not in self._channels:
             height, width, channels = image.shape
             self._channels[topic] = self._writer.register_channel(
                 topic, ENCODING, 0,
                 {"spec": self.spec.model_dump_json(), "fingerprint": self.fingerprint, "height": str(height),
-                 "width": str(width), "channels": str(channels), "dtype": image.dtype.name},
+                 "width": str(width), "channels": str(channels), "dtype": image.dtype.name,
+                 "first_epoch": str(epoch)},
             )
         return self._channels[topic]
 
@@ -110,13 +111,13 @@ class Recorder:
         if measurement.dtype != self.spec.output_dtype or measurement.ndim != 3:
             raise ImageFileError(f"measurement {measurement.shape} {measurement.dtype} does not match the spec "
                                  f"({self.spec.output_dtype}, (H, W, C))")
-        channel = self._channel(MEASUREMENT_TOPIC, measurement)
+        channel = self._channel(MEASUREMENT_TOPIC, measurement, epoch)
         self._writer.add_message(channel, log_time=timestamp_ns, data=encode_frame(measurement, epoch,
                                  self.spec.output_bits), publish_time=timestamp_ns, sequence=sequence)
         if plain is not None:
             if not self.record_plain:
                 raise ImageFileError("plain frames are recorded only with the explicit debug flag")
-            channel = self._channel(PLAIN_TOPIC, plain)
+            channel = self._channel(PLAIN_TOPIC, plain, epoch)
             self._writer.add_message(channel, log_time=timestamp_ns, data=encode_frame(plain, epoch,
                                      self.spec.input_bits), publish_time=timestamp_ns, sequence=sequence)
         self.frames += 1

@@ -209,6 +209,8 @@ def test_keycam_run_without_configuration_runs_the_embedded_default(tmp_path):
 
 
 def test_configuration_files(tmp_path):
+    example = Path(__file__).resolve().parents[2] / "deploy" / "keycam.toml"
+    assert load_config(example).source.kind == "picamera"  # the shipped example is valid
     good = tmp_path / "good.toml"
     good.write_text('[source]\nkind = "folder"\ntarget = "frames"\n[loop]\nqueue = 8\n')
     assert load_config(good).loop.queue == 8
@@ -253,3 +255,34 @@ def test_plain_frames_are_recorded_only_with_the_debug_flag(job_files, tmp_path)
     job = build_job(config)
     CaptureLoop(job.source, job.pipeline, job.sinks).run()
     assert list(read_recording(tmp_path / "private.mcap", topic=PLAIN_TOPIC)) == []
+
+
+def test_record_preview_and_the_metrics_endpoint(job_files, tmp_path):
+    import urllib.request
+
+    from edge.config import Config
+    from edge.job import build_job
+    from edge.metrics import MetricsServer
+
+    folder, _ = job_files
+    done = run("record", tmp_path / "r.mcap", "--max-frames", "5", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert make_reader(open(tmp_path / "r.mcap", "rb")).get_summary().statistics.message_count == 5
+    shown = run("preview", tmp_path / "r.mcap", "-o", tmp_path / "p.png", "--frames", "3", "--key",
+                tmp_path / "keycam-demo" / "default.key", cwd=tmp_path)
+    assert shown.returncode == 0 and "PLAIN" in shown.stderr, shown.stderr
+    assert cv2.imread(str(tmp_path / "p.png")).shape[0] > 3 * 150  # three rows of tiles
+
+    config = Config()
+    config.source.kind, config.source.target = "opencv", str(folder / "clip.avi")
+    config.model.path, config.model.key = str(folder / "keyed.onnx"), str(folder / "k.key")
+    config.output.results = str(tmp_path / "m.jsonl")
+    job = build_job(config)
+    server = MetricsServer("127.0.0.1", 0)
+    try:
+        CaptureLoop(job.source, job.pipeline, job.sinks, metrics_server=server).run()
+        text = urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5).read().decode()
+    finally:
+        server.close()
+    assert "keycam_frames_total 12.0" in text and "keycam_up 1.0" in text
+    assert 'keycam_stage_seconds_count{stage="model"} 12.0' in text

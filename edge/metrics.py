@@ -1,0 +1,33 @@
+"""Health and metrics over HTTP in the Prometheus text format (``prometheus_client``).
+
+``MetricsServer(host, port)`` serves ``/metrics`` (any path works) on its own registry while the loop
+runs: frames, drops, errors, skipped frames and camera failures (counters), per-stage time
+(a summary, seconds), frames per second and ``keycam_up`` (gauges). Port 0 picks a free port.
+Binds to 127.0.0.1 by default: expose it on the network deliberately.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Summary, start_http_server
+
+
+class MetricsServer:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.frames = Counter("keycam_frames", "frames processed", registry=r)
+        self.drops = Counter("keycam_drops", "live frames dropped to keep latency low", registry=r)
+        self.errors = Counter("keycam_errors", "frames the pipeline rejected", registry=r)
+        self.skipped = Counter("keycam_skipped", "frames the source could not decode", registry=r)
+        self.camera_failures = Counter("keycam_camera_failures", "camera failures (each retried)", registry=r)
+        self.stage = Summary("keycam_stage_seconds", "time per frame and stage", ["stage"], registry=r)
+        self.fps = Gauge("keycam_fps", "frames per second since the start", registry=r)
+        self.up = Gauge("keycam_up", "1 while the loop runs", registry=r)
+        self._server, self._thread = start_http_server(port, addr=host, registry=r)
+        self.port = self._server.server_port
+        self.up.set(1)
+
+    def close(self) -> None:
+        self.up.set(0)
+        self._server.shutdown()
+        self._server.server_close()
