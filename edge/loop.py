@@ -1,9 +1,11 @@
-"""The capture loop: source -> (ADC transform -> model) -> sinks, with a bounded queue between capture and inference.
+"""The capture loop: source -> ADC transform -> feature model -> task model -> sinks, stages joined by bounded queues.
 
 - A capture thread reads the source into a bounded queue. For live sources a full queue drops its
   oldest frame (counted in ``drops``) rather than build latency; recorded sources (files, folders,
   recordings) wait, so a replay never drops.
-- The calling thread runs the pipeline on each frame and hands the result to every sink, in order.
+- A device thread runs the ADC transform and the keyed (or feature) model into a second bounded
+  queue; the calling thread runs the task stage (a split's task model) and hands each result to
+  every sink, in order. Stages after capture never drop: they only slow capture down.
 - SIGINT and SIGTERM stop the loop cleanly: capture stops, queued frames are finished, every sink is
   closed (recordings finished, nothing half-written).
 - A camera that fails (``CameraError``) is reopened with exponential backoff, up to ``retries`` times,
@@ -58,13 +60,15 @@ class CaptureLoop:
                  max_frames: int = 0, realtime: bool = False, retries: int = 5, backoff_s: float = 0.5,
                  progress=None, metrics_server=None) -> None:
         self.source, self.pipeline, self.sinks = source, pipeline, sinks
-        self.queue: queue.Queue = queue.Queue(maxsize=max(1, queue_size))
+        self.queue: queue.Queue = queue.Queue(maxsize=max(1, queue_size))  # capture -> device stage
+        self.staged: queue.Queue = queue.Queue(maxsize=max(1, queue_size))  # device stage -> task stage
         self.max_frames = max_frames
         self.realtime = realtime
         self.retries, self.backoff_s = retries, backoff_s
         self.progress = progress
         self.server = metrics_server  # an edge.metrics.MetricsServer, or None
         self._exported: dict[str, int] = {}
+        self._consuming = False
         self.metrics = Metrics()
         self.stop_event = threading.Event()
         self._failure: BaseException | None = None
@@ -158,28 +162,54 @@ class CaptureLoop:
             self._exported[name] = value
         server.fps.set(metrics.frames / max(time.perf_counter() - start, 1e-9))
 
-    def run(self) -> Metrics:
-        handlers = {}
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                handlers[sig] = signal.signal(sig, lambda number, _: self.stop(signal.Signals(number).name))
-        capture = threading.Thread(target=self._capture, name="keycam-capture", daemon=True)
-        start = time.perf_counter()
+    def _device_stage(self) -> None:
         try:
-            self.source.open()
-            capture.start()
             while True:
                 item = self.queue.get()
                 if item is _END:
                     break
                 try:
-                    result, measurement, plain = self.pipeline.process_with_plain(item)
+                    staged = self.pipeline.front(item)
                 except FrameError as error:
                     self.metrics.errors += 1
                     if self.server is not None:
                         self.server.errors.inc()
                     log.warning("frame %d skipped: %s", item.sequence, error)
                     continue
+                self._hand_on(staged)
+        except BaseException as error:  # surfaced in the calling thread
+            self._failure = self._failure or error
+            self.stop_event.set()
+        finally:
+            self._hand_on(_END)
+
+    def _hand_on(self, item) -> None:
+        """Queue for the task stage; once the calling thread has stopped consuming, discard."""
+        while self._consuming:
+            try:
+                self.staged.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def run(self) -> Metrics:
+        handlers = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                handlers[sig] = signal.signal(sig, lambda number, _: self.stop(signal.Signals(number).name))
+        capture = threading.Thread(target=self._capture, name="keycam-capture", daemon=True)
+        device = threading.Thread(target=self._device_stage, name="keycam-device", daemon=True)
+        start = time.perf_counter()
+        self._consuming = True
+        try:
+            self.source.open()
+            capture.start()
+            device.start()
+            while True:
+                item = self.staged.get()
+                if item is _END:
+                    break
+                result, measurement, plain = self.pipeline.back(item)
                 for sink in self.sinks:
                     sink.write(result, measurement, plain if sink.wants_plain else None)
                 self.metrics.frames += 1
@@ -196,7 +226,9 @@ class CaptureLoop:
                 raise self._failure
         finally:
             self.stop_event.set()
+            self._consuming = False  # the stage threads discard what is left and finish
             capture.join(timeout=5)
+            device.join(timeout=5)
             self.metrics.seconds = time.perf_counter() - start
             self.source.close()
             errors = []

@@ -55,6 +55,17 @@ def summarise(name: str, output: np.ndarray, kind: str, labels: list[str] | None
     return {"shape": list(output.shape), "mean": round(float(output.mean()), 6)}
 
 
+@dataclass
+class Staged:
+    """A frame between the device stage and the task stage."""
+
+    frame: Frame
+    measurement: np.ndarray
+    plain: np.ndarray | None
+    outputs: list
+    timings: dict
+
+
 class Pipeline:
     def __init__(self, model: KeyedModel, key: MasterKey, *, task: KeyedModel | None = None,
                  labels: list[str] | None = None, source_order: str = "bgr") -> None:
@@ -74,6 +85,10 @@ class Pipeline:
 
     def process_with_plain(self, frame: Frame) -> tuple[Result, np.ndarray, np.ndarray | None]:
         """Also returns the plain sensor frame (None for frames that arrive measured), for debug recording only."""
+        return self.back(self.front(frame))
+
+    def front(self, frame: Frame) -> Staged:
+        """The device's stage: ADC transform (for plain frames) and the keyed (or feature) model."""
         image = None
         timings = {}
         start = time.perf_counter()
@@ -90,6 +105,11 @@ class Pipeline:
         start = time.perf_counter()
         outputs = self.model.run(measurement)
         timings["model"] = (time.perf_counter() - start) * 1e3
+        return Staged(frame, measurement, image, outputs, timings)
+
+    def back(self, staged: Staged) -> tuple[Result, np.ndarray, np.ndarray | None]:
+        """The task stage (a split's task model, when there is one) and the result."""
+        outputs, timings, frame = staged.outputs, staged.timings, staged.frame
         if self.task is not None:
             start = time.perf_counter()
             outputs = self.task.run(outputs[0])
@@ -98,4 +118,4 @@ class Pipeline:
                      for spec, out in zip(self.output_specs, outputs)}
         result = Result(frame.sequence, frame.timestamp_ns, frame.origin, self.manifest.key_fingerprint,
                         self.manifest.epoch, summaries, timings)
-        return result, measurement, image
+        return result, staged.measurement, staged.plain
