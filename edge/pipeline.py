@@ -93,6 +93,9 @@ class Pipeline:
         timings = {}
         start = time.perf_counter()
         if frame.measured:
+            if frame.fingerprint and frame.fingerprint != self.manifest.key_fingerprint:
+                raise KeyMismatch(f"frame {frame.sequence} was measured with key {frame.fingerprint}, the model is "
+                                  f"keyed for {self.manifest.key_fingerprint}; replay it with its own model and key")
             if frame.epoch != self.manifest.epoch:
                 raise KeyMismatch(f"frame {frame.sequence} is from key epoch {frame.epoch}, the model reads epoch "
                                   f"{self.manifest.epoch}")

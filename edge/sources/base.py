@@ -33,6 +33,7 @@ class Frame:
     origin: str  # where it came from: a file name, a camera, a stream
     measured: bool = False  # True when ``image`` is already a private measurement (virtual sensor, recording)
     epoch: int = 0  # key epoch of a measurement
+    fingerprint: str = ""  # the key a measurement was made with, when the source knows it (recordings)
 
 
 class Source(ABC):

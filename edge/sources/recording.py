@@ -39,4 +39,5 @@ class RecordingSource(Source):
         return self._current.image, self._current.timestamp_ns, self.path.name
 
     def _frame(self, image: np.ndarray, timestamp_ns: int, origin: str) -> Frame:
-        return Frame(image, self._sequence, timestamp_ns, origin, measured=True, epoch=self._current.epoch)
+        return Frame(image, self._sequence, timestamp_ns, origin, measured=True, epoch=self._current.epoch,
+                     fingerprint=self.info.fingerprint)

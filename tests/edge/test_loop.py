@@ -286,3 +286,13 @@ def test_record_preview_and_the_metrics_endpoint(job_files, tmp_path):
         server.close()
     assert "keycam_frames_total 12.0" in text and "keycam_up 1.0" in text
     assert 'keycam_stage_seconds_count{stage="model"} 12.0' in text
+
+
+def test_a_recording_made_with_another_key_is_refused(job_files, tmp_path):
+    folder, _ = job_files
+    done = run("replay", folder / "clip.avi", "--model", folder / "keyed.onnx", "--key", folder / "k.key",
+               "--output", tmp_path / "x.jsonl", "--record", tmp_path / "x.mcap")
+    assert done.returncode == 0, done.stderr
+    refused = run("replay", tmp_path / "x.mcap", "--output", tmp_path / "y.jsonl", cwd=tmp_path)  # the default model
+    assert refused.returncode == 1 and "was measured with key" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1

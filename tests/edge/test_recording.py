@@ -73,7 +73,8 @@ WRITER = """
 import sys, time, numpy as np
 from edge.recording import Recorder
 from firmware_sim.spec import DEFAULT_SPEC
-recorder = Recorder(sys.argv[1], DEFAULT_SPEC, "kc1:0000000000000000", chunk_size=16 * 1024)
+recorder = Recorder(sys.argv[1], DEFAULT_SPEC, sys.argv[2] if len(sys.argv) > 2 else "kc1:0000000000000000",
+                    chunk_size=16 * 1024)
 rng = np.random.default_rng(1)
 i = 0
 while True:
@@ -99,3 +100,28 @@ def test_a_recording_killed_mid_write_replays_its_complete_chunks(tmp_path, capl
     assert info.truncated and "ends early" in caplog.text
     assert len(frames) >= 40 - 8  # at most the chunk in flight (16 KiB, about 7 frames) is lost
     assert [f.sequence for f in frames] == list(range(len(frames)))  # complete, in order, no gaps
+
+
+def test_keycam_replay_of_a_killed_recording_warns_and_replays_its_complete_chunks(tmp_path):
+    """The same crash as above, replayed through the command line with the default model (gray 28 x 28)."""
+    writer = WRITER.replace("(24, 32, 3)", "(28, 28, 1)").replace("DEFAULT_SPEC", "PRESETS['gray8']").replace(
+        "from firmware_sim.spec import PRESETS['gray8']", "from firmware_sim.spec import PRESETS")
+    path = tmp_path / "killed.mcap"
+    root = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+    keycam = os.path.join(os.path.dirname(sys.executable), "keycam")
+    assert subprocess.run([keycam, "run", "--max-frames", "1"], capture_output=True, cwd=tmp_path).returncode == 0
+    from firmware_sim.keys import MasterKey
+
+    fingerprint = MasterKey.load(tmp_path / "keycam-demo" / "default.key").fingerprint  # the default job's key
+    process = subprocess.Popen([sys.executable, "-c", writer, str(path), fingerprint], stdout=subprocess.PIPE,
+                               text=True, cwd=root)
+    assert process.stdout.readline().strip() == "ready"
+    time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    recovered = len(list(read_recording(path)))
+    done = subprocess.run([keycam, "replay", str(path), "--output", str(tmp_path / "r.jsonl")], capture_output=True,
+                          text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "ends early" in done.stderr
+    assert len((tmp_path / "r.jsonl").read_text().splitlines()) == recovered >= 32
