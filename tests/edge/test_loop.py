@@ -189,7 +189,12 @@ def test_sigterm_stops_cleanly_and_the_recording_is_complete(job_files, tmp_path
         [KEYCAM, "replay", str(images), "--model", str(folder / "keyed.onnx"), "--key", str(folder / "k.key"),
          "--output", str(tmp_path / "s.jsonl"), "--record", str(tmp_path / "s.mcap"), "--realtime"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(2.5)
+    deadline = time.monotonic() + 60  # wait for some results, however slowly this machine starts keycam
+    while time.monotonic() < deadline:
+        path = tmp_path / "s.jsonl"
+        if path.exists() and len(path.read_text().splitlines()) >= 5:
+            break
+        time.sleep(0.1)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=20)
     assert process.returncode == 0, stderr
