@@ -169,6 +169,21 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("config", type=Path, metavar="FILE")
     validate.set_defaults(handler=_validate_config)
 
+    evaluate = commands.add_parser("eval", help="evaluations: `keycam eval privacy` prints the paper's table")
+    kinds = evaluate.add_subparsers(dest="evaluation", required=True, metavar="EVALUATION")
+    privacy = kinds.add_parser("privacy", help="plain/scrambled/keyed/wrong-key accuracy of a plain classifier")
+    privacy.add_argument("--model", required=True, type=Path, metavar="PLAIN.onnx")
+    privacy.add_argument("--data", required=True, type=Path, metavar="DIR",
+                         help="labelled images (label after the last underscore) or IDX files")
+    privacy.add_argument("--mean", type=_floats, default=None, metavar="R,G,B")
+    privacy.add_argument("--std", type=_floats, default=None, metavar="R,G,B")
+    privacy.add_argument("--key", type=Path, default=None, metavar="KEYFILE", help="default: a fresh key, not saved")
+    privacy.add_argument("--layouts", choices=("fresh", "boundary"), default="fresh")
+    privacy.add_argument("--model-order", choices=("rgb", "bgr"), default="rgb", help="the plain model's order")
+    privacy.add_argument("--wrong-keys", type=int, default=5, help="how many wrong keys to try (default 5)")
+    privacy.add_argument("--limit", type=int, default=None, help="use the first N images only")
+    privacy.set_defaults(handler=_eval_privacy)
+
     demo = commands.add_parser("demo", help="the embedded default job (no camera, no server)")
     demo.add_argument("--out", type=Path, default=Path("keycam-demo"), help="output folder (default keycam-demo/)")
     demo.add_argument("--image", type=Path, default=None, help="an 8-bit colour picture instead of the sample photo")
@@ -457,6 +472,41 @@ def _validate_config(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     print(f"{args.config}: valid ({config.source.kind} source, model {config.model.path or 'default'})")
+    return 0
+
+
+def _eval_privacy(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from tqdm import tqdm
+
+    from edge.datasets import load_labelled
+    from edge.evaluate import paper_table
+    from export.keyify import KeyifyOptions, keyify  # compiling the keyed twin needs the onnx package
+    from export.save import save
+    from firmware_sim.keys import MasterKey
+    from firmware_sim.spec import PRESETS
+
+    frames, labels, order = load_labelled(args.data)
+    if args.limit:
+        frames, labels = frames[: args.limit], labels[: args.limit]
+    if order == "bgr":  # image files: sensor frames in RGB, as a camera configured for the model would give
+        frames = frames[..., ::-1].copy()
+    spec = PRESETS["gray8"] if frames.shape[-1] == 1 else PRESETS["rgb8"]
+    key = MasterKey.load(args.key) if args.key else MasterKey.generate()
+    options = KeyifyOptions(mean=args.mean, std=args.std, spec=spec, policy=args.layouts,
+                            model_order=args.model_order, size=tuple(frames.shape[1:3]))
+    with tempfile.TemporaryDirectory(prefix="keycam-eval-") as folder:
+        keyed = Path(folder) / "keyed.onnx"
+        save(keyify(args.model, key, options), keyed)
+        with tqdm(total=3 + args.wrong_keys, unit="pass", desc="eval", disable=None, file=sys.stderr) as bar:
+            table = paper_table(args.model, keyed, key, frames, labels, wrong_keys=args.wrong_keys,
+                                progress=bar.update)
+    print(f"{table.images} images from {args.data}, {args.layouts} layouts, key {key.fingerprint}\n")
+    print("| | top-1 accuracy |")
+    print("|---|---|")
+    for row, value in table.rows():
+        print(f"| {row} | {value} |")
     return 0
 
 

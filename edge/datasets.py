@@ -73,3 +73,22 @@ def load_images(paths: list[Path]) -> np.ndarray:
     if len({f.shape for f in frames}) != 1:
         raise ImageFileError("the images differ in size; resize them to the model's input first")
     return np.stack(frames)
+
+
+def load_labelled(folder: str | Path) -> tuple[np.ndarray, np.ndarray, str]:
+    """Frames (N, H, W, C), labels and the channel order of the frames, from any supported labelled set.
+
+    A folder holding IDX files (``*-images-idx3-ubyte[.gz]`` and the matching labels; the test split
+    when there are several), or a folder of images labelled by name (OpenCV's B,G,R order).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ImageFileError(f"data folder '{folder}' does not exist")
+    images = sorted(folder.glob("*-images-idx3-ubyte*"))
+    if images:
+        chosen = next((p for p in images if p.name.startswith("t10k")), images[0])
+        labels = chosen.with_name(chosen.name.replace("images-idx3", "labels-idx1"))
+        frames = read_idx(chosen)
+        return frames[:, :, :, np.newaxis], read_idx(labels).astype(np.int64), "gray"
+    paths, labels = labelled_folder(folder)
+    return load_images(paths), labels, "bgr"
