@@ -64,6 +64,7 @@ class Staged:
     plain: np.ndarray | None
     outputs: list
     timings: dict
+    epoch: int = 0
 
 
 class Pipeline:
@@ -78,6 +79,17 @@ class Pipeline:
         final = task.manifest if task is not None else manifest
         self.output_specs = final.outputs
         self.transform.prepare(self.height, self.width, manifest.epoch)
+        self._models = {model.epoch: model}  # the keyed (or feature) model per key epoch, rebuilt on demand
+
+    def model_for(self, epoch: int) -> KeyedModel:
+        """The model for measurements of key ``epoch``: only its sensor tables are rebuilt (edge.runtime)."""
+        if epoch not in self._models:
+            base = self.model
+            self._models[epoch] = KeyedModel(base.path, self.key, threads=base.threads,
+                                             optimisation=base.optimisation, epoch=epoch)
+            while len(self._models) > 4:  # keep a few epochs: replays move forward through them
+                self._models.pop(next(iter(self._models)))
+        return self._models[epoch]
 
     def process(self, frame: Frame) -> tuple[Result, np.ndarray]:
         result, measurement, _ = self.process_with_plain(frame)
@@ -96,19 +108,18 @@ class Pipeline:
             if frame.fingerprint and frame.fingerprint != self.manifest.key_fingerprint:
                 raise KeyMismatch(f"frame {frame.sequence} was measured with key {frame.fingerprint}, the model is "
                                   f"keyed for {self.manifest.key_fingerprint}; replay it with its own model and key")
-            if frame.epoch != self.manifest.epoch:
-                raise KeyMismatch(f"frame {frame.sequence} is from key epoch {frame.epoch}, the model reads epoch "
-                                  f"{self.manifest.epoch}")
             measurement = frame.image
+            epoch = frame.epoch
         else:
             image = to_sensor(frame.image, self.manifest.spec, self.height, self.width, self.source_order,
                               self.manifest.input.channel_order)
-            measurement = self.transform(image, self.manifest.epoch)
+            epoch = self.manifest.epoch
+            measurement = self.transform(image, epoch)
         timings["transform"] = (time.perf_counter() - start) * 1e3
         start = time.perf_counter()
-        outputs = self.model.run(measurement)
+        outputs = self.model_for(epoch).run(measurement)
         timings["model"] = (time.perf_counter() - start) * 1e3
-        return Staged(frame, measurement, image, outputs, timings)
+        return Staged(frame, measurement, image, outputs, timings, epoch)
 
     def back(self, staged: Staged) -> tuple[Result, np.ndarray, np.ndarray | None]:
         """The task stage (a split's task model, when there is one) and the result."""
@@ -120,5 +131,5 @@ class Pipeline:
         summaries = {spec.name: summarise(spec.name, out, spec.kind, self.labels)
                      for spec, out in zip(self.output_specs, outputs)}
         result = Result(frame.sequence, frame.timestamp_ns, frame.origin, self.manifest.key_fingerprint,
-                        self.manifest.epoch, summaries, timings)
+                        staged.epoch, summaries, timings)
         return result, staged.measurement, staged.plain

@@ -66,8 +66,9 @@ class KeyedModel:
     """A keyed model (full, feature or task) loaded for inference."""
 
     def __init__(self, path: str | Path, key: MasterKey | None = None, *, threads: int | None = None,
-                 optimisation: str = "all") -> None:
+                 optimisation: str = "all", epoch: int | None = None) -> None:
         self.path = Path(path)
+        self.threads, self.optimisation = threads, optimisation
         self.session = open_session(path, threads, optimisation)
         manifest = read_manifest(self.session, str(path))
         if manifest is None:
@@ -83,8 +84,50 @@ class KeyedModel:
                 f"use the model's key or compile the model again with this one"
             )
         self.key = key
+        self.epoch = manifest.epoch
+        self.rebuild_seconds = 0.0
+        self._overrides: list = []
+        if epoch is not None and epoch != manifest.epoch and manifest.sensor_tables:
+            self._rotate(epoch)
         self.input = self.session.get_inputs()[0]
         self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def _rotate(self, epoch: int) -> None:
+        """Rebuild the tables that depend on the sensor layout for key epoch ``epoch`` (see export/save.py).
+
+        Table N is ``inv_E[recipe]`` where the recipe holds logical input positions (pad rows, >= H*W,
+        stay): the rest of the model is untouched. The rebuilt tables override the model's initializers
+        in a new onnxruntime session.
+        """
+        import time
+
+        from firmware_sim.permutation import inverse_table, permutation_table
+
+        manifest = self.manifest
+        if self.key is None:
+            raise KeyMismatch(f"rebuilding '{self.path}' for key epoch {epoch} needs its key")
+        sidecar = self.path.with_name(self.path.stem + ".epochs.npz")
+        if not manifest.epoch_rotation or not sidecar.is_file():
+            raise ModelError(f"model '{self.path}' cannot be rebuilt for key epoch {epoch} (no {sidecar.name}); "
+                             f"compile it again with `keycam keyify --epoch {epoch}`")
+        start = time.perf_counter()
+        height, width = manifest.input.shape[1], manifest.input.shape[2]
+        size = height * width
+        inverse = inverse_table(permutation_table(self.key.sensor_key(height, width, epoch), size))
+        options = session_options(self.threads, self.optimisation)
+        with np.load(sidecar, allow_pickle=False) as recipes:
+            for index, name in enumerate(manifest.sensor_tables):
+                recipe = recipes[f"t{index}"]
+                table = np.where(recipe < size, inverse[np.clip(recipe, 0, size - 1)], recipe).astype(recipe.dtype)
+                value = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(table))
+                self._overrides.append(value)  # must outlive the session's creation
+                options.add_initializer(name, value)
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime's own exception types
+            raise ModelError(f"model '{self.path}' rejected the rebuilt tables: {str(error).splitlines()[0]}") from None
+        self.epoch = epoch
+        self.rebuild_seconds = time.perf_counter() - start
 
     @property
     def fingerprint(self) -> str:
@@ -114,9 +157,9 @@ class KeyedModel:
             if data.fingerprint != self.fingerprint:
                 raise KeyMismatch(f"measurement was made with key {data.fingerprint}, model '{self.path}' is "
                                   f"keyed for {self.fingerprint}")
-            if self.manifest.role != "task" and data.epoch != self.manifest.epoch:
+            if self.manifest.role != "task" and data.epoch != self.epoch:
                 raise KeyMismatch(f"measurement is from key epoch {data.epoch}, model '{self.path}' reads epoch "
-                                  f"{self.manifest.epoch}")
+                                  f"{self.epoch}")
             data = data.data
         return self.session.run(self.output_names, {self.input.name: self._check(data)})
 

@@ -37,6 +37,7 @@ class Context:
         self.sensor: Layout | None = None
         self._padded: dict[tuple, tuple[str, dict[int, int]]] = {}
         self.sensor_tables: list[str] = []
+        self.epoch_recipes: dict[str, np.ndarray] = {}  # sensor-dependent gather tables, epoch-free (see gather)
         self._views: dict[tuple[str, str], str] = {}
 
     # -- errors ---------------------------------------------------------------
@@ -89,6 +90,12 @@ class Context:
         index = np.asarray(index)
         dtype = np.int32 if index.size == 0 or index.max() < 2**31 else np.int64  # int32 halves the table's size
         table = self.table(index.astype(dtype), f"{hint}-index", in_layout, out_layout)
+        if in_layout is self.sensor and out_layout is not self.sensor:
+            # entries below H*W are physical input positions inv0[a]; perm0 turns them back into the logical
+            # positions a, from which any epoch's table is inv_E[a] (pad rows, >= H*W, stay as they are)
+            size = in_layout.size
+            recipe = np.where(index < size, in_layout.perm[np.clip(index, 0, size - 1)], index)
+            self.epoch_recipes[table] = recipe.astype(dtype)
         return self.b.node("Gather", [source, table], hint, axis=1)
 
     # -- values ---------------------------------------------------------------

@@ -75,6 +75,7 @@ class KeyedModels:
     task: onnx.ModelProto | None = None
     task_manifest: Manifest | None = None
     stats: dict = field(default_factory=dict)
+    epoch_recipes: dict = field(default_factory=dict)  # sensor table name -> epoch-free recipe (see Context.gather)
 
 
 def _ref(layout: Layout) -> LayoutRef:
@@ -97,6 +98,7 @@ class _Compiler:
         self.builder.reserve(FEATURES)
         self.sensor = sensor_layout(key, graph.height, graph.width, options.epoch)
         self.sensor_tables: list[str] = []
+        self.epoch_recipes: dict[str, np.ndarray] = {}
         self._check_options()
 
     # -- input ----------------------------------------------------------------
@@ -219,6 +221,7 @@ class _Compiler:
         rows = b.reshape(MEASUREMENT, [-1, n, c], "rows")  # (N, H, W, C) -> (N, HW, C), sensor layout
         table = b.const(self.sensor.inv.astype(np.int32), "sensor-index")  # natural a <- physical inv[a]
         self.sensor_tables.append(table)
+        self.epoch_recipes[table] = np.arange(n, dtype=np.int32)  # any epoch's table is inv_E[a]
         x = b.node("Gather", [rows, table], "natural", axis=1)  # (N, HW, C), natural order
         x = b.transpose(x, [0, 2, 1])  # -> (N, C, HW)
         order = np.arange(c) if plan is not None else self._channel_map()
@@ -271,6 +274,7 @@ class _Compiler:
                     if name:
                         ctx.set(name, Same(name))
         self.sensor_tables.extend(ctx.sensor_tables)
+        self.epoch_recipes.update(ctx.epoch_recipes)
         return ctx.values
 
     def _copy(self, node: onnx.NodeProto, inputs: list[str]) -> None:
@@ -459,9 +463,11 @@ def keyify(plain: onnx.ModelProto | str, key: MasterKey, options: KeyifyOptions 
     )
     live = {init.name for init in full.graph.initializer}
     tables = [t for t in compiler.sensor_tables if t in live]
+    base["epoch_rotation"] = all(t in compiler.epoch_recipes for t in tables)
     manifest = Manifest(role="full", outputs=outputs, split=split_spec, sensor_tables=tables, **base)
     _attach(full, manifest)
-    result = KeyedModels(model=full, manifest=manifest)
+    result = KeyedModels(model=full, manifest=manifest,
+                         epoch_recipes={t: compiler.epoch_recipes[t] for t in tables if t in compiler.epoch_recipes})
     if split_spec is not None:
         feature_info = _value_info(FEATURES, onnx.TensorProto.FLOAT, split_spec.features.shape)
         feature = compiler.model([measurement], [feature_info])

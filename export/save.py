@@ -3,7 +3,10 @@ and with a split ``KEYED.feature.onnx`` / ``KEYED.task.onnx`` with theirs."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
+
+import numpy as np
 
 import onnx
 
@@ -32,7 +35,18 @@ def save(result: KeyedModels, path: str | Path) -> list[Path]:
         write_atomic(target, model.SerializeToString())
         write_atomic(manifest_path(target), manifest.to_json().encode() + b"\n")
         written += [target, manifest_path(target)]
+        recipes = {name: result.epoch_recipes[name] for name in manifest.sensor_tables if name in result.epoch_recipes}
+        if recipes and manifest.epoch_rotation:
+            buffer = io.BytesIO()
+            np.savez(buffer, **{f"t{i}": recipes[name] for i, name in enumerate(manifest.sensor_tables)})
+            write_atomic(epochs_path(target), buffer.getvalue())
+            written.append(epochs_path(target))
     return written
+
+
+def epochs_path(model_path: Path) -> Path:
+    """The recipes for rebuilding the sensor tables in another key epoch (``tN`` for ``sensor_tables[N]``)."""
+    return model_path.with_name(model_path.stem + ".epochs.npz")
 
 
 def load(path: str | Path) -> onnx.ModelProto:

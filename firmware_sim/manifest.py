@@ -76,6 +76,8 @@ class Manifest(_Strict):
     outputs: list[OutputSpec]
     split: SplitSpec | None = None
     sensor_tables: list[str] = Field(default_factory=list, description="initializers that depend on the sensor layout")
+    epoch_rotation: bool = Field(default=False, description="the device can rebuild the sensor tables for another "
+                                                             "key epoch from the recipes beside the model")
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2)

@@ -1,0 +1,98 @@
+"""Key epochs: the device rebuilds only the sensor-dependent tables for a new epoch; the rest of the model,
+and a split's task model, stay as compiled."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge.errors import KeyMismatch, ModelError
+from edge.runtime import KeyedModel
+from edge.transform import AdcTransform
+from export.keyify import KeyifyOptions, keyify
+from export.save import save
+from tests.export.helpers import frames, plain_input, relative_error, session
+from tests.export.nets import CIFAR_MEAN, CIFAR_STD, resnet20, unet
+
+
+@pytest.mark.parametrize("policy", ["fresh", "boundary"])
+def test_a_model_rebuilt_for_another_epoch_equals_one_compiled_for_it(tmp_path, key, policy):
+    plain = resnet20()
+    options = KeyifyOptions(policy=policy, mean=CIFAR_MEAN, std=CIFAR_STD)
+    save(keyify(plain, key, options), tmp_path / "e0.onnx")
+    save(keyify(plain, key, KeyifyOptions(policy=policy, mean=CIFAR_MEAN, std=CIFAR_STD, epoch=7)), tmp_path / "e7.onnx")
+    batch = frames(3, 32, 32, 3, seed=2)
+    transform = AdcTransform(key)
+    measured = np.stack([transform(f, 7) for f in batch])
+    rebuilt = KeyedModel(tmp_path / "e0.onnx", key, epoch=7)
+    assert rebuilt.epoch == 7 and rebuilt.rebuild_seconds > 0
+    compiled = KeyedModel(tmp_path / "e7.onnx", key)
+    got, want = rebuilt.run(measured)[0], compiled.run(measured)[0]
+    assert np.array_equal(got, want)
+    reference = session(plain, optimise=False).run(None, {"input": plain_input(batch, CIFAR_MEAN, CIFAR_STD)})[0]
+    assert relative_error(got, reference) <= 1e-4
+    with pytest.raises(KeyMismatch, match="epoch 0"):  # tagged measurements of the old epoch are refused
+        rebuilt.run(transform.measure(batch[0], 0))
+    assert relative_error(rebuilt.run(transform.measure(batch[0], 7))[0], got[:1]) <= 1e-5
+
+
+def test_the_task_side_of_a_split_is_untouched_by_epochs(tmp_path, key):
+    plain = resnet20()
+    relu = [n.output[0] for n in plain.graph.node if n.op_type == "Relu"][8]
+    keyed = keyify(plain, key, KeyifyOptions(mean=CIFAR_MEAN, std=CIFAR_STD, split_after=relu))
+    save(keyed, tmp_path / "m.onnx")
+    feature = KeyedModel(tmp_path / "m.feature.onnx", key, epoch=3)
+    task = KeyedModel(tmp_path / "m.task.onnx", key)
+    batch = frames(2, 32, 32, 3, seed=4)
+    measured = np.stack([AdcTransform(key)(f, 3) for f in batch])
+    logits = task.run(feature.run(measured)[0])[0]
+    reference = session(plain, optimise=False).run(None, {"input": plain_input(batch, CIFAR_MEAN, CIFAR_STD)})[0]
+    assert relative_error(logits, reference) <= 1e-4
+    assert not keyed.task_manifest.sensor_tables
+
+
+def test_rebuilding_needs_the_key_and_the_recipes(tmp_path, key):
+    save(keyify(unet(), key, KeyifyOptions()), tmp_path / "u.onnx")
+    with pytest.raises(KeyMismatch, match="needs its key"):
+        KeyedModel(tmp_path / "u.onnx", None, epoch=2)
+    (tmp_path / "u.epochs.npz").unlink()
+    with pytest.raises(ModelError, match="keyify --epoch 2"):
+        KeyedModel(tmp_path / "u.onnx", key, epoch=2)
+
+
+def test_a_recording_across_epochs_replays_with_the_right_tables(tmp_path, key):
+    """Measurements of epochs 0, 1 and 2 in one recording: replay rebuilds the tables per epoch.
+
+    The trained Fashion-MNIST model on real test images, so that wrong tables would show in the answers.
+    """
+    import json
+
+    import onnx
+
+    from edge.datasets import fashion_mnist
+    from edge.default import ASSET, MEAN, SPEC, STD
+    from edge.loop import CaptureLoop
+    from edge.pipeline import Pipeline
+    from edge.recording import Recorder
+    from edge.sinks.results import ResultsSink
+    from edge.sources.recording import RecordingSource
+
+    plain = onnx.load(ASSET)
+    save(keyify(plain, key, KeyifyOptions(spec=SPEC, mean=MEAN, std=STD)), tmp_path / "m.onnx")
+    batch = fashion_mnist("t10k")[0][:9]
+    transform = AdcTransform(key, SPEC)
+    with Recorder(tmp_path / "r.mcap", SPEC, key.fingerprint) as recorder:
+        for i, frame in enumerate(batch):
+            recorder.write(transform(frame, i // 3), epoch=i // 3, sequence=i, timestamp_ns=i)
+    loop = CaptureLoop(RecordingSource(tmp_path / "r.mcap"), Pipeline(KeyedModel(tmp_path / "m.onnx", key), key),
+                       [ResultsSink(tmp_path / "out.jsonl", include_latency=False)])
+    assert loop.run().frames == 9
+    results = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    reference = session(plain, optimise=False).run(None, {"input": plain_input(batch, MEAN, STD)})[0]
+    assert [r["epoch"] for r in results] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    answers = [next(iter(r["outputs"].values())) for r in results]
+    assert len(set(reference.argmax(1).tolist())) > 3  # a discriminating model: wrong tables would show
+    assert [a["label"] for a in answers] == reference.argmax(1).tolist()
+    shifted = np.exp(reference - reference.max(axis=1, keepdims=True))
+    scores = (shifted / shifted.sum(axis=1, keepdims=True)).max(axis=1)
+    assert np.allclose([a["score"] for a in answers], scores, atol=1e-4)
