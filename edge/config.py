@@ -80,6 +80,14 @@ class OutputConfig(_Section):
     record_plain: bool = Field(default=False, description="DEBUG ONLY: also record plain frames (loud warning)")
 
 
+class ReadoutConfig(_Section):
+    epoch: int = Field(default=-1, ge=-1, description="key epoch of the first frame (-1: the model's own)")
+    rotate_frames: int = Field(default=0, ge=0, description="advance the key epoch every N frames (0: never; "
+                                                             "unit: frames)")
+    rotate_seconds: float = Field(default=0.0, ge=0, le=31_536_000, description="advance the key epoch every T "
+                                                                                 "seconds of sensor time (0: never)")
+
+
 class MetricsConfig(_Section):
     port: int = Field(default=0, ge=0, le=65535, description="serve Prometheus metrics on this TCP port "
                                                               "(0: no metrics endpoint)")
@@ -98,6 +106,7 @@ class Config(_Section):
     output: OutputConfig = Field(default_factory=OutputConfig)
     loop: LoopConfig = Field(default_factory=LoopConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    readout: ReadoutConfig = Field(default_factory=ReadoutConfig)
 
 
 def load_config(path: str | Path) -> Config:

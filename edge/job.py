@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge.config import Config, ConfigError
+from edge.epochs import EpochSchedule
 from edge.pipeline import Pipeline
 from edge.runtime import KeyedModel
 from edge.sinks.base import Sink
@@ -26,6 +27,17 @@ class Job:
     model_path: Path
 
 
+def epoch_schedule(config: Config, model: KeyedModel) -> EpochSchedule:
+    readout = config.readout
+    if readout.rotate_frames and readout.rotate_seconds:
+        raise ConfigError("readout.rotate_frames and readout.rotate_seconds are both set; choose one")
+    if (readout.rotate_frames or readout.rotate_seconds or readout.epoch not in (-1, model.manifest.epoch)) \
+            and not model.manifest.epoch_rotation:
+        raise ConfigError(f"model '{model.path}' cannot be rebuilt for other key epochs; compile it again")
+    base = model.manifest.epoch if readout.epoch < 0 else readout.epoch
+    return EpochSchedule(base, readout.rotate_frames, readout.rotate_seconds)
+
+
 def build_source(config: Config, key: MasterKey, model: KeyedModel) -> Source:
     from edge.sources.folder import FolderSource
     from edge.sources.opencv import OpenCVSource
@@ -36,6 +48,7 @@ def build_source(config: Config, key: MasterKey, model: KeyedModel) -> Source:
     manifest = model.manifest
     height, width = manifest.input.shape[1], manifest.input.shape[2]
     kind, target = config.source.kind, config.source.target
+    schedule = epoch_schedule(config, model)
     if kind in ("opencv", "folder", "recording") and not target:
         raise ConfigError(f"source.kind = {kind!r} needs source.target (a path, camera index or URL)")
     if kind == "recording":
@@ -55,8 +68,9 @@ def build_source(config: Config, key: MasterKey, model: KeyedModel) -> Source:
                                frame_rate=config.source.frame_rate, exposure_us=config.source.exposure_us)
         virtual = config.source.virtual
     if virtual:
-        return VirtualSensor(plain, key, manifest.spec, height, width, manifest.epoch,
-                             reference=config.source.reference_readout, sensor_order=manifest.input.channel_order)
+        return VirtualSensor(plain, key, manifest.spec, height, width, schedule.base,
+                             reference=config.source.reference_readout, sensor_order=manifest.input.channel_order,
+                             schedule=schedule)
     return plain
 
 
@@ -76,7 +90,8 @@ def build_job(config: Config, *, replay: bool = False, folder: Path = DEFAULT_FO
     model = KeyedModel(model_path, key, threads=config.model.threads or None, optimisation=config.model.optimisation)
     task = KeyedModel(config.model.task, key, threads=config.model.threads or None) if config.model.task else None
     source = build_source(config, key, model)
-    pipeline = Pipeline(model, key, task=task, labels=labels, source_order=source.channel_order)
+    pipeline = Pipeline(model, key, task=task, labels=labels, source_order=source.channel_order,
+                        schedule=epoch_schedule(config, model))
     sinks: list[Sink] = [ResultsSink(config.output.results, include_latency=not replay)]
     if config.output.record:
         sinks.append(RecordingSink(config.output.record, model.manifest.spec, key.fingerprint, force=force,

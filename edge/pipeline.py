@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edge.epochs import EpochSchedule
 from edge.errors import KeyMismatch
 from edge.runtime import KeyedModel
 from edge.sources.base import Frame, to_sensor
@@ -69,13 +70,15 @@ class Staged:
 
 class Pipeline:
     def __init__(self, model: KeyedModel, key: MasterKey, *, task: KeyedModel | None = None,
-                 labels: list[str] | None = None, source_order: str = "bgr") -> None:
+                 labels: list[str] | None = None, source_order: str = "bgr",
+                 schedule: EpochSchedule | None = None) -> None:
         self.model, self.task, self.key, self.labels = model, task, key, labels
         manifest = model.manifest
         self.manifest = manifest
         self.transform = AdcTransform(key, manifest.spec)
         self.height, self.width = manifest.input.shape[1], manifest.input.shape[2]
         self.source_order = source_order
+        self.schedule = schedule or EpochSchedule(model.manifest.epoch)  # for plain frames read out here
         final = task.manifest if task is not None else manifest
         self.output_specs = final.outputs
         self.transform.prepare(self.height, self.width, manifest.epoch)
@@ -113,7 +116,7 @@ class Pipeline:
         else:
             image = to_sensor(frame.image, self.manifest.spec, self.height, self.width, self.source_order,
                               self.manifest.input.channel_order)
-            epoch = self.manifest.epoch
+            epoch = self.schedule.epoch(frame.sequence, frame.timestamp_ns)
             measurement = self.transform(image, epoch)
         timings["transform"] = (time.perf_counter() - start) * 1e3
         start = time.perf_counter()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from edge.epochs import EpochSchedule
 from edge.sources.base import Frame, Source, to_sensor
 from edge.transform import AdcTransform
 from firmware_sim.keys import MasterKey
@@ -22,11 +23,14 @@ class VirtualSensor(Source):
     channel_order = "measurement"
 
     def __init__(self, source: Source, key: MasterKey, spec: ReadoutSpec, height: int, width: int,
-                 epoch: int = 0, reference: bool = False, sensor_order: str = "bgr") -> None:
+                 epoch: int = 0, reference: bool = False, sensor_order: str = "bgr",
+                 schedule: EpochSchedule | None = None) -> None:
         super().__init__()
         self.source = source
         self.live = source.live
         self.key, self.spec, self.epoch = key, spec, epoch
+        self.schedule = schedule or EpochSchedule(epoch)
+        self._epoch = epoch
         self.height, self.width = height, width
         self.reference = reference
         self.sensor_order = sensor_order  # the channel order the emulated sensor delivers
@@ -45,11 +49,12 @@ class VirtualSensor(Source):
             return None
         image = to_sensor(frame.image, self.spec, self.height, self.width, self.source.channel_order,
                           self.sensor_order)
+        self._epoch = self.schedule.epoch(self._sequence, frame.timestamp_ns)
         if self.reference:
-            measurement = readout(image, self.key, self.spec, self.epoch)
+            measurement = readout(image, self.key, self.spec, self._epoch)
         else:
-            measurement = self.transform(image, self.epoch)
+            measurement = self.transform(image, self._epoch)
         return measurement, frame.timestamp_ns, frame.origin
 
     def _frame(self, image: np.ndarray, timestamp_ns: int, origin: str) -> Frame:
-        return Frame(image, self._sequence, timestamp_ns, origin, measured=True, epoch=self.epoch)
+        return Frame(image, self._sequence, timestamp_ns, origin, measured=True, epoch=self._epoch)

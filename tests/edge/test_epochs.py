@@ -96,3 +96,32 @@ def test_a_recording_across_epochs_replays_with_the_right_tables(tmp_path, key):
     shifted = np.exp(reference - reference.max(axis=1, keepdims=True))
     scores = (shifted / shifted.sum(axis=1, keepdims=True)).max(axis=1)
     assert np.allclose([a["score"] for a in answers], scores, atol=1e-4)
+
+
+def test_rotation_every_n_frames_end_to_end(tmp_path):
+    """keycam run with [readout] rotate_frames = 5: results carry epochs 0..3 and stay correct (default model)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    config = tmp_path / "rotate.toml"
+    config.write_text("[readout]\nrotate_frames = 5\n")
+    keycam = str(Path(sys.executable).with_name("keycam"))
+    plain = subprocess.run([keycam, "run"], capture_output=True, text=True, cwd=tmp_path)
+    rotated = subprocess.run([keycam, "run", "--config", str(config)], capture_output=True, text=True, cwd=tmp_path)
+    assert plain.returncode == 0 and rotated.returncode == 0, rotated.stderr
+    fixed = [json.loads(line) for line in plain.stdout.splitlines()]
+    moving = [json.loads(line) for line in rotated.stdout.splitlines()]
+    assert [r["epoch"] for r in moving] == [i // 5 for i in range(20)]
+    assert [r["outputs"] for r in moving] == [r["outputs"] for r in fixed]  # same answers in every epoch
+
+
+def test_schedules():
+    from edge.epochs import EpochSchedule
+
+    assert [EpochSchedule(2, every_frames=3).epoch(i, 0) for i in range(7)] == [2, 2, 2, 3, 3, 3, 4]
+    timed = EpochSchedule(0, every_seconds=1.5)
+    assert [timed.epoch(i, t) for i, t in enumerate([10**9, 2 * 10**9, 25 * 10**8, 4 * 10**9])] == [0, 0, 1, 2]
+    with pytest.raises(ValueError):
+        EpochSchedule(0, every_frames=1, every_seconds=1)
