@@ -1,0 +1,48 @@
+"""The known-plaintext attack and single-measurement leakage, run against keycam's own readout."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from edge.attacks import known_plaintext, recovered_fraction, single_measurement_leakage
+from edge.transform import AdcTransform
+from firmware_sim.spec import PRESETS
+from tests.fixtures.keras_cifar import foolbox_images
+
+
+def _cifar(count: int) -> list[np.ndarray]:
+    return [cv2.imread(str(p)) for p, _ in foolbox_images("cifar10")][:count]
+
+
+def test_a_few_known_natural_images_recover_the_whole_layout(key):
+    frames = _cifar(3)
+    transform = AdcTransform(key)
+    truth = transform.table(32, 32)
+    estimates = [known_plaintext(frames[:k], [transform(f) for f in frames[:k]], PRESETS["rgb8"]) for k in (1, 3)]
+    assert 0.9 < recovered_fraction(estimates[0], truth) < 1.0  # one image already gives most positions away
+    assert recovered_fraction(estimates[1], truth) == 1.0
+    for estimate in estimates:  # what the attack claims is always right: a unique signature cannot lie
+        found = estimate >= 0
+        assert np.array_equal(estimate[found], truth[found])
+
+
+def test_flat_frames_reveal_nothing_and_the_transfer_is_no_obstacle(key):
+    spec = PRESETS["rgb12"]
+    flat = [np.full((16, 16, 3), 100 * i, np.uint16) for i in range(5)]
+    transform = AdcTransform(key, spec)
+    assert recovered_fraction(known_plaintext(flat, [transform(f) for f in flat], spec), transform.table(16, 16)) == 0
+    gain = PRESETS["rgb8"].model_copy(update={"black_level": 10, "gain_q16": 80000})  # a public, non-identity transfer
+    frames = _cifar(3)
+    transform = AdcTransform(key, gain)
+    estimate = known_plaintext(frames, [transform(f) for f in frames], gain)
+    assert recovered_fraction(estimate, transform.table(32, 32)) > 0.99
+
+
+def test_one_measurement_keeps_the_histogram_and_hides_the_structure(key):
+    frame = _cifar(1)[0]
+    leak = single_measurement_leakage(frame, AdcTransform(key)(frame), PRESETS["rgb8"])
+    assert leak.histogram_distance == 0.0 and leak.mean_plain == leak.mean_measurement
+    assert abs(leak.ssim) < 0.2
+    same = single_measurement_leakage(frame, frame, PRESETS["rgb8"])
+    assert same.ssim > 0.99
