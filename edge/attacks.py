@@ -60,3 +60,28 @@ def single_measurement_leakage(plain: np.ndarray, measurement: np.ndarray, spec:
     ssim = structural_similarity(transferred.astype(np.float64), measurement.astype(np.float64),
                                  data_range=float(spec.output_max), channel_axis=2, win_size=7)
     return Leakage(float(transferred.mean()), float(measurement.mean()), float(np.abs(hp - hm).sum() / 2), float(ssim))
+
+
+def correlation_neighbours(measurements: np.ndarray, k: int = 4) -> np.ndarray:
+    """Ciphertext only: for each physical position, the k positions whose codes co-vary most with it.
+
+    ``measurements``: (T, N) codes of one camera's stream under one layout (one key epoch). Neighbouring
+    pixels of natural scenes co-vary, so the most correlated positions are likely true neighbours
+    (Le Roux et al., NIPS 2007). Returns (N, k) physical positions.
+    """
+    z = measurements.astype(np.float64)
+    z -= z.mean(axis=0)
+    norms = np.linalg.norm(z, axis=0)
+    z /= np.where(norms > 0, norms, 1.0)
+    correlation = z.T @ z  # (N, N)
+    np.fill_diagonal(correlation, -np.inf)
+    return np.argpartition(-correlation, k, axis=1)[:, :k]
+
+
+def neighbour_precision(predicted: np.ndarray, perm: np.ndarray, height: int, width: int) -> float:
+    """Fraction of predicted pairs (q, p) whose logical positions are 4-neighbours in the frame."""
+    logical = perm[np.arange(perm.size)]  # physical q holds logical perm[q]
+    rows, cols = np.divmod(logical, width)
+    pr, pc = rows[predicted], cols[predicted]  # (N, k)
+    distance = np.abs(pr - rows[:, None]) + np.abs(pc - cols[:, None])
+    return float(np.mean(distance == 1))

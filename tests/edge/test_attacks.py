@@ -46,3 +46,24 @@ def test_one_measurement_keeps_the_histogram_and_hides_the_structure(key):
     assert abs(leak.ssim) < 0.2
     same = single_measurement_leakage(frame, frame, PRESETS["rgb8"])
     assert same.ssim > 0.99
+
+
+def test_correlating_many_frames_finds_neighbours_and_epochs_cut_the_stream(key):
+    """Ciphertext only: a panning camera's positions co-vary with their neighbours; a new epoch starts over."""
+    import importlib.util
+    from pathlib import Path
+
+    from edge.attacks import correlation_neighbours, neighbour_precision
+
+    folder = Path(next(iter(importlib.util.find_spec("skimage").submodule_search_locations))) / "data"
+    photo = cv2.imread(str(folder / "astronaut.png"), cv2.IMREAD_GRAYSCALE)
+    frames = np.stack([photo[100 + t: 132 + t, 150 + 2 * t: 182 + 2 * t] for t in range(150)])[..., None]
+    spec = PRESETS["gray8"]
+    transform = AdcTransform(key, spec)
+    one_layout = np.stack([transform(f, 0) for f in frames]).reshape(len(frames), -1)
+    precision = neighbour_precision(correlation_neighbours(one_layout), transform.table(32, 32, 0), 32, 32)
+    assert precision > 0.3  # chance is 4 / 1023
+    # an eavesdropper who pools frames across an epoch change mixes two layouts: the structure blurs
+    mixed = np.concatenate([one_layout[:75], np.stack([transform(f, 1) for f in frames[75:]]).reshape(75, -1)])
+    pooled = neighbour_precision(correlation_neighbours(mixed), transform.table(32, 32, 0), 32, 32)
+    assert pooled < precision
