@@ -91,7 +91,6 @@ class Recorder:
         self._writer = Writer(self._file, chunk_size=chunk_size, compression=CompressionType.NONE)
         self._writer.start(profile="keycam", library="keycam 0.1.0")
         self._channels: dict[str, int] = {}
-        self._shape: tuple[int, ...] | None = None
         self.frames = 0
         self._writer.add_metadata("keycam", {"fingerprint": fingerprint, "spec": spec.model_dump_json()})
 

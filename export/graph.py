@@ -14,7 +14,7 @@ Preparation, in order:
 4. Infer every tensor's shape: onnxruntime runs the model at batch 1 and 2
    and the dimensions that change are the batch (the runtime's shapes are the
    truth; onnx's static inference misses, e.g., ceil_mode windows that would
-   start in the padding); onnx's inference supplies element types.
+   start in the padding), and so are the element types.
 
 The result, :class:`PlainGraph`, is read-only: nodes in topological order,
 constants, shapes with ``None`` for the batch dimension, producers and consumers.
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import numpy_helper, shape_inference
+from onnx import helper, numpy_helper
 
 from export.errors import ModelFileError, UnsupportedModel
 
@@ -73,9 +73,6 @@ class PlainGraph:
             return self.shapes[name]
         except KeyError:
             raise UnsupportedModel(name, "?", "its shape could not be inferred") from None
-
-    def constant(self, name: str) -> np.ndarray | None:
-        return self.constants.get(name)
 
     def node_name(self, node: onnx.NodeProto) -> str:
         return node.name or (node.output[0] if node.output else node.op_type)
@@ -177,35 +174,12 @@ def _constants(model: onnx.ModelProto) -> dict[str, np.ndarray]:
     return found
 
 
-def _shapes_from_inference(model: onnx.ModelProto) -> tuple[dict[str, Shape], dict[str, int]]:
-    inferred = shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
-    shapes: dict[str, Shape] = {}
-    dtypes: dict[str, int] = {}
-    values = list(inferred.graph.input) + list(inferred.graph.value_info) + list(inferred.graph.output)
-    for value in values:
-        tensor = value.type.tensor_type
-        if not tensor.HasField("shape"):
-            continue
-        dims = []
-        complete = True
-        for dim in tensor.shape.dim:
-            if dim.HasField("dim_value"):
-                dims.append(dim.dim_value)
-            elif dim.dim_param == BATCH:
-                dims.append(None)
-            else:
-                complete = False
-        if complete:
-            shapes[value.name] = tuple(dims)
-            dtypes[value.name] = tensor.elem_type
-    for init in model.graph.initializer:
-        shapes[init.name] = tuple(init.dims)
-        dtypes[init.name] = init.data_type
-    return shapes, dtypes
+def _shapes_by_running(model: onnx.ModelProto, input_name: str,
+                       chw: tuple[int, int, int]) -> tuple[dict[str, Shape], dict[str, int]]:
+    """Every tensor's shape and element type from two runs of onnxruntime (batch 1 and 2).
 
-
-def _shapes_by_running(model: onnx.ModelProto, input_name: str, chw: tuple[int, int, int]) -> dict[str, Shape]:
-    """Every tensor's shape from two runs of onnxruntime (batch 1 and 2); dims that differ are the batch."""
+    Dimensions that differ between the runs are the batch. Initializers keep their declared shape.
+    """
     import onnxruntime as ort
 
     probe = onnx.ModelProto()
@@ -225,13 +199,15 @@ def _shapes_by_running(model: onnx.ModelProto, input_name: str, chw: tuple[int, 
     for batch in (1, 2):
         feed = np.zeros((batch, *chw), dtype=np.float32)
         runs.append(dict(zip(names, session.run(names, {input_name: feed}))))
-    shapes: dict[str, Shape] = {}
+    shapes: dict[str, Shape] = {init.name: tuple(init.dims) for init in model.graph.initializer}
+    dtypes: dict[str, int] = {init.name: init.data_type for init in model.graph.initializer}
     for name in names:
         one, two = np.shape(runs[0][name]), np.shape(runs[1][name])
         if len(one) != len(two):
             continue
         shapes[name] = tuple(a if a == b else None for a, b in zip(one, two))
-    return shapes
+        dtypes[name] = helper.np_dtype_to_tensor_dtype(np.asarray(runs[0][name]).dtype)
+    return shapes, dtypes
 
 
 def prepare(model: onnx.ModelProto | str | Path, size: tuple[int, int] | None = None) -> PlainGraph:
@@ -250,9 +226,10 @@ def prepare(model: onnx.ModelProto | str | Path, size: tuple[int, int] | None = 
     if work.graph.input[0].type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
         raise UnsupportedModel(input_name, "input", "only float32 models are supported")
     work = _fold(work)
-    shapes, dtypes = _shapes_from_inference(work)
     # the runtime's shapes are the truth (onnx's inference misses e.g. ceil_mode windows that start in the padding)
-    shapes.update(_shapes_by_running(work, input_name, (channels, height, width)))
+    shapes, dtypes = _shapes_by_running(work, input_name, (channels, height, width))
+    shapes[input_name] = (None, channels, height, width)
+    dtypes[input_name] = onnx.TensorProto.FLOAT
     return PlainGraph(
         model=work,
         opset=_opset(work),

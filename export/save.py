@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 
-import onnx
 
 from export.errors import ModelFileError
 from export.keyify import KeyedModels
@@ -48,8 +47,3 @@ def epochs_path(model_path: Path) -> Path:
     """The recipes for rebuilding the sensor tables in another key epoch (``tN`` for ``sensor_tables[N]``)."""
     return model_path.with_name(model_path.stem + ".epochs.npz")
 
-
-def load(path: str | Path) -> onnx.ModelProto:
-    from export.graph import load_model
-
-    return load_model(path)

@@ -24,6 +24,7 @@ import numpy as np
 import onnx
 
 from export.context import Context, attrs
+from export.layout import natural
 from export.passes import Pass, new_class, register, same_class
 from export.taps import OUTSIDE, PADDED, conv_pads, keyed_index, window_taps
 from export.values import Tokens
@@ -78,7 +79,7 @@ class ConvPass(Pass):
         dilations = tuple(a.get("dilations", [1, 1]))
         pads = conv_pads(a, (x.height, x.width), (out_h, out_w), (kh, kw), strides, dilations)
         taps = window_taps(x.height, x.width, out_h, out_w, (kh, kw), strides, dilations, pads, x.pad)
-        out_layout = ctx.layout_of(node.output[0]) if out_h * out_w > 1 else _one()
+        out_layout = ctx.layout_of(node.output[0]) if out_h * out_w > 1 else natural(1, 1)
         fills = []
         if (taps == OUTSIDE).any():
             fills.append((OUTSIDE, 0.0))
@@ -121,8 +122,3 @@ class ConvPass(Pass):
                 out = b.node("Add", [out, b.const(bias, "bias")], "gconv-bias")
         ctx.set(node.output[0], Tokens(out, c_out, out_h, out_w, out_layout, flat=flat))
 
-
-def _one():
-    from export.layout import natural
-
-    return natural(1, 1)
