@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from edge.default import ASSET, MEAN as FM_MEAN, STD as FM_STD  # noqa: E402
 from edge.loop import CaptureLoop  # noqa: E402
-from edge.pipeline import Pipeline, Result, summarise  # noqa: E402
+from edge.pipeline import Pipeline, Result, Staged, summarise  # noqa: E402
 from edge.runtime import KeyedModel, open_session  # noqa: E402
 from edge.sinks.results import ResultsSink  # noqa: E402
 from edge.sources.base import Frame, to_sensor  # noqa: E402
@@ -52,18 +52,21 @@ class PlainPipeline:
         self.mean = np.asarray(mean, np.float32)
         self.std = np.asarray(std, np.float32)
 
-    def process_with_plain(self, frame: Frame):
+    def front(self, frame: Frame) -> Staged:
         timings = {}
         start = time.perf_counter()
         image = to_sensor(frame.image, self.spec, self.height, self.width, "bgr", "rgb")
         x = ((image.astype(np.float32) - self.mean) / self.std).transpose(2, 0, 1)[np.newaxis]  # (1, C, H, W)
         timings["prepare"] = (time.perf_counter() - start) * 1e3
         start = time.perf_counter()
-        logits = self.session.run(None, {self.name: np.ascontiguousarray(x)})[0]
+        logits = self.session.run(None, {self.name: np.ascontiguousarray(x)})
         timings["model"] = (time.perf_counter() - start) * 1e3
-        result = Result(frame.sequence, frame.timestamp_ns, frame.origin, "", 0,
-                        {"logits": summarise("logits", logits, "plain", None)}, timings)
-        return result, image, None
+        return Staged(frame, image, None, logits, timings)
+
+    def back(self, staged: Staged):
+        result = Result(staged.frame.sequence, staged.frame.timestamp_ns, staged.frame.origin, "", 0,
+                        {"logits": summarise("logits", staged.outputs[0], "plain", None)}, staged.timings)
+        return result, staged.measurement, None
 
 
 def fps(source_dir: Path, pipeline) -> tuple[float, dict]:
