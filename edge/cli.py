@@ -17,8 +17,10 @@ fingerprint only.
     keycam verify PLAIN.onnx KEYED.onnx --key KEYFILE --images DIR [--limit N]
     keycam inspect MODEL.onnx
     keycam demo [--out DIR] [--image PATH] [--key KEYFILE]
+    keycam serve --model-repository DIR [--host H] [--port N] [--token-file FILE] [--max-body-mb M]
+    keycam export triton MODEL.onnx --name NAME --repository DIR [--version V] [--max-batch-size B]
 
-``keyify`` imports the ``export`` package (and so ``onnx``) only when it runs: the rest of the
+``keyify`` and ``export`` import the ``export`` package (and so ``onnx``) only when it runs: the rest of the
 command line, what a device uses, needs neither.
 """
 
@@ -183,6 +185,32 @@ def build_parser() -> argparse.ArgumentParser:
     privacy.add_argument("--wrong-keys", type=int, default=5, help="how many wrong keys to try (default 5)")
     privacy.add_argument("--limit", type=int, default=None, help="use the first N images only")
     privacy.set_defaults(handler=_eval_privacy)
+
+    serve = commands.add_parser("serve", help="serve a model repository over the Open Inference Protocol (KServe v2)")
+    serve.add_argument("--model-repository", required=True, type=Path, metavar="DIR",
+                       help="Triton-layout repository: DIR/NAME/V/model.onnx (see `keycam export triton`)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    serve.add_argument("--token-file", type=Path, default=None, metavar="FILE",
+                       help="require 'Authorization: Bearer TOKEN' (the token in FILE, mode 0600) except for health")
+    serve.add_argument("--max-body-mb", type=float, default=64, help="largest request body, MiB (default 64)")
+    serve.add_argument("--threads", type=int, default=0, help="onnxruntime threads per model (0: its default)")
+    serve.add_argument("--concurrency", type=int, default=1, help="runs of one model at once (default 1)")
+    serve.set_defaults(handler=_serve)
+
+    exporter = commands.add_parser("export", help="package models for servers: `keycam export triton`")
+    targets = exporter.add_subparsers(dest="target", required=True, metavar="TARGET")
+    triton = targets.add_parser("triton", help="add a model to a Triton model repository (also `keycam serve`'s)")
+    triton.add_argument("model", type=Path, metavar="MODEL.onnx", help="a keyed, task or plain ONNX model")
+    triton.add_argument("--name", required=True, help="model name in the repository")
+    triton.add_argument("--repository", required=True, type=Path, metavar="DIR")
+    triton.add_argument("--version", type=int, default=None, help="version folder (default: the next free one)")
+    triton.add_argument("--max-batch-size", type=int, default=8, help="Triton's dynamic batching limit (0: off)")
+    triton.add_argument("--instances", type=int, default=1, help="model instances per server (default 1)")
+    triton.add_argument("--kind", choices=("cpu", "gpu"), default="cpu", help="instance kind (default cpu)")
+    triton.add_argument("--max-queue-delay-us", type=int, default=100, help="dynamic batcher's wait (default 100)")
+    triton.add_argument("--force", action="store_true", help="overwrite an existing version")
+    triton.set_defaults(handler=_export_triton)
 
     demo = commands.add_parser("demo", help="the embedded default job (no camera, no server)")
     demo.add_argument("--out", type=Path, default=Path("keycam-demo"), help="output folder (default keycam-demo/)")
@@ -378,6 +406,47 @@ def _print_summary(summary: dict, job) -> None:
     print(f"keycam: {summary['frames']} frames at {summary['fps']:.1f} fps, {summary['drops']} dropped, "
           f"{summary['errors']} errors, {summary['skipped']} skipped; key {job.key.fingerprint}; "
           f"mean ms per stage {summary['stage_ms_mean']}; stopped by {summary['stopped_by']}", file=sys.stderr)
+    for sink in job.sinks:
+        stats = getattr(sink, "stats", None)
+        if stats is not None:
+            waiting = len(sink.spool)
+            print(f"keycam: forwarded to {sink.client.url}: {stats.answered} answered, {stats.rejected} refused, "
+                  f"{stats.failures} failed attempts, {stats.spooled} spooled, {stats.dropped} dropped (spool full), "
+                  f"{waiting} waiting in '{sink.spool.folder}'", file=sys.stderr)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import os
+
+    from edge.server import ServerError, read_token, serve
+
+    if not 0 < args.port < 65536:
+        raise ServerError(f"--port {args.port} is not a TCP port (1..65535)")
+    if args.max_body_mb <= 0 or args.threads < 0 or args.concurrency < 1:
+        raise ServerError("--max-body-mb must be > 0, --threads >= 0 and --concurrency >= 1")
+    token = read_token(args.token_file) if args.token_file else os.environ.get("KEYCAM_SERVER_TOKEN") or None
+
+    def ready(models) -> None:
+        for name, versions in models.models.items():
+            for version, model in versions.items():
+                keyed = f"keyed for {model.fingerprint} ({model.manifest.role})" if model.manifest else "not keyed"
+                print(f"keycam serve: {name} v{version}: {keyed}", file=sys.stderr)
+        auth = "bearer token required" if token else "no authentication"
+        print(f"keycam serve: starting on http://{args.host}:{args.port} ({auth})", file=sys.stderr, flush=True)
+
+    serve(args.model_repository, host=args.host, port=args.port, token=token, max_body_mb=args.max_body_mb,
+          threads=args.threads or None, concurrency=args.concurrency, ready=ready)
+    return 0
+
+
+def _export_triton(args: argparse.Namespace) -> int:
+    from export.triton import TritonOptions, export_triton
+
+    options = TritonOptions(max_batch_size=args.max_batch_size, instances=args.instances, kind=args.kind,
+                            max_queue_delay_us=args.max_queue_delay_us, version=args.version, force=args.force)
+    folder = export_triton(args.model, args.repository, args.name, options)
+    print(f"keycam: wrote {folder / 'model.onnx'} and {folder.parent / 'config.pbtxt'}")
+    return 0
 
 
 def _run(args: argparse.Namespace) -> int:

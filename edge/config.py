@@ -25,6 +25,11 @@ the key path, the value and the fix. ``keycam validate-config FILE`` checks a fi
     [metrics]
     port = 0                   # Prometheus /metrics on this port (0: off)
     host = "127.0.0.1"
+    [forward]
+    url = ""                   # an Open Inference Protocol server: measurements (or a split's features) go there
+    model = "keyed"            # the model's name on the server
+    spool = "keycam-spool"     # frames wait here while the server is down
+    when_full = "drop_oldest"  # or "stop_capture"
 """
 
 from __future__ import annotations
@@ -100,6 +105,30 @@ class LoopConfig(_Section):
     realtime: bool = Field(default=False, description="replay recorded sources at their recorded speed")
 
 
+class ForwardConfig(_Section):
+    url: str = Field(default="", description="forward to this Open Inference Protocol server, e.g. "
+                                             "'http://server:8000' (empty: run the model on the device)")
+    model: str = Field(default="", description="the model's name in the server's repository")
+    version: str = Field(default="", description="the model's version on the server (empty: its latest)")
+    token_file: str = Field(default="", description="bearer token for the server, in a file of mode 0600 (optional)")
+    timeout_s: float = Field(default=10.0, gt=0, le=600, description="one request's timeout, seconds")
+    connect_s: float = Field(default=30.0, ge=0, le=3600, description="how long the first start waits for the "
+                                                                      "server, seconds")
+    spool: str = Field(default="keycam-spool", description="folder for frames waiting for the server (unit: path)")
+    spool_max_frames: int = Field(default=10_000, ge=1, description="spool bound, frames")
+    spool_max_mb: float = Field(default=512.0, gt=0, description="spool bound, MiB")
+    when_full: Literal["drop_oldest", "stop_capture"] = Field(
+        default="drop_oldest", description="a full spool drops its oldest frame, or stops capture until there is "
+                                           "room")
+    inflight: int = Field(default=8, ge=1, le=1024, description="requests queued in memory while the server "
+                                                                "answers (unit: frames)")
+    retry_min_s: float = Field(default=0.2, gt=0, le=60, description="first retry delay, seconds (doubles)")
+    retry_max_s: float = Field(default=10.0, gt=0, le=3600, description="longest retry delay, seconds")
+    drain_s: float = Field(default=30.0, ge=0, le=3600, description="at the end, how long to wait for the server "
+                                                                    "to take what is queued, seconds")
+    device_id: str = Field(default="", description="this device's name in request ids (default: host name)")
+
+
 class Config(_Section):
     source: SourceConfig = Field(default_factory=SourceConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -107,6 +136,7 @@ class Config(_Section):
     loop: LoopConfig = Field(default_factory=LoopConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     readout: ReadoutConfig = Field(default_factory=ReadoutConfig)
+    forward: ForwardConfig = Field(default_factory=ForwardConfig)
 
 
 def load_config(path: str | Path) -> Config:

@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edge.epochs import EpochSchedule
-from edge.errors import KeyMismatch
+from edge.errors import KeyMismatch, ModelError
 from edge.runtime import KeyedModel
 from edge.sources.base import Frame, to_sensor
 from edge.transform import AdcTransform
 from firmware_sim.keys import MasterKey
+from firmware_sim.manifest import Manifest
 
 
 @dataclass
@@ -30,10 +31,14 @@ class Result:
     epoch: int
     outputs: dict
     latency_ms: dict = field(default_factory=dict)
+    error: str | None = None  # a forwarded frame the server refused (its outputs are then empty)
+    payload: np.ndarray | None = field(default=None, repr=False, compare=False)  # forwarding: what leaves the device
 
     def to_dict(self, include_latency: bool = True) -> dict:
         record = {"sequence": self.sequence, "timestamp_ns": self.timestamp_ns, "origin": self.origin,
                   "fingerprint": self.fingerprint, "epoch": self.epoch, "outputs": self.outputs}
+        if self.error is not None:
+            record["error"] = self.error
         if include_latency:
             record["latency_ms"] = {k: round(v, 3) for k, v in self.latency_ms.items()}
         return record
@@ -69,20 +74,27 @@ class Staged:
 
 
 class Pipeline:
-    def __init__(self, model: KeyedModel, key: MasterKey, *, task: KeyedModel | None = None,
+    """``forward=True``: the device stops after the transform (``model=None``, with the server's ``manifest``) or
+    after a split's feature model; the result's ``payload`` is what the forwarding sink sends."""
+
+    def __init__(self, model: KeyedModel | None, key: MasterKey, *, task: KeyedModel | None = None,
                  labels: list[str] | None = None, source_order: str = "bgr",
-                 schedule: EpochSchedule | None = None) -> None:
+                 schedule: EpochSchedule | None = None, forward: bool = False,
+                 manifest: Manifest | None = None) -> None:
         self.model, self.task, self.key, self.labels = model, task, key, labels
-        manifest = model.manifest
+        self.forward = forward
+        if model is None and (manifest is None or not forward):
+            raise ModelError("a pipeline without a local model forwards measurements: it needs the server's manifest")
+        manifest = model.manifest if model is not None else manifest
         self.manifest = manifest
         self.transform = AdcTransform(key, manifest.spec)
         self.height, self.width = manifest.input.shape[1], manifest.input.shape[2]
         self.source_order = source_order
-        self.schedule = schedule or EpochSchedule(model.manifest.epoch)  # for plain frames read out here
+        self.schedule = schedule or EpochSchedule(manifest.epoch)  # for plain frames read out here
         final = task.manifest if task is not None else manifest
         self.output_specs = final.outputs
         self.transform.prepare(self.height, self.width, manifest.epoch)
-        self._models = {model.epoch: model}  # the keyed (or feature) model per key epoch, rebuilt on demand
+        self._models = {model.epoch: model} if model is not None else {}  # the keyed (or feature) model per key epoch, rebuilt on demand
 
     def model_for(self, epoch: int) -> KeyedModel:
         """The model for measurements of key ``epoch``: only its sensor tables are rebuilt (edge.runtime)."""
@@ -119,6 +131,8 @@ class Pipeline:
             epoch = self.schedule.epoch(frame.sequence, frame.timestamp_ns)
             measurement = self.transform(image, epoch)
         timings["transform"] = (time.perf_counter() - start) * 1e3
+        if self.model is None:  # forwarding the measurement itself
+            return Staged(frame, measurement, image, [], timings, epoch)
         start = time.perf_counter()
         outputs = self.model_for(epoch).run(measurement)
         timings["model"] = (time.perf_counter() - start) * 1e3
@@ -127,6 +141,11 @@ class Pipeline:
     def back(self, staged: Staged) -> tuple[Result, np.ndarray, np.ndarray | None]:
         """The task stage (a split's task model, when there is one) and the result."""
         outputs, timings, frame = staged.outputs, staged.timings, staged.frame
+        if self.forward:  # the answer comes from the server, through the forwarding sink
+            payload = outputs[0] if outputs else staged.measurement
+            result = Result(frame.sequence, frame.timestamp_ns, frame.origin, self.manifest.key_fingerprint,
+                            staged.epoch, {}, timings, payload=payload)
+            return result, staged.measurement, staged.plain
         if self.task is not None:
             start = time.perf_counter()
             outputs = self.task.run(outputs[0])

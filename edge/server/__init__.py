@@ -1,0 +1,53 @@
+"""The embedded inference server (``keycam serve``): the Open Inference Protocol over a Triton-layout repository.
+
+Needs the ``server`` extra (Starlette and uvicorn): ``pip install keycam[server]``. Devices never import it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edge.errors import KeycamError
+
+
+class ServerError(KeycamError):
+    """The server cannot start: a missing extra, a bad token file, an address in use."""
+
+
+def read_token(path: str | Path) -> str:
+    """A bearer token from a file that only its owner can read (like a key file)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ServerError(f"token file '{path}' does not exist")
+    if path.stat().st_mode & 0o077:
+        raise ServerError(f"token file '{path}' is readable by group or others (mode "
+                          f"{path.stat().st_mode & 0o777:o}); run: chmod 600 {path}")
+    token = path.read_text(encoding="utf-8").strip()
+    if not token or any(c.isspace() for c in token) or not token.isprintable():
+        raise ServerError(f"token file '{path}' must hold one printable token without spaces")
+    return token
+
+
+def serve(repository: str | Path, *, host: str = "127.0.0.1", port: int = 8000, token: str | None = None,
+          max_body_mb: float = 64, threads: int | None = None, concurrency: int = 1, log_level: str = "warning",
+          ready=None) -> None:
+    """Load every model under ``repository`` and serve them until SIGINT/SIGTERM."""
+    try:
+        import uvicorn
+
+        from edge.server.app import create_app
+    except ImportError as error:
+        raise ServerError(f"keycam serve needs the server extra ({error.name} is missing): "
+                          f"pip install 'keycam[server]'") from None
+    from edge.server.repository import ModelRepository
+
+    models = ModelRepository(repository, threads=threads, concurrency=concurrency)
+    app = create_app(models, token=token, max_body_bytes=int(max_body_mb * (1 << 20)))
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
+                            timeout_graceful_shutdown=5)
+    server = uvicorn.Server(config)
+    if ready is not None:
+        ready(models)
+    server.run()
+    if not server.started:
+        raise ServerError(f"the server could not listen on {host}:{port} (address in use, or not this machine's?)")

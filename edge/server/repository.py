@@ -1,0 +1,189 @@
+"""A model repository in Triton's layout, loaded with onnxruntime: what ``keycam serve`` serves.
+
+    DIR/
+      NAME/
+        config.pbtxt        (Triton's; the embedded server reads the model itself and ignores it)
+        1/model.onnx
+        2/model.onnx        (versions are positive integers; a request without one gets the highest)
+
+Each version is checked when the server starts: a directory that is not a model, a version
+without ``model.onnx`` or a model onnxruntime cannot load stops the server with a message naming
+the path (a server that starts serves everything it was given). Inputs are checked against the
+model's own metadata (names, datatypes, ranks, fixed dimensions) before onnxruntime sees them, and
+a keyed model's manifest (its key fingerprint, role, epoch) is published in its metadata so that a
+device can refuse a server keyed for someone else.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edge.errors import ModelError
+from edge.oip import DATATYPES, ONNX_TYPES, ProtocolError, datatype_name
+from edge.runtime import open_session, read_manifest
+from firmware_sim.manifest import Manifest
+
+MODEL_FILE = "model.onnx"
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+@dataclass
+class TensorInfo:
+    name: str
+    datatype: str
+    shape: list[int]  # -1 for a dynamic dimension
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
+
+
+def _tensor_info(node, path: Path) -> TensorInfo:
+    if node.type not in ONNX_TYPES:
+        raise ModelError(f"model '{path}': tensor '{node.name}' has element type {node.type}, which the "
+                         f"server cannot carry; use a numeric tensor")
+    shape = [d if isinstance(d, int) and d >= 0 else -1 for d in node.shape]
+    return TensorInfo(node.name, ONNX_TYPES[node.type], shape)
+
+
+@dataclass
+class ServedModel:
+    """One version of one model, ready to run."""
+
+    name: str
+    version: str
+    path: Path
+    threads: int | None = None
+    concurrency: int = 1
+    session: object = field(init=False, repr=False)
+    manifest: Manifest | None = field(init=False)
+    inputs: list[TensorInfo] = field(init=False)
+    outputs: list[TensorInfo] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.session = open_session(self.path, self.threads)
+        self.manifest = read_manifest(self.session, str(self.path))
+        self.inputs = [_tensor_info(n, self.path) for n in self.session.get_inputs()]
+        self.outputs = [_tensor_info(n, self.path) for n in self.session.get_outputs()]
+        self._slots = threading.BoundedSemaphore(max(1, self.concurrency))
+
+    @property
+    def fingerprint(self) -> str | None:
+        return self.manifest.key_fingerprint if self.manifest else None
+
+    def parameters(self) -> dict:
+        """What a device checks before it forwards anything: the key fingerprint and the manifest."""
+        if self.manifest is None:
+            return {}
+        return {"keycam_fingerprint": self.manifest.key_fingerprint, "keycam_role": self.manifest.role,
+                "keycam_epoch": self.manifest.epoch, "keycam_manifest": self.manifest.to_json()}
+
+    def check(self, inputs: dict[str, np.ndarray], parameters: dict) -> None:
+        """Raise a 400 ``ProtocolError`` unless ``inputs`` are exactly what the model takes."""
+        where = f"model '{self.name}' version {self.version}"
+        wanted = {t.name for t in self.inputs}
+        unknown = sorted(set(inputs) - wanted)
+        if unknown:
+            raise ProtocolError(f"{where} has no input {unknown[0]!r}; its inputs are {sorted(wanted)}")
+        for info in self.inputs:
+            if info.name not in inputs:
+                raise ProtocolError(f"{where}: input '{info.name}' is missing")
+            array = inputs[info.name]
+            if array.dtype != DATATYPES[info.datatype]:
+                raise ProtocolError(f"{where}: input '{info.name}' is {info.datatype}, the request sent "
+                                    f"{datatype_name(array.dtype)}")
+            fits = array.ndim == len(info.shape) and all(d < 0 or d == a for d, a in zip(info.shape, array.shape))
+            if not fits:
+                raise ProtocolError(f"{where}: input '{info.name}' has shape {info.shape} (-1: any), the request "
+                                    f"sent {list(array.shape)}")
+            if array.ndim and array.shape[0] == 0:
+                raise ProtocolError(f"{where}: input '{info.name}' has an empty batch")
+        fingerprint = parameters.get("keycam_fingerprint")
+        if fingerprint is not None and self.manifest is not None and fingerprint != self.manifest.key_fingerprint:
+            raise ProtocolError(f"{where} is keyed for {self.manifest.key_fingerprint}, the request was made with "
+                                f"key {fingerprint}; send it to a model compiled for that key")
+        epoch = parameters.get("keycam_epoch")
+        if (epoch is not None and self.manifest is not None and self.manifest.role != "task"
+                and epoch != self.manifest.epoch):
+            raise ProtocolError(f"{where} reads key epoch {self.manifest.epoch}, the request is from epoch {epoch}; "
+                                f"rotate keys with a split model (the task model does not depend on the epoch)")
+
+    def run(self, inputs: dict[str, np.ndarray], wanted: list[str] | None = None) -> dict[str, np.ndarray]:
+        names = [o.name for o in self.outputs] if wanted is None else wanted
+        with self._slots:  # at most `concurrency` runs of this model at once; each uses `threads` threads
+            values = self.session.run(names, inputs)
+        return dict(zip(names, values))
+
+    def metadata(self, versions: list[str]) -> dict:
+        document = {"name": self.name, "versions": versions, "platform": "onnxruntime_onnx",
+                    "inputs": [t.to_dict() for t in self.inputs], "outputs": [t.to_dict() for t in self.outputs]}
+        if self.manifest is not None:
+            document["parameters"] = self.parameters()
+        return document
+
+    def config(self) -> dict:
+        """The model's configuration as Triton's model-configuration extension shows it (JSON)."""
+        def tensor(t: TensorInfo) -> dict:
+            return {"name": t.name, "data_type": "TYPE_" + ("STRING" if t.datatype == "BYTES" else t.datatype),
+                    "dims": [str(d) for d in t.shape]}
+
+        document = {"name": self.name, "platform": "onnxruntime_onnx", "backend": "onnxruntime",
+                    "max_batch_size": 0, "input": [tensor(t) for t in self.inputs],
+                    "output": [tensor(t) for t in self.outputs],
+                    "instance_group": [{"count": max(1, self.concurrency), "kind": "KIND_CPU"}]}
+        parameters = self.parameters()
+        if parameters:
+            document["parameters"] = {k: {"string_value": str(v)} for k, v in parameters.items()}
+        return document
+
+
+class ModelRepository:
+    """Every version of every model under one directory, loaded at start."""
+
+    def __init__(self, root: str | Path, *, threads: int | None = None, concurrency: int = 1) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise ModelError(f"model repository '{self.root}' is not a directory; create one with "
+                             f"`keycam export triton MODEL.onnx --name NAME --repository {self.root}`")
+        self.models: dict[str, dict[str, ServedModel]] = {}
+        for folder in sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            if not NAME.match(folder.name):
+                raise ModelError(f"model repository '{self.root}': folder name {folder.name!r} is not a valid model "
+                                 f"name (letters, digits, '_', '.', '-'); rename it")
+            versions = {}
+            for sub in folder.iterdir():
+                if not sub.is_dir():
+                    continue
+                if not sub.name.isdigit() or int(sub.name) < 1:
+                    raise ModelError(f"model '{folder.name}': version folder {sub.name!r} is not a positive integer")
+                if not (sub / MODEL_FILE).is_file():
+                    raise ModelError(f"model '{folder.name}' version {sub.name}: '{sub / MODEL_FILE}' is missing")
+                versions[str(int(sub.name))] = ServedModel(folder.name, str(int(sub.name)), sub / MODEL_FILE,
+                                                           threads, concurrency)
+            if not versions:
+                raise ModelError(f"model '{folder.name}' in '{self.root}' has no version folder with {MODEL_FILE} "
+                                 f"(expected '{folder / '1' / MODEL_FILE}')")
+            self.models[folder.name] = dict(sorted(versions.items(), key=lambda kv: int(kv[0])))
+        if not self.models:
+            raise ModelError(f"model repository '{self.root}' holds no models; add one with "
+                             f"`keycam export triton MODEL.onnx --name NAME --repository {self.root}`")
+
+    def versions(self, name: str) -> list[str]:
+        return list(self._versions(name))
+
+    def _versions(self, name: str) -> dict[str, ServedModel]:
+        if name not in self.models:
+            raise ProtocolError(f"unknown model {name!r}; this server has {sorted(self.models)}", status=404)
+        return self.models[name]
+
+    def get(self, name: str, version: str | None = None) -> ServedModel:
+        versions = self._versions(name)
+        if version in (None, ""):
+            return versions[next(reversed(versions))]
+        if version not in versions:
+            raise ProtocolError(f"model {name!r} has no version {version!r}; it has {list(versions)}", status=404)
+        return versions[version]

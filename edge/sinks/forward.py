@@ -1,0 +1,308 @@
+"""The forwarding sink: each private measurement (or a split's scrambled features) goes to a v2 server,
+and the server's answer becomes the frame's result, in frame order, exactly once.
+
+::
+
+    loop ──write()──► memory queue (inflight) ──► sender thread ──POST /infer──► server
+                         │  server down                 │ answer ──► results sink (in order)
+                         └────────────► spool (disk) ◄──┘ unreachable / 5xx: spill, back off, retry
+
+- While the server answers, requests wait in a small memory queue; when it is full, ``write`` waits
+  (back-pressure: a live source then drops frames at capture, counted there).
+- When the server is unreachable, times out or answers 5xx/429, the sender spills the queue to the
+  on-disk spool (``edge.spool``) and every new frame goes there too, until the spool is empty
+  again. The sender retries the oldest request with exponential backoff (``retry_min_s`` doubling
+  to ``retry_max_s``). A spool left by an earlier run is delivered first.
+- A full spool follows ``when_full``: ``drop_oldest`` deletes the oldest waiting request (never the
+  one being sent); ``stop_capture`` makes ``write`` wait until there is room, which stops the loop
+  taking frames. Both are counted.
+- Each request carries an id (device, run, counter) that stays the same across retries and
+  restarts, so a server that already answered it (``keycam serve`` keeps recent answers) answers
+  again instead of computing twice; the device writes one result per request and removes the
+  request only after that. A 4xx answer will not improve by retrying: the frame's result records
+  the server's error, and the frame is not sent again.
+- ``close`` waits up to ``drain_s`` for the queue and spool to empty, then persists whatever is
+  left to the spool for the next run. Results written by the sender carry the latency of the
+  device's stages plus ``forward`` (the successful request's round trip).
+
+Only measurements or features leave the device; the key never does. Before the first frame
+(:func:`connect`) the device checks that the server's model is keyed for its key.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge.errors import KeycamError, KeyMismatch
+from edge.oip import encode_request
+from edge.pipeline import Result, summarise
+from edge.remote import RemoteModel, ServerRejected, ServerUnavailable, V2Client
+from edge.sinks.base import Sink
+from edge.spool import Spool, SpoolError
+from firmware_sim.files import write_atomic
+
+log = logging.getLogger(__name__)
+SERVER_CACHE = "server.json"
+POLICIES = ("drop_oldest", "stop_capture")
+
+
+def connect(client: V2Client, name: str, version: str, fingerprint: str, spool_folder: str | Path,
+            wait_s: float = 30.0) -> RemoteModel:
+    """The server's model, checked against the device's key; from the spool's cache if the server is down.
+
+    The first start needs the server (to learn its model); later starts work offline with what the
+    last successful start saw, and spool until the server returns.
+    """
+    cache = Path(spool_folder) / SERVER_CACHE
+    deadline = time.monotonic() + wait_s
+    delay = 0.2
+    while True:
+        try:
+            remote = client.model(name, version)
+            break
+        except ServerUnavailable as error:
+            if time.monotonic() + delay > deadline:
+                if cache.is_file():
+                    remote = RemoteModel.from_json(cache.read_text(encoding="utf-8"))
+                    if remote.name == name and (not version or remote.version == version):
+                        log.warning("%s; using the model description cached at %s and spooling", error, cache)
+                        break
+                raise KeycamError(f"{error} (tried for {wait_s:.0f} s; the first start needs the server)") from None
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+    if remote.manifest.key_fingerprint != fingerprint:
+        raise KeyMismatch(f"the server's model '{name}' at {client.url} is keyed for {remote.manifest.key_fingerprint}, "
+                          f"this device's key is {fingerprint}; point forward.url at a server keyed for this device")
+    Path(spool_folder).mkdir(parents=True, exist_ok=True)
+    write_atomic(cache, remote.to_json().encode())
+    return remote
+
+
+@dataclass
+class _Item:
+    counter: int
+    meta: dict
+    body: bytes | None  # None: the body is in the spool
+
+
+@dataclass
+class ForwardStats:
+    answered: int = 0
+    rejected: int = 0
+    failures: int = 0  # attempts that met an unavailable server
+    spooled: int = 0
+    dropped: int = 0  # spool full, oldest dropped
+    waited: int = 0  # spool full, capture waited
+    damaged: int = 0  # spool entries that could not be read back
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+class ForwardSink(Sink):
+    def __init__(self, client: V2Client, remote: RemoteModel, results: Sink, spool: Spool, *,
+                 labels: list[str] | None = None, when_full: str = "drop_oldest", inflight: int = 8,
+                 retry_min_s: float = 0.2, retry_max_s: float = 10.0, drain_s: float = 30.0,
+                 device_id: str = "") -> None:
+        if when_full not in POLICIES:
+            raise KeycamError(f"forward.when_full {when_full!r}; use one of {', '.join(POLICIES)}")
+        self.client, self.remote, self.results, self.spool = client, remote, results, spool
+        self.labels, self.when_full, self.inflight = labels, when_full, max(1, inflight)
+        self.retry_min_s, self.retry_max_s, self.drain_s = retry_min_s, max(retry_min_s, retry_max_s), drain_s
+        self.run_id = f"{device_id or socket.gethostname()}:{time.time_ns():x}"
+        self.stats = ForwardStats()
+        self._specs = {o.name: o for o in remote.manifest.outputs}
+        self._memory: collections.deque[_Item] = collections.deque()
+        self._spooling = len(spool) > 0  # an earlier run's requests go first
+        self._down = False
+        self._sending: int | None = None
+        self._closing = False
+        self._abort = threading.Event()
+        self._cond = threading.Condition()
+        self._next = spool.next
+        self._failure: BaseException | None = None
+        self._thread = threading.Thread(target=self._send_loop, name="keycam-forward", daemon=True)
+        self._thread.start()
+
+    # -- the loop's side ------------------------------------------------------------------------
+
+    def write(self, result: Result, measurement: np.ndarray, plain: np.ndarray | None = None) -> None:
+        if self._failure is not None:
+            raise self._failure
+        payload = result.payload if result.payload is not None else measurement
+        if payload.ndim == len(self.remote.input_shape) - 1:
+            payload = payload[np.newaxis]  # one frame -> a batch of one
+        with self._cond:
+            counter = self._next
+            self._next += 1
+        request_id = f"{self.run_id}:{counter}"
+        body, header_length = encode_request(
+            {self.remote.input_name: payload}, request_id=request_id,
+            parameters={"keycam_fingerprint": result.fingerprint, "keycam_epoch": result.epoch})
+        meta = {"id": request_id, "sequence": result.sequence, "timestamp_ns": result.timestamp_ns,
+                "origin": result.origin, "fingerprint": result.fingerprint, "epoch": result.epoch,
+                "header_length": header_length, "latency_ms": result.latency_ms}
+        item = _Item(counter, meta, body)
+        with self._cond:
+            while (not self._spooling and not self._down and len(self._memory) >= self.inflight
+                   and not self._abort.is_set()):
+                self._cond.wait(0.1)  # back-pressure from a slow server
+            if not self._spooling and not self._down:
+                self._memory.append(item)
+            else:
+                self._spooling = True
+                self._to_spool(item)
+            self._cond.notify_all()
+
+    def _to_spool(self, item: _Item) -> None:
+        """Persist one request (lock held), applying the full-spool policy."""
+        size = len(item.body) + 512
+        while not self.spool.fits(size):
+            if self.when_full == "stop_capture" and not self._abort.is_set():
+                if not self.stats.waited or self.stats.waited % 100 == 0:
+                    log.warning("spool '%s' is full: capture waits for the server", self.spool.folder)
+                self.stats.waited += 1
+                self._cond.wait(0.5)
+                continue
+            oldest = self.spool.oldest(skip=self._sending)
+            if oldest is None or self.when_full == "stop_capture":
+                break  # a single request larger than the spool, or closing: keep it anyway
+            self.spool.remove(oldest)
+            self.stats.dropped += 1
+            log.warning("spool '%s' is full: dropped the oldest waiting frame", self.spool.folder)
+        self.spool.put(item.counter, item.meta, item.body)
+        self.stats.spooled += 1
+
+    # -- the sender -----------------------------------------------------------------------------
+
+    def _take(self) -> _Item | None:
+        """The oldest waiting request (lock held)."""
+        if self._memory:
+            return self._memory[0]
+        oldest = self.spool.oldest()
+        if oldest is None:
+            self._spooling = False
+            return None
+        self._sending = oldest
+        return _Item(oldest, {}, None)
+
+    def _spill(self) -> None:
+        """The server is down: move the memory queue to the spool, in order (lock held)."""
+        while self._memory:
+            item = self._memory.popleft()
+            self.spool.put(item.counter, item.meta, item.body)
+            self.stats.spooled += 1
+        self._spooling = True
+        self._cond.notify_all()
+
+    def _send_loop(self) -> None:
+        delay = self.retry_min_s
+        try:
+            while True:
+                with self._cond:
+                    item = self._take()
+                    while item is None and not self._closing:
+                        self._cond.wait(0.5)
+                        item = self._take()
+                    if item is None or self._abort.is_set():
+                        return
+                meta, body = item.meta, item.body
+                if body is None:
+                    try:
+                        meta, body = self.spool.read(item.counter)
+                    except SpoolError as error:
+                        log.error("%s; skipped", error)
+                        with self._cond:
+                            self.stats.damaged += 1
+                            self.spool.remove(item.counter)
+                            self._sending = None
+                        continue
+                start = time.perf_counter()
+                try:
+                    response = self.client.infer(self.remote.name, self.remote.version, body, meta["header_length"])
+                except ServerUnavailable as error:
+                    with self._cond:
+                        self.stats.failures += 1
+                        if not self._down:
+                            log.warning("%s; spooling to '%s' and retrying", error, self.spool.folder)
+                        self._down = True
+                        self._sending = None
+                        self._spill()
+                    if self._abort.wait(delay):
+                        return
+                    delay = min(delay * 2, self.retry_max_s)
+                    continue
+                except ServerRejected as error:
+                    self._emit(meta, None, str(error), 0.0)
+                    self._done(item, rejected=True)
+                    continue
+                if self._down:
+                    log.warning("server %s answers again; delivering %d spooled frames", self.client.url,
+                                len(self.spool))
+                delay = self.retry_min_s
+                self._emit(meta, response.outputs, None, (time.perf_counter() - start) * 1e3)
+                self._done(item)
+        except BaseException as error:  # surfaced to the loop at the next write or at close
+            self._failure = error
+            with self._cond:
+                self._cond.notify_all()
+
+    def _done(self, item: _Item, rejected: bool = False) -> None:
+        with self._cond:
+            if item.body is not None and self._memory and self._memory[0] is item:
+                self._memory.popleft()
+            else:
+                self.spool.remove(item.counter)
+            self._sending = None
+            self._down = False
+            if rejected:
+                self.stats.rejected += 1
+            else:
+                self.stats.answered += 1
+            self._cond.notify_all()
+
+    def _emit(self, meta: dict, outputs: dict | None, error: str | None, forward_ms: float) -> None:
+        summaries = {}
+        if outputs is not None:
+            for name in self.remote.output_names:
+                spec = self._specs.get(name)
+                summaries[name] = summarise(name, outputs[name], spec.kind if spec else "plain", self.labels)
+        latency = dict(meta.get("latency_ms") or {})
+        latency["forward"] = forward_ms
+        result = Result(meta["sequence"], meta["timestamp_ns"], meta["origin"], meta["fingerprint"], meta["epoch"],
+                        summaries, latency, error=error)
+        self.results.write(result, None)
+
+    # -- closing --------------------------------------------------------------------------------
+
+    @property
+    def pending(self) -> int:
+        with self._cond:
+            return len(self._memory) + len(self.spool)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self._thread.join(timeout=self.drain_s)
+        if self._thread.is_alive():
+            log.warning("server %s did not take every frame within %.0f s; %d wait in '%s' for the next run",
+                        self.client.url, self.drain_s, self.pending, self.spool.folder)
+        self._abort.set()
+        with self._cond:
+            self._cond.notify_all()
+        self._thread.join()
+        with self._cond:
+            self._spill()  # whatever is still in memory survives in the spool
+        self.results.close()
+        self.client.close()
+        if self._failure is not None:
+            raise self._failure

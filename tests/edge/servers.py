@@ -1,0 +1,130 @@
+"""Real servers on 127.0.0.1 for the server and forwarding tests: a repository of keyed models (the
+default Fashion-MNIST CNN, whole and split), served in a thread (uvicorn) or as a `keycam serve` process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from export.keyify import KeyifyOptions, keyify
+from export.save import save
+from export.triton import export_triton
+
+ROOT = Path(__file__).resolve().parents[3]
+SPLIT_AFTER = "/6/Relu"  # after the residual block: the feature model keeps the layers that reveal the layout
+
+
+@pytest.fixture(scope="session")
+def repository(tmp_path_factory):
+    """(folder, key, models): `fmnist` (full keyed), `fmnist_task` (the split's task), and the local files."""
+    import hashlib
+
+    from edge.default import ASSET, MEAN, SPEC, STD
+    from firmware_sim.keys import MasterKey
+
+    key = MasterKey(hashlib.sha256(b"keycam tests").digest())
+    folder = tmp_path_factory.mktemp("serving")
+    save(keyify(ASSET, key, KeyifyOptions(spec=SPEC, mean=MEAN, std=STD)), folder / "keyed.onnx")
+    save(keyify(ASSET, key, KeyifyOptions(spec=SPEC, mean=MEAN, std=STD, split_after=SPLIT_AFTER)),
+         folder / "split.onnx")
+    repo = folder / "repo"
+    export_triton(folder / "keyed.onnx", repo, "fmnist")
+    export_triton(folder / "split.task.onnx", repo, "fmnist_task")
+    key.save(folder / "device.key")
+    return folder, key
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ThreadServer:
+    """`create_app` under uvicorn in a background thread, on a free port."""
+
+    def __init__(self, repo: Path, **options) -> None:
+        import uvicorn
+
+        from edge.server.app import create_app
+        from edge.server.repository import ModelRepository
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        app = create_app(ModelRepository(repo), **options)
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> ThreadServer:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+class ProcessServer:
+    """`keycam serve` as its own process, so that a test can kill it and start it again on the same port."""
+
+    def __init__(self, repo: Path, port: int | None = None, *extra: str) -> None:
+        self.repo, self.port, self.extra = repo, port or free_port(), extra
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> ProcessServer:
+        command = [sys.executable, "-m", "edge.cli", "serve", "--model-repository", str(self.repo),
+                   "--port", str(self.port), *self.extra]
+        self.process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                        env={**os.environ, "OMP_NUM_THREADS": "1"})
+        deadline = time.monotonic() + 60
+        while True:
+            assert self.process.poll() is None, self.process.stderr.read().decode()
+            try:
+                if httpx.get(self.url + "/v2/health/ready", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "keycam serve did not become ready"
+            time.sleep(0.1)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        if self.process is not None and self.process.stderr:
+            self.process.stderr.close()
+
+    def __enter__(self) -> ProcessServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+@pytest.fixture
+def served(repository):
+    folder, key = repository
+    with ThreadServer(folder / "repo") as server:
+        yield server
