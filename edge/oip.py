@@ -87,7 +87,7 @@ def _json_tensor(data: object, dtype: np.dtype, shape: tuple[int, ...], where: s
         values = np.array([], dtype=object)
     kind = values.dtype.kind
     allowed = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}[dtype.kind]
-    if kind not in allowed or (values.size == 0 and math.prod(shape) != 0):
+    if values.size and kind not in allowed or kind == "O":
         wants = {"b": "true/false values", "i": "integers", "u": "integers", "f": "numbers"}[dtype.kind]
         raise ProtocolError(f"{where}: 'data' must hold {wants} for datatype {datatype_name(dtype)} "
                             f"(flat or regularly nested lists)")

@@ -1,0 +1,3 @@
+"""Fixtures: the keyed serving repository (tests/edge/servers.py)."""
+
+from tests.edge.servers import repository  # noqa: F401
