@@ -44,6 +44,17 @@ def test_only_the_picamera_source_imports_picamera2():
     assert all(p == allowed for p in users)
 
 
+def test_only_the_server_imports_the_web_framework_and_nothing_imports_tritonclient():
+    """Devices install neither Starlette nor uvicorn (the `server` extra); tritonclient is a test dependency."""
+    server = ROOT / "edge" / "server"
+    for pkg in ("edge", "export", "firmware_sim"):
+        for path in _modules(pkg):
+            found = _imports(path)
+            assert "tritonclient" not in found, path
+            if server not in path.parents:
+                assert not found & {"starlette", "uvicorn"}, path
+
+
 def test_edge_imports_export_only_lazily_in_the_command_line():
     """The device never needs the compiler: only the keyify command (edge/cli.py) and the default job's first-run
     compile (edge/default.py) import export, inside functions."""
