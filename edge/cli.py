@@ -184,6 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
     privacy.add_argument("--model-order", choices=("rgb", "bgr"), default="rgb", help="the plain model's order")
     privacy.add_argument("--wrong-keys", type=int, default=5, help="how many wrong keys to try (default 5)")
     privacy.add_argument("--limit", type=int, default=None, help="use the first N images only")
+    privacy.add_argument("--finetune-epochs", type=int, default=0, metavar="N",
+                         help="add the row 'plain model fine-tuned on scrambled images' (N epochs; needs PyTorch)")
+    privacy.add_argument("--finetune-data", type=Path, default=None, metavar="DIR",
+                         help="labelled training images for fine-tuning (default: the train-* IDX files in --data)")
+    privacy.add_argument("--finetune-limit", type=int, default=None, metavar="N",
+                         help="fine-tune on the first N training images only")
     privacy.set_defaults(handler=_eval_privacy)
 
     serve = commands.add_parser("serve", help="serve a model repository over the Open Inference Protocol (KServe v2)")
@@ -196,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-body-mb", type=float, default=64, help="largest request body, MiB (default 64)")
     serve.add_argument("--threads", type=int, default=0, help="onnxruntime threads per model (0: its default)")
     serve.add_argument("--concurrency", type=int, default=1, help="runs of one model at once (default 1)")
+    serve.add_argument("--max-batch", type=int, default=8,
+                       help="batch up to N frames of requests waiting for a busy model (default 8; 1: never)")
     serve.set_defaults(handler=_serve)
 
     exporter = commands.add_parser("export", help="package models for servers: `keycam export triton`")
@@ -422,8 +430,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     if not 0 < args.port < 65536:
         raise ServerError(f"--port {args.port} is not a TCP port (1..65535)")
-    if args.max_body_mb <= 0 or args.threads < 0 or args.concurrency < 1:
-        raise ServerError("--max-body-mb must be > 0, --threads >= 0 and --concurrency >= 1")
+    if args.max_body_mb <= 0 or args.threads < 0 or args.concurrency < 1 or args.max_batch < 1:
+        raise ServerError("--max-body-mb must be > 0, --threads >= 0, --concurrency >= 1 and --max-batch >= 1")
     token = read_token(args.token_file) if args.token_file else os.environ.get("KEYCAM_SERVER_TOKEN") or None
 
     def ready(models) -> None:
@@ -435,7 +443,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"keycam serve: starting on http://{args.host}:{args.port} ({auth})", file=sys.stderr, flush=True)
 
     serve(args.model_repository, host=args.host, port=args.port, token=token, max_body_mb=args.max_body_mb,
-          threads=args.threads or None, concurrency=args.concurrency, ready=ready)
+          threads=args.threads or None, concurrency=args.concurrency, max_batch=args.max_batch, ready=ready)
     return 0
 
 
@@ -561,6 +569,7 @@ def _eval_privacy(args: argparse.Namespace) -> int:
         frames, labels = frames[: args.limit], labels[: args.limit]
     if order == "bgr":  # image files: sensor frames in RGB, as a camera configured for the model would give
         frames = frames[..., ::-1].copy()
+    finetune = _finetune_setup(args) if args.finetune_epochs else None
     spec = PRESETS["gray8"] if frames.shape[-1] == 1 else PRESETS["rgb8"]
     key = MasterKey.load(args.key) if args.key else MasterKey.generate()
     options = KeyifyOptions(mean=args.mean, std=args.std, spec=spec, policy=args.layouts,
@@ -568,15 +577,57 @@ def _eval_privacy(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="keycam-eval-") as folder:
         keyed = Path(folder) / "keyed.onnx"
         save(keyify(args.model, key, options), keyed)
-        with tqdm(total=3 + args.wrong_keys, unit="pass", desc="eval", disable=None, file=sys.stderr) as bar:
+        passes = 3 + args.wrong_keys + (finetune is not None)
+        with tqdm(total=passes, unit="pass", desc="eval", disable=None, file=sys.stderr) as bar:
             table = paper_table(args.model, keyed, key, frames, labels, wrong_keys=args.wrong_keys,
-                                progress=bar.update)
+                                progress=bar.update, finetune=finetune)
     print(f"{table.images} images from {args.data}, {args.layouts} layouts, key {key.fingerprint}\n")
     print("| | top-1 accuracy |")
     print("|---|---|")
     for row, value in table.rows():
         print(f"| {row} | {value} |")
     return 0
+
+
+def _finetune_setup(args: argparse.Namespace):
+    """(training frames, labels, finetuner, note) for paper_table's fine-tuned row; checks before any work."""
+    from edge.datasets import load_labelled
+    from edge.errors import ModelError
+    from edge.evaluate import training_split
+    from export.finetune import finetune, predict, require_torch  # PyTorch and onnx: never on the device path
+
+    if args.finetune_epochs < 0:
+        raise ModelError(f"--finetune-epochs {args.finetune_epochs}: give a number of epochs >= 1 (0: no fine-tuning)")
+    try:
+        require_torch()
+    except ImportError as error:
+        raise ModelError(f"--finetune-epochs {args.finetune_epochs}: {error}") from None
+    if args.finetune_data is None:
+        found = training_split(args.data)
+        if found is None:
+            raise ModelError(f"'{args.data}' has no training split (train-*-idx3-ubyte files) to fine-tune on; pass "
+                             "--finetune-data DIR with labelled training images other than the evaluation images "
+                             "(foolbox's 20 samples are too few to fine-tune on)")
+        train_frames, train_labels = found
+    else:
+        if args.finetune_data.resolve() == args.data.resolve():
+            raise ModelError(f"--finetune-data '{args.finetune_data}' is the evaluation folder; fine-tune on "
+                             "other images, or the row measures memorisation, not the attack")
+        train_frames, train_labels, order = load_labelled(args.finetune_data)
+        if order == "bgr":
+            train_frames = train_frames[..., ::-1].copy()
+    if args.finetune_limit:
+        train_frames, train_labels = train_frames[: args.finetune_limit], train_labels[: args.finetune_limit]
+
+    def finetuner(inputs, labels):
+        def report(epoch, loss):
+            print(f"fine-tune epoch {epoch + 1}/{args.finetune_epochs}: training loss {loss:.3f}", file=sys.stderr)
+
+        module = finetune(args.model, inputs, labels, args.finetune_epochs, progress=report)
+        return lambda x: predict(module, x)
+
+    epochs = f"{args.finetune_epochs} epoch{'s' if args.finetune_epochs != 1 else ''}"
+    return train_frames, train_labels, finetuner, epochs
 
 
 def _demo(args: argparse.Namespace) -> int:

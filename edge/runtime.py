@@ -29,8 +29,11 @@ OPTIMISATION = {
 }
 
 
-def session_options(threads: int | None = None, optimisation: str = "all") -> ort.SessionOptions:
+def session_options(threads: int | None = None, optimisation: str = "all", spinning: bool = True) -> ort.SessionOptions:
+    """``spinning=False`` keeps idle worker threads from busy-waiting (a server shares its cores with HTTP)."""
     options = ort.SessionOptions()
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if optimisation not in OPTIMISATION:
         raise ModelError(f"optimisation level {optimisation!r}; use one of {', '.join(OPTIMISATION)}")
     options.graph_optimization_level = OPTIMISATION[optimisation]
@@ -41,12 +44,13 @@ def session_options(threads: int | None = None, optimisation: str = "all") -> or
     return options
 
 
-def open_session(path: str | Path, threads: int | None = None, optimisation: str = "all") -> ort.InferenceSession:
+def open_session(path: str | Path, threads: int | None = None, optimisation: str = "all",
+                 spinning: bool = True) -> ort.InferenceSession:
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"model '{path}' does not exist")
     try:
-        return ort.InferenceSession(str(path), session_options(threads, optimisation),
+        return ort.InferenceSession(str(path), session_options(threads, optimisation, spinning),
                                     providers=["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime raises its own exception types for bad files
         raise ModelError(f"model '{path}' cannot be loaded by onnxruntime: {str(error).splitlines()[0]}") from None

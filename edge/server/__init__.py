@@ -29,7 +29,8 @@ def read_token(path: str | Path) -> str:
 
 
 def serve(repository: str | Path, *, host: str = "127.0.0.1", port: int = 8000, token: str | None = None,
-          max_body_mb: float = 64, threads: int | None = None, concurrency: int = 1, log_level: str = "warning",
+          max_body_mb: float = 64, threads: int | None = None, concurrency: int = 1, max_batch: int = 8,
+          log_level: str = "warning",
           ready=None) -> None:
     """Load every model under ``repository`` and serve them until SIGINT/SIGTERM."""
     try:
@@ -42,7 +43,7 @@ def serve(repository: str | Path, *, host: str = "127.0.0.1", port: int = 8000, 
     from edge.server.repository import ModelRepository
 
     models = ModelRepository(repository, threads=threads, concurrency=concurrency)
-    app = create_app(models, token=token, max_body_bytes=int(max_body_mb * (1 << 20)))
+    app = create_app(models, token=token, max_body_bytes=int(max_body_mb * (1 << 20)), max_batch=max_batch)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
                             timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)

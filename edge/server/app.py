@@ -39,6 +39,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from edge.oip import HEADER_LENGTH, InferResponse, ProtocolError, decode_request, encode_response
+from edge.server.batching import Batcher, batchable
 from edge.server.repository import ModelRepository
 
 log = logging.getLogger(__name__)
@@ -83,8 +84,11 @@ def _error(message: str, status: int, headers: dict | None = None) -> JSONRespon
 
 
 def create_app(repository: ModelRepository, *, token: str | None = None, max_body_bytes: int = 64 << 20,
-               replay_entries: int = 1024) -> Starlette:
-    """The ASGI application; run it with uvicorn (``keycam serve``) or any ASGI server."""
+               replay_entries: int = 1024, max_batch: int = 8) -> Starlette:
+    """The ASGI application; run it with uvicorn (``keycam serve``) or any ASGI server.
+
+    ``max_batch`` > 1 batches requests that wait for a busy model (``edge.server.batching``); 0 or 1: never.
+    """
     registry = prom.CollectorRegistry()
     requests = prom.Counter("keycam_server_requests", "HTTP requests by endpoint and status",
                             ["endpoint", "status"], registry=registry)
@@ -92,7 +96,12 @@ def create_app(repository: ModelRepository, *, token: str | None = None, max_bod
                                    registry=registry, buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 5))
     replays = prom.Counter("keycam_server_replayed_requests", "requests answered from the replay cache",
                            registry=registry)
+    batch_sizes = prom.Histogram("keycam_server_batch_requests", "requests per model run (dynamic batching)",
+                                 registry=registry, buckets=(1, 2, 4, 8, 16, 32, 64))
     cache = ReplayCache(replay_entries)
+    batchers = {(m.name, m.version): Batcher(m, max_batch, m.concurrency, batch_sizes.observe)
+                for versions in repository.models.values() for m in versions.values()
+                if max_batch > 1 and batchable(m)}
     expected = f"Bearer {token}".encode() if token else None
 
     def authorised(request: Request) -> JSONResponse | None:
@@ -210,7 +219,11 @@ def create_app(repository: ModelRepository, *, token: str | None = None, max_bod
             wanted = [o.name for o in model.outputs]
             binary = {name: inference.binary_output for name in wanted}
         start = time.perf_counter()
-        outputs = await run_in_threadpool(model.run, inference.inputs, wanted)
+        batcher = batchers.get((model.name, model.version))
+        if batcher is not None:
+            outputs = await batcher.run(inference.inputs, wanted)
+        else:
+            outputs = await run_in_threadpool(model.run, inference.inputs, wanted)
         infer_seconds.labels(model.name).observe(time.perf_counter() - start)
         content, length = encode_response(InferResponse(model.name, model.version, outputs, inference.id), binary)
         headers = {HEADER_LENGTH: str(length)} if length is not None else {}

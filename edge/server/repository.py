@@ -65,7 +65,7 @@ class ServedModel:
     outputs: list[TensorInfo] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.session = open_session(self.path, self.threads)
+        self.session = open_session(self.path, self.threads, spinning=False)
         self.manifest = read_manifest(self.session, str(self.path))
         self.inputs = [_tensor_info(n, self.path) for n in self.session.get_inputs()]
         self.outputs = [_tensor_info(n, self.path) for n in self.session.get_outputs()]

@@ -95,3 +95,36 @@ def test_compressed_requests_and_bearer_tokens(repository):
         for algorithm in ("gzip", "deflate"):
             result = anonymous.infer("fmnist", [tensor], headers=headers, request_compression_algorithm=algorithm)
             np.testing.assert_array_equal(result.as_numpy("logits"), expected)
+
+
+def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(repository):
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    from edge.oip import HEADER_LENGTH, decode_response, encode_request
+
+    folder, key = repository
+    local = KeyedModel(folder / "keyed.onnx", key)
+    frames = _frames(96, seed=11)
+    expected = local.run(frames)[0]
+
+    def ask(index: int) -> np.ndarray:
+        batch = frames[index:index + 1] if index % 3 else frames[index:index + 2]  # some requests carry two frames
+        body, length = encode_request({"measurement": batch}, request_id=f"r{index}")
+        answer = httpx.post(server.url + "/v2/models/fmnist/infer", content=body, headers={HEADER_LENGTH: str(length)})
+        assert answer.status_code == 200, answer.text
+        return decode_response(answer.content, answer.headers[HEADER_LENGTH]).outputs["logits"]
+
+    with ThreadServer(folder / "repo", max_batch=8) as server, ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(ask, range(94)))
+        metrics = httpx.get(server.url + "/metrics").text
+    for index, answer in enumerate(answers):
+        rows = 1 if index % 3 else 2
+        np.testing.assert_allclose(answer, expected[index:index + rows], rtol=1e-5, atol=1e-5)
+        assert (answer.argmax(axis=1) == expected[index:index + rows].argmax(axis=1)).all()
+    count = float(next(line.split()[-1] for line in metrics.splitlines()
+                       if line.startswith("keycam_server_batch_requests_count")))
+    total = float(next(line.split()[-1] for line in metrics.splitlines()
+                       if line.startswith("keycam_server_batch_requests_sum")))
+    assert total == 94 and count < total  # fewer model runs than requests: some ran together
