@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from edge.config import Config, ConfigError
-from edge.errors import KeyMismatch
+from edge.errors import KeycamError, KeyMismatch
 from edge.job import build_job
 from edge.loop import CaptureLoop
 from edge.pipeline import Pipeline, Result
@@ -252,5 +252,28 @@ def test_bearer_tokens_from_the_configuration(repository, tmp_path):
         job, metrics = _run(config)
         assert len(_lines(tmp_path / "out.jsonl")) == 20
         config.forward.token_file = ""
-        with pytest.raises(Exception, match="HTTP 401: missing or wrong bearer token"):
+        with pytest.raises(KeycamError, match="HTTP 401: missing or wrong bearer token"):
             build_job(config)
+
+
+def test_forward_configuration_is_strict(repository, tmp_path):
+    from edge.config import load_config
+
+    folder, _ = repository
+    path = tmp_path / "keycam.toml"
+    path.write_text('[forward]\nurl = "http://127.0.0.1:1"\nspool_size = 3\n')
+    with pytest.raises(ConfigError, match="unknown key 'forward.spool_size' .*allowed here: url, model"):
+        load_config(path)
+    path.write_text('[forward]\nwhen_full = "explode"\n')
+    with pytest.raises(ConfigError, match="forward.when_full = 'explode'"):
+        load_config(path)
+    config = _config(folder, tmp_path / "out.jsonl", url="http://127.0.0.1:1")
+    with pytest.raises(ConfigError, match="forward.model is not"):
+        build_job(config)
+    config = _config(folder, tmp_path / "out.jsonl", url="http://127.0.0.1:1", model="fmnist", connect_s=0.2,
+                     spool=str(tmp_path / "empty-spool"))
+    with pytest.raises(KeycamError, match="the first start needs the server"):
+        build_job(config)
+    config.model.path = str(folder / "keyed.onnx")
+    with pytest.raises(ConfigError, match="is a full model; with forward.url, model.path is a split's feature"):
+        build_job(config)

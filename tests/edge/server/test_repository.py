@@ -1,0 +1,75 @@
+"""Loading a model repository and starting `keycam serve`: every fault named in one line, before serving."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edge.errors import ModelError
+from edge.server import ServerError, read_token
+from edge.server.repository import ModelRepository
+
+KEYCAM = str(Path(sys.executable).with_name("keycam"))
+
+
+def _copy(repository, tmp_path: Path) -> Path:
+    folder, _ = repository
+    return Path(shutil.copytree(folder / "repo", tmp_path / "repo"))
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda r: shutil.rmtree(r / "fmnist" / "1"), "has no version folder"),
+    (lambda r: (r / "fmnist" / "1").rename(r / "fmnist" / "one"), "'one' is not a positive integer"),
+    (lambda r: (r / "fmnist" / "1" / "model.onnx").unlink(), "model.onnx' is missing"),
+    (lambda r: (r / "fmnist" / "1" / "model.onnx").write_bytes(b"not a model"), "cannot be loaded by onnxruntime"),
+    (lambda r: (r / "fmnist").rename(r / "bad name"), "is not a valid model name"),
+])
+def test_damaged_repositories_are_refused_with_the_path(repository, tmp_path, damage, words):
+    repo = _copy(repository, tmp_path)
+    damage(repo)
+    with pytest.raises(ModelError, match=words):
+        ModelRepository(repo)
+
+
+def test_empty_and_missing_repositories(tmp_path):
+    with pytest.raises(ModelError, match="is not a directory; create one with `keycam export triton"):
+        ModelRepository(tmp_path / "none")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelError, match="holds no models"):
+        ModelRepository(tmp_path / "empty")
+
+
+def test_versions_latest_wins(repository, tmp_path):
+    repo = _copy(repository, tmp_path)
+    shutil.copytree(repo / "fmnist_task" / "1", repo / "fmnist" / "10")
+    served = ModelRepository(repo)
+    assert served.versions("fmnist") == ["1", "10"]
+    assert served.get("fmnist").version == "10" and served.get("fmnist", "1").manifest.role == "full"
+
+
+def test_token_files_are_private(tmp_path):
+    token = tmp_path / "token"
+    token.write_text("abc\n")
+    token.chmod(0o644)
+    with pytest.raises(ServerError, match="readable by group or others .* chmod 600"):
+        read_token(token)
+    token.chmod(0o600)
+    assert read_token(token) == "abc"
+    token.write_text("two words")
+    with pytest.raises(ServerError, match="one printable token"):
+        read_token(token)
+
+
+@pytest.mark.parametrize("arguments, words", [
+    (["--model-repository", "/nonexistent"], "is not a directory"),
+    (["--model-repository", ".", "--port", "70000"], "is not a TCP port"),
+    (["--model-repository", ".", "--max-batch", "0"], "--max-batch >= 1"),
+    (["--model-repository", ".", "--token-file", "/nonexistent/token"], "does not exist"),
+])
+def test_serve_errors_are_one_line(arguments, words):
+    done = subprocess.run([KEYCAM, "serve", *arguments], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and words in done.stderr and done.stderr.count("\n") == 1, done.stderr
