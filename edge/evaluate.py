@@ -6,12 +6,19 @@ For a plain classifier, its keyed twin and labelled sensor frames (N, H, W, C):
 - plain model on plain frames (the reference accuracy);
 - plain model on measurements (the scrambled frames fed as if they were pictures);
 - keyed model on measurements made with the key (must match the plain model image for image);
-- keyed model on measurements made with wrong keys (several keys: mean and spread).
+- keyed model on measurements made with wrong keys (several keys: mean and spread);
+- optionally, the plain model fine-tuned on labelled measurements (an attacker who has labelled
+  scrambled images of this camera): the caller passes a training set of sensor frames, which are
+  measured with the key and fed to ``finetuner`` in the plain model's input form. The fine-tuning
+  itself needs PyTorch and the onnx package, so it lives in ``export.finetune`` and reaches this
+  module only as a callable (the device code never imports either).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -31,8 +38,15 @@ class PaperTable:
     wrong_key_mean: float
     wrong_key_std: float
     wrong_keys: int
+    finetuned: float | None = None  # plain model fine-tuned on labelled measurements, on the evaluation images
+    finetune_images: int = 0
+    finetune_note: str = ""  # e.g. "1 epoch"
 
     def rows(self) -> list[tuple[str, str]]:
+        extra = []
+        if self.finetuned is not None:
+            extra.append((f"plain model fine-tuned on scrambled images ({self.finetune_images} images, "
+                          f"{self.finetune_note})", f"{self.finetuned * 100:.2f} %"))
         return [
             ("plain model, plain images", f"{self.plain_on_plain * 100:.2f} %"),
             ("plain model, scrambled images", f"{self.plain_on_scrambled * 100:.2f} %"),
@@ -40,7 +54,7 @@ class PaperTable:
                                           f"(same prediction as plain on {self.keyed_agreement * 100:.2f} %)"),
             (f"keyed model, wrong keys ({self.wrong_keys})",
              f"{self.wrong_key_mean * 100:.2f} % +- {self.wrong_key_std * 100:.2f}"),
-        ]
+        ] + extra
 
 
 def _predict(run, batches) -> np.ndarray:
@@ -51,11 +65,30 @@ def _batches(array: np.ndarray, size: int):
     return [array[i:i + size] for i in range(0, len(array), size)]
 
 
+Finetuner = Callable[[np.ndarray, np.ndarray], Callable[[np.ndarray], np.ndarray]]
+
+
+def training_split(folder: str | Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """(frames (N, H, W, 1), labels) of the ``train-*`` IDX files in ``folder``, or None if it has none."""
+    from edge.datasets import read_idx
+
+    images = sorted(Path(folder).glob("train-images-idx3-ubyte*"))
+    if not images:
+        return None
+    labels = images[0].with_name(images[0].name.replace("images-idx3", "labels-idx1"))
+    return read_idx(images[0])[:, :, :, np.newaxis], read_idx(labels).astype(np.int64)
+
+
 def paper_table(plain_path, keyed_path, key: MasterKey, frames: np.ndarray, labels: np.ndarray,
-                wrong_keys: int | list[MasterKey] = 5, batch: int = 500, progress=None) -> PaperTable:
-    """The four rows for ``frames`` (sensor frames, (N, H, W, C)) and their ``labels``.
+                wrong_keys: int | list[MasterKey] = 5, batch: int = 500, progress=None,
+                finetune: tuple[np.ndarray, np.ndarray, Finetuner, str] | None = None) -> PaperTable:
+    """The four rows for ``frames`` (sensor frames, (N, H, W, C)) and their ``labels`` (five with ``finetune``).
 
     ``wrong_keys``: how many fresh random keys to try, or the keys themselves (for reproducible runs).
+    ``finetune``: (training frames (M, H, W, C), their labels, finetuner, note for the row). The training
+    frames are measured with ``key``; ``finetuner(inputs, labels)`` gets them in the plain model's input
+    form (M, C, H, W) and returns a function from such inputs to predicted classes, which is then
+    scored on the measurements of ``frames``. Give training frames disjoint from ``frames``.
     """
     others = [MasterKey.generate() for _ in range(wrong_keys)] if isinstance(wrong_keys, int) else list(wrong_keys)
     keyed = KeyedModel(keyed_path, key)
@@ -69,9 +102,9 @@ def paper_table(plain_path, keyed_path, key: MasterKey, frames: np.ndarray, labe
     def run_keyed(x):
         return keyed.run(x)[0]
 
-    def measure(k: MasterKey) -> np.ndarray:
+    def measure(k: MasterKey, images: np.ndarray = frames) -> np.ndarray:
         transform = AdcTransform(k, manifest.spec)
-        return np.stack([transform(f, manifest.epoch) for f in frames])
+        return np.stack([transform(f, manifest.epoch) for f in images])
 
     step = progress or (lambda: None)
     reference = _predict(run_plain, _batches(frames, batch))
@@ -85,6 +118,16 @@ def paper_table(plain_path, keyed_path, key: MasterKey, frames: np.ndarray, labe
     for other in others:
         wrong.append(float(np.mean(_predict(run_keyed, _batches(measure(other), batch)) == labels)))
         step()
+    finetuned = None
+    if finetune is not None:
+        train_frames, train_labels, finetuner, _ = finetune
+        if train_frames.shape[1:] != frames.shape[1:]:
+            raise ValueError(f"training frames of shape {train_frames.shape[1:]} differ from the evaluation "
+                             f"frames' {frames.shape[1:]}; give a training set of the same size and channels")
+        classify = finetuner(plain_input(measure(key, train_frames), manifest), train_labels)
+        finetuned = float(np.mean(np.concatenate([classify(plain_input(b, manifest))
+                                                  for b in _batches(measured, batch)]) == labels))
+        step()
     return PaperTable(
         images=len(labels),
         plain_on_plain=float(np.mean(reference == labels)),
@@ -94,4 +137,7 @@ def paper_table(plain_path, keyed_path, key: MasterKey, frames: np.ndarray, labe
         wrong_key_mean=float(np.mean(wrong)),
         wrong_key_std=float(np.std(wrong)),
         wrong_keys=len(others),
+        finetuned=finetuned,
+        finetune_images=0 if finetune is None else len(finetune[1]),
+        finetune_note="" if finetune is None else finetune[3],
     )
