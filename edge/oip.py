@@ -86,6 +86,9 @@ def _json_tensor(data: object, dtype: np.dtype, shape: tuple[int, ...], where: s
     except (ValueError, TypeError, OverflowError):  # ragged nesting
         values = np.array([], dtype=object)
     kind = values.dtype.kind
+    if dtype.kind in "iu" and kind in "fO" and values.size:  # past int64 (uint64): numpy gave floats or objects
+        values = _big_integers(data, values.shape)
+        kind = values.dtype.kind
     allowed = {"b": "b", "i": "iu", "u": "iu", "f": "iuf"}[dtype.kind]
     if values.size and kind not in allowed or kind == "O":
         wants = {"b": "true/false values", "i": "integers", "u": "integers", "f": "numbers"}[dtype.kind]
@@ -100,6 +103,17 @@ def _json_tensor(data: object, dtype: np.dtype, shape: tuple[int, ...], where: s
         raise ProtocolError(f"{where}: 'data' has {values.size} elements, shape {list(shape)} needs "
                             f"{math.prod(shape)}")
     return values.astype(dtype).reshape(shape)  # (elements,) -> shape
+
+
+def _big_integers(data: list, shape: tuple[int, ...]) -> np.ndarray:
+    """Integers beyond int64, element by element; anything else gives an object array (refused by the caller)."""
+    try:
+        flat = np.array(data, dtype=object).reshape(-1)  # nested -> (elements,)
+    except (ValueError, TypeError):
+        return np.array([], dtype=object)
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in flat) or not 0 <= min(flat) <= max(flat) < 1 << 64:
+        return np.array([], dtype=object)
+    return np.array(flat.tolist(), dtype=np.uint64).reshape(shape)
 
 
 def datatype_name(dtype: np.dtype) -> str:
