@@ -277,3 +277,21 @@ def test_forward_configuration_is_strict(repository, tmp_path):
     config.model.path = str(folder / "keyed.onnx")
     with pytest.raises(ConfigError, match="is a full model; with forward.url, model.path is a split's feature"):
         build_job(config)
+
+
+def test_keycam_run_forwards_with_a_configuration_file(repository, tmp_path):
+    import subprocess
+    import sys
+
+    folder, key = repository
+    keycam = str(Path(sys.executable).with_name("keycam"))
+    with ProcessServer(folder / "repo") as server:
+        config = tmp_path / "keycam.toml"
+        config.write_text(f'[source]\nkind = "default"\n[model]\nkey = "{folder / "device.key"}"\n'
+                          f'[output]\nresults = "{tmp_path / "out.jsonl"}"\n'
+                          f'[forward]\nurl = "{server.url}"\nmodel = "fmnist"\nspool = "{tmp_path / "spool"}"\n')
+        done = subprocess.run([keycam, "run", "--config", str(config)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert len(_lines(tmp_path / "out.jsonl")) == 20
+    assert "20 answered, 0 refused" in done.stderr and "0 waiting" in done.stderr
+    assert all("forward" in r["latency_ms"] for r in _lines(tmp_path / "out.jsonl"))  # a live run: latency kept
