@@ -398,6 +398,9 @@ def _run_loop(job, config, progress: bool) -> dict:
             from edge.metrics import MetricsServer
 
             server = MetricsServer(config.metrics.host, config.metrics.port)
+            for sink in job.sinks:
+                if hasattr(sink, "pending"):  # the forwarding sink
+                    server.watch_forwarding(sink)
             print(f"keycam: metrics on http://{config.metrics.host}:{server.port}/metrics", file=sys.stderr)
         loop = CaptureLoop(job.source, job.pipeline, job.sinks, queue_size=config.loop.queue,
                            max_frames=config.loop.max_frames, realtime=config.loop.realtime, progress=bar,

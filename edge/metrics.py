@@ -3,12 +3,15 @@
 ``MetricsServer(host, port)`` serves ``/metrics`` (any path works) on its own registry while the loop
 runs: frames, drops, errors, skipped frames and camera failures (counters), per-stage time
 (a summary, seconds), frames per second and ``keycam_up`` (gauges). Port 0 picks a free port.
-Binds to 127.0.0.1 by default: expose it on the network deliberately.
+Binds to 127.0.0.1 by default: expose it on the network deliberately. :meth:`MetricsServer.watch_forwarding`
+adds the forwarding sink's counters (answered, refused, failed attempts, spooled, dropped) and the
+frames waiting for the server, read from the sink whenever Prometheus scrapes.
 """
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Summary, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 
 class MetricsServer:
@@ -26,6 +29,22 @@ class MetricsServer:
         self._server, self._thread = start_http_server(port, addr=host, registry=r)
         self.port = self._server.server_port
         self.up.set(1)
+
+    def watch_forwarding(self, sink) -> None:
+        """Export ``sink`` (an ``edge.sinks.forward.ForwardSink``): its stats are read at every scrape."""
+
+        class _Collector:
+            def collect(self):
+                stats = sink.stats
+                for name, text in (("answered", "forwarded frames the server answered"),
+                                   ("rejected", "forwarded frames the server refused (4xx)"),
+                                   ("failures", "requests that met an unavailable server (each retried)"),
+                                   ("spooled", "frames written to the disk spool"),
+                                   ("dropped", "spooled frames dropped because the spool was full")):
+                    yield CounterMetricFamily(f"keycam_forward_{name}", text, value=getattr(stats, name))
+                yield GaugeMetricFamily("keycam_forward_pending", "frames waiting for the server", value=sink.pending)
+
+        self.registry.register(_Collector())
 
     def close(self) -> None:
         self.up.set(0)

@@ -289,9 +289,34 @@ def test_keycam_run_forwards_with_a_configuration_file(repository, tmp_path):
         config = tmp_path / "keycam.toml"
         config.write_text(f'[source]\nkind = "default"\n[model]\nkey = "{folder / "device.key"}"\n'
                           f'[output]\nresults = "{tmp_path / "out.jsonl"}"\n'
-                          f'[forward]\nurl = "{server.url}"\nmodel = "fmnist"\nspool = "{tmp_path / "spool"}"\n')
+                          f'[forward]\nurl = "{server.url}"\nmodel = "fmnist"\nspool = "{tmp_path / "spool"}"\n'
+                          f'[metrics]\nport = {free_port()}\n')
         done = subprocess.run([keycam, "run", "--config", str(config)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert len(_lines(tmp_path / "out.jsonl")) == 20
     assert "20 answered, 0 refused" in done.stderr and "0 waiting" in done.stderr
     assert all("forward" in r["latency_ms"] for r in _lines(tmp_path / "out.jsonl"))  # a live run: latency kept
+
+
+def test_forwarding_counters_on_the_metrics_endpoint(repository, tmp_path):
+    import httpx
+
+    from edge.metrics import MetricsServer
+
+    folder, key = repository
+    with ThreadServer(folder / "repo") as server:
+        remote = connect(V2Client(server.url), "fmnist", "", key.fingerprint, tmp_path / "spool")
+        sink = ForwardSink(V2Client(server.url), remote, ResultsSink(tmp_path / "out.jsonl"), Spool(tmp_path / "s"))
+        metrics = MetricsServer()
+        try:
+            metrics.watch_forwarding(sink)
+            for sequence in range(3):
+                sink.write(Result(sequence, 0, "f", key.fingerprint, 0, {}), np.zeros((28, 28, 1), np.uint8))
+            sink.write(Result(3, 0, "f", key.fingerprint, 0, {}), np.zeros((2, 2, 1), np.uint8))
+            sink.close()
+            text = httpx.get(f"http://127.0.0.1:{metrics.port}/metrics").text
+        finally:
+            metrics.close()
+    values = {line.split()[0]: float(line.split()[1]) for line in text.splitlines() if line.startswith("keycam_forward")}
+    assert values["keycam_forward_answered_total"] == 3 and values["keycam_forward_rejected_total"] == 1
+    assert values["keycam_forward_pending"] == 0 and values["keycam_forward_dropped_total"] == 0
