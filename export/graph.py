@@ -2,7 +2,9 @@
 
 Preparation, in order:
 
-1. Check the model has one image input, NCHW float, C in {1, 3}; fix its
+1. Check the model has one image input, NCHW float, C in {1, 3} (a channels-last
+   (N, H, W, C) input, as TensorFlow's exporters write it, is first rewritten
+   to an exact NCHW one: ``export/channels_last.py``); fix its
    spatial size (from the model, or ``--size`` when the model's is dynamic)
    and give the batch dimension a symbolic name, so every shape below is known
    except the batch.
@@ -15,6 +17,9 @@ Preparation, in order:
    and the dimensions that change are the batch (the runtime's shapes are the
    truth; onnx's static inference misses, e.g., ceil_mode windows that would
    start in the padding), and so are the element types.
+5. Rewrite nearest up-sampling written as data movement (Keras 3's
+   UpSampling2D: Unsqueeze, Tile, Transpose, Reshape) to one Resize, when a
+   probe shows it is exactly that (``export/repeat.py``).
 
 The result, :class:`PlainGraph`, is read-only: nodes in topological order,
 constants, shapes with ``None`` for the batch dimension, producers and consumers.
@@ -32,7 +37,9 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from export.channels_last import to_channels_first
 from export.errors import ModelFileError, UnsupportedModel
+from export.repeat import rewrite_repeats
 
 MIN_OPSET = 13
 BATCH = "N"
@@ -56,6 +63,7 @@ class PlainGraph:
     dtypes: dict[str, int]
     outputs: list[str]
     digest: str
+    input_layout: str = "nchw"  # the plain model's own input: "nchw", or "nhwc" (rewritten to NCHW here)
     producers: dict[str, onnx.NodeProto] = field(default_factory=dict)
     consumers: dict[str, list[onnx.NodeProto]] = field(default_factory=dict)
 
@@ -115,7 +123,8 @@ def _fix_input(model: onnx.ModelProto, size: tuple[int, int] | None) -> tuple[st
     _, channels, height, width = dims
     if channels not in (1, 3):
         raise UnsupportedModel(
-            value.name, "input", f"input has {channels} channels in dim 1; expected NCHW with 1 or 3 channels"
+            value.name, "input",
+            f"input has {channels} channels in dim 1; expected NCHW (or NHWC) with 1 or 3 channels"
         )
     if size is not None:
         want_h, want_w = size
@@ -217,6 +226,7 @@ def prepare(model: onnx.ModelProto | str | Path, size: tuple[int, int] | None = 
     digest = hashlib.sha256(model.SerializeToString()).hexdigest()
     work = onnx.ModelProto()
     work.CopyFrom(model)
+    input_layout = "nhwc" if to_channels_first(work) is not None else "nchw"
     input_name, channels, height, width = _fix_input(work, size)
     if _opset(work) < MIN_OPSET:
         try:
@@ -228,6 +238,7 @@ def prepare(model: onnx.ModelProto | str | Path, size: tuple[int, int] | None = 
     work = _fold(work)
     # the runtime's shapes are the truth (onnx's inference misses e.g. ceil_mode windows that start in the padding)
     shapes, dtypes = _shapes_by_running(work, input_name, (channels, height, width))
+    rewrite_repeats(work, shapes)  # nearest up-sampling written as Unsqueeze/Tile/Reshape (Keras 3) -> Resize
     shapes[input_name] = (None, channels, height, width)
     dtypes[input_name] = onnx.TensorProto.FLOAT
     return PlainGraph(
@@ -243,4 +254,5 @@ def prepare(model: onnx.ModelProto | str | Path, size: tuple[int, int] | None = 
         dtypes=dtypes,
         outputs=[o.name for o in work.graph.output],
         digest=digest,
+        input_layout=input_layout,
     )

@@ -258,6 +258,14 @@ class _Compiler:
         for node in g.nodes:
             values = [ctx.value(name) if name else None for name in node.input]
             keyed = any(v is not None and not isinstance(v, Same) for v in values)
+            if keyed and node.op_type not in REGISTRY and all(
+                    v is None or isinstance(v, Same) or (isinstance(v, Tokens) and v.size == 1 and v.pad is None)
+                    for v in values):
+                # a 1 x 1 map (after global pooling) has no positions to hide: any operator (tf2onnx's Squeeze,
+                # an Unsqueeze, a Slice of channels) reads it as the plain tensor
+                values = [Same(self.builder.reshape(v.name, [-1, v.channels, 1, 1]))  # -> (N, C, 1, 1)
+                          if isinstance(v, Tokens) else v for v in values]
+                keyed = False
             if keyed:
                 handler = REGISTRY.get(node.op_type)
                 if handler is None:
@@ -482,5 +490,6 @@ def keyify(plain: onnx.ModelProto | str, key: MasterKey, options: KeyifyOptions 
         _attach(feature, result.feature_manifest)
         _attach(task, result.task_manifest)
         result.feature, result.task = feature, task
-    result.stats = {"plain_nodes": len(graph.nodes), "keyed_nodes": len(full.graph.node)}
+    result.stats = {"plain_nodes": len(graph.nodes), "keyed_nodes": len(full.graph.node),
+                    "plain_input_layout": graph.input_layout}
     return result

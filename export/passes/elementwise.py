@@ -30,6 +30,9 @@ class BinaryPass(Pass):
     def emit(self, ctx: Context, node: onnx.NodeProto) -> None:
         operands = [ctx.value(name) for name in node.input]
         tokens = [v for v in operands if isinstance(v, Tokens)]
+        if not tokens:  # e.g. a channels-last Transpose of a map, or a flattened map, meeting a constant
+            kinds = ", ".join(f"{n!r} ({type(v).__name__})" for n, v in zip(node.input, operands))
+            raise ctx.refuse(node, f"operands {kinds}: only feature maps in NCHW, vectors and constants combine")
         maps = [v for v in tokens if v.size > 1]
         like = maps[0] if maps else tokens[0]
         for value in tokens:

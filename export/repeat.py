@@ -1,0 +1,156 @@
+"""Nearest up-sampling written as data movement, recognised and rewritten to one Resize.
+
+Keras 3's ``UpSampling2D`` (``ops.repeat`` twice) reaches ONNX through tf2onnx
+as Unsqueeze -> Tile -> Transpose -> Reshape (its shape computed at run time
+from ``Shape``), then again for the other axis, then a Transpose back to NCHW;
+hand-written PyTorch does the same with ``x[..., None].expand(...).reshape``.
+The keyed compiler has no pass for a 5-d tensor, so this module rewrites such a
+chain, when it is exactly a nearest up-sampling, into
+
+    Y = Resize(X, scales = [1, 1, sh, sw], mode nearest, asymmetric, floor):  Y[n, c, i, j] = X[n, c, i // sh, j // sw]
+
+which the compiler keys as a gather (``export/passes/resize.py``).
+
+A chain starts at a feature map X (N, C, H, W) read by Unsqueeze, Tile, Expand
+or a Reshape to rank 5 or more, and follows single data readers through
+data-movement operators (Unsqueeze, Squeeze, Tile, Expand, Transpose, Reshape,
+Flatten, Identity); ``Shape`` readers of its tensors only compute shapes. These
+operators copy elements to places that depend on shapes, never on values. So
+running the chain once on X = 0, 1, 2, ... (every element distinct) shows where
+each output element comes from, for every input: the chain's last rank-4
+tensor Y of shape (N, C, sh*H, sw*W) that equals ``repeat(repeat(X, sh, 2),
+sw, 3)`` exactly, at batch 1 and 3, is replaced. Anything else is left as it is
+(and refused under ``fresh``, naming the node).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+MOVE = ("Unsqueeze", "Squeeze", "Tile", "Expand", "Transpose", "Reshape", "Flatten", "Identity")
+ENTRY = ("Unsqueeze", "Tile", "Expand", "Reshape")
+
+
+def _slice(nodes: list[onnx.NodeProto], producers: dict, target: str, source: str,
+           constants: set[str]) -> list[onnx.NodeProto] | None:
+    """The nodes that compute ``target`` from ``source`` and constants (in graph order), or None."""
+    keep: set[int] = set()
+    stack, seen = [target], set()
+    while stack:
+        name = stack.pop()
+        if not name or name in seen or name == source or name in constants:
+            continue
+        seen.add(name)
+        if name not in producers:
+            return None  # another graph input
+        index = producers[name]
+        keep.add(index)
+        stack.extend(nodes[index].input)
+    return [nodes[i] for i in sorted(keep)]
+
+
+def _is_upsampling(sub: list[onnx.NodeProto], source: str, source_shape: tuple, target: str, scale: tuple[int, int],
+                   initializers: list[onnx.TensorProto], opsets) -> bool:
+    import onnxruntime as ort
+
+    c, h, w = source_shape[1:]
+    if 3 * c * h * w >= 2**24:
+        return False  # the probe's values would not all be distinct in float32
+    inputs = [helper.make_tensor_value_info(source, onnx.TensorProto.FLOAT, ["N", c, h, w])]
+    outputs = [helper.make_tensor_value_info(target, onnx.TensorProto.FLOAT, None)]
+    used = {name for node in sub for name in node.input}
+    graph = helper.make_graph(sub, "probe", inputs, outputs, [i for i in initializers if i.name in used])
+    model = helper.make_model(graph, opset_imports=opsets)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        for batch in (1, 3):
+            x = np.arange(batch * c * h * w, dtype=np.float32).reshape(batch, c, h, w)  # every element distinct
+            (y,) = session.run([target], {source: x})
+            if not np.array_equal(y, np.repeat(np.repeat(x, scale[0], axis=2), scale[1], axis=3)):
+                return False
+    except Exception:  # the chain does not run on its own: leave it
+        return False
+    return True
+
+
+def rewrite_repeats(model: onnx.ModelProto, shapes: dict[str, tuple]) -> int:
+    """Rewrite nearest up-samplings written as data movement (in place); returns how many. See the module docstring."""
+    graph = model.graph
+    count = 0
+    while True:
+        nodes = list(graph.node)
+        producers = {name: i for i, node in enumerate(nodes) for name in node.output if name}
+        readers: dict[str, list[onnx.NodeProto]] = {}
+        for node in nodes:
+            for name in node.input:
+                readers.setdefault(name, []).append(node)
+        constants = {i.name for i in graph.initializer}
+        constants |= {n.output[0] for n in nodes if n.op_type == "Constant"}
+        outputs = {o.name for o in graph.output}
+        found = None
+        for node in nodes:
+            source = node.input[0] if node.input else ""
+            shape = shapes.get(source)
+            if node.op_type not in ENTRY or not shape or len(shape) != 4 or source in constants:
+                continue
+            if node.op_type == "Reshape" and len(shapes.get(node.output[0], ())) < 5:
+                continue  # flattening to a vector is the flatten pass's
+            chain, tensor = [node], node.output[0]
+            while tensor not in outputs:
+                data = [r for r in readers.get(tensor, []) if r.op_type != "Shape"]
+                if len(data) != 1 or data[0].op_type not in MOVE or data[0].input[0] != tensor:
+                    break
+                chain.append(data[0])
+                tensor = data[0].output[0]
+            for end in reversed(chain):
+                target = end.output[0]
+                out = shapes.get(target)
+                if not out or len(out) != 4 or out[:2] != shape[:2] or out[2] % shape[2] or out[3] % shape[3]:
+                    continue
+                scale = (out[2] // shape[2], out[3] // shape[3])
+                if scale == (1, 1):
+                    continue
+                sub = _slice(nodes, producers, target, source, constants)
+                if sub is None:
+                    continue
+                if _is_upsampling(sub, source, shape, target, scale, list(graph.initializer),
+                                  list(model.opset_import)):
+                    found = (source, target, scale, chain[:chain.index(end) + 1])
+                    break
+            if found:
+                break
+        if found is None:
+            return count
+        source, target, scale, chain = found
+        dropped = {id(n) for n in chain}
+        kept = [n for n in nodes if id(n) not in dropped]
+        name = f"{target}/scales"
+        resize = helper.make_node("Resize", [source, "", name], [target], name=f"{target}/nearest",
+                                  mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+        last = max(i for i, n in enumerate(nodes) if id(n) in dropped)  # the producer of the target
+        kept.insert(last - len(chain) + 1, resize)
+        constants.add(name)
+        # what only the chain needed (its run-time shapes) goes too
+        needed = set(outputs)
+        live: list[onnx.NodeProto] = []
+        for node in reversed(kept):
+            if any(o in needed for o in node.output):
+                live.append(node)
+                needed.update(node.input)
+        live.reverse()
+        produced = {o for n in live for o in n.output} | constants | {i.name for i in graph.input}
+        if any(i and i not in produced for n in live for i in n.input):
+            return count  # something else read the chain's inside: leave the model as it is
+        graph.initializer.append(numpy_helper.from_array(np.array([1, 1, *scale], np.float32), name))
+        del graph.node[:]
+        graph.node.extend(live)
+        for node in chain:
+            for output in node.output:
+                if output != target:
+                    shapes.pop(output, None)
+        count += 1
