@@ -238,9 +238,9 @@ def prepare(model: onnx.ModelProto | str | Path, size: tuple[int, int] | None = 
     work = _fold(work)
     # the runtime's shapes are the truth (onnx's inference misses e.g. ceil_mode windows that start in the padding)
     shapes, dtypes = _shapes_by_running(work, input_name, (channels, height, width))
-    rewrite_repeats(work, shapes)  # nearest up-sampling written as Unsqueeze/Tile/Reshape (Keras 3) -> Resize
     shapes[input_name] = (None, channels, height, width)
     dtypes[input_name] = onnx.TensorProto.FLOAT
+    rewrite_repeats(work, shapes)  # nearest up-sampling written as Unsqueeze/Tile/Reshape (Keras 3) -> Resize
     return PlainGraph(
         model=work,
         opset=_opset(work),

@@ -5,7 +5,8 @@ so their feature-map operands must be in the same layout: ``constrain`` puts
 them in one class (the union-find that makes a residual block's last layer
 emit its shortcut's layout). Constants are re-laid for the tokens: per-channel
 ones broadcast on the last axis, full-size ones are permuted by the layout.
-A 1 x 1 map (a squeeze-and-excitation gate) broadcasts over positions as it is.
+A 1 x 1 map (a squeeze-and-excitation gate) broadcasts over positions as it is, and so
+does a computed (N, C, 1, 1) tensor (a gate that went through a vector form).
 Concat on channels (axis 1) becomes a concat on the tokens' last axis.
 """
 
@@ -42,17 +43,25 @@ class BinaryPass(Pass):
                 raise AssertionError(f"{node.name}: operands in different layouts")  # constrain failed
             if value.size > 1 and (value.height, value.width) != (like.height, like.width):
                 raise ctx.refuse(node, "operands of different spatial sizes")
+        gates = set()  # computed (N, C, 1, 1) tensors, e.g. a squeeze-and-excitation gate that left the map form
         for name, value in zip(node.input, operands):
-            if not isinstance(value, Tokens) and not (isinstance(value, Same) and name in ctx.graph.constants):
-                raise ctx.refuse(node, f"operand {name!r} ({type(value).__name__}) cannot meet a feature map")
-        full_map = any(not isinstance(v, Tokens) and ctx.is_full_map_constant(ctx.graph.constants[n])
+            if isinstance(value, Tokens) or name in ctx.graph.constants:
+                continue
+            shape = ctx.graph.shapes.get(name)
+            if isinstance(value, Same) and shape is not None and len(shape) == 4 and tuple(shape[2:]) == (1, 1):
+                gates.add(name)
+                continue
+            raise ctx.refuse(node, f"operand {name!r} ({type(value).__name__}) cannot meet a feature map")
+        full_map = any(not isinstance(v, Tokens) and n not in gates and ctx.is_full_map_constant(ctx.graph.constants[n])
                        for n, v in zip(node.input, operands))
         # (N*HW, C) when every map operand is, so a Gemm's activation chain stays fusable; else (N, HW, C)
-        flat = bool(maps) and len(maps) == len(tokens) and all(v.flat for v in maps) and not full_map
+        flat = bool(maps) and len(maps) == len(tokens) and all(v.flat for v in maps) and not full_map and not gates
         names = []
         for name, value in zip(node.input, operands):
             if isinstance(value, Tokens):
                 names.append(value.name if flat else ctx.as3d(value))
+            elif name in gates:
+                names.append(ctx.b.reshape(value.name, [-1, 1, ctx.graph.shapes[name][1]]))  # (N, C, 1, 1) -> (N, 1, C)
             else:
                 names.append(ctx.keyed_constant(node, ctx.graph.constants[name], like))
         channels = max(v.channels for v in tokens)

@@ -10,7 +10,8 @@ A channels-last Transpose (perm 0,2,3,1) is free: the tokens already are
 (N, H*W, C). Reshaping that into (N, H*W*A, K) (a detection head's anchors)
 gives a dense output whose order follows the layout (its position axis
 carries A consecutive entries per position). A 1 x 1 map flattens to a plain
-vector. Shape of a feature map is re-emitted with the plain shape.
+vector; reshaped to (N, C, 1, 1) it stays a 1 x 1 map, and any other reshape of
+it reads the plain tensor. Shape of a feature map is re-emitted with the plain shape.
 """
 
 from __future__ import annotations
@@ -38,6 +39,17 @@ class FlattenPass(Pass):
         if isinstance(value, Tokens):
             if value.pad is not None:
                 raise ctx.refuse(node, "reads the output of a spatial Pad")
+            if value.size == 1 and not (len(target) == 2 and target[1] == value.channels):
+                # a 1 x 1 map has no positions to hide: (N, C, 1, 1) stays a 1x1 map (tf2onnx writes a Transpose
+                # of one as a Reshape); any other target is taken from the plain tensor
+                if tuple(target) == (None, value.channels, 1, 1):
+                    ctx.set(node.output[0], value)
+                    return
+                plain = b.reshape(value.name, [-1, value.channels, 1, 1])  # (N, 1, C) or (N, C) -> (N, C, 1, 1)
+                rest = [ctx.value(n).name if n else "" for n in node.input[1:]]
+                out = b.node(node.op_type, [plain, *rest], node.op_type.lower(), **attrs(node))
+                ctx.set(node.output[0], Same(out))
+                return
             if node.op_type == "Flatten" and attrs(node).get("axis", 1) != 1:
                 raise ctx.refuse(node, "Flatten of a feature map on an axis other than 1")
             features = value.channels * value.size

@@ -2,7 +2,8 @@
 tf2onnx from the Keras model (tf_*.onnx) and through the TFLite converter then ``tf2onnx.convert --tflite``
 (tflite_*.onnx), with TensorFlow 2.15.1 / Keras 2 / tf2onnx 1.16.1 and TensorFlow 2.19.1 / Keras 3 / tf2onnx 1.17.0
 (*_keras3_*). Channels-last (N, 32, 32, 3) input, dynamic batch (``unk__``), a Transpose to NCHW after a
-channels-last Rescaling/Normalization prefix, GlobalAveragePool then Squeeze, Keras Flatten (Transpose to
+channels-last Rescaling/Normalization prefix, GlobalAveragePool then Squeeze, squeeze-and-excitation gates
+(a 1x1 map reshaped, or a vector reshaped to (N, C, 1, 1)), Keras Flatten (Transpose to
 channels-last, Reshape with a constant or run-time shape, MatMul), Keras 3's UpSampling2D as Unsqueeze/Tile/
 Reshape, a channels-last dense output.
 
@@ -19,12 +20,13 @@ import numpy as np
 import onnx
 import pytest
 
+from export.graph import prepare
 from export.keyify import KeyifyOptions, keyify
 from tests.export.helpers import TOLERANCE, frames, relative_error, restore, scramble, session
 from tests.fixtures.keras_cifar import foolbox_images
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-MODELS = [f"{exporter}_{keras}{net}.onnx" for net in ("classifier", "flatten", "segmenter")
+MODELS = [f"{exporter}_{keras}{net}.onnx" for net in ("classifier", "flatten", "segmenter", "blocks")
           for exporter in ("tf", "tflite") for keras in ("", "keras3_")]
 # the classifier takes (x - mean) / std, which keyify folds into its first Conv; the others normalise inside
 NORMALISE = {"classifier": dict(mean=(125.0, 122.0, 113.0), std=(63.0, 62.0, 66.0))}
@@ -70,6 +72,9 @@ def test_tensorflow_exported_models(key, batch, name, policy):
     assert np.unique(w.argmax(axis=-1)).size >= 3  # the plain model's answers vary: agreement means something
     assert np.array_equal(g.argmax(axis=-1), w.argmax(axis=-1))  # top-1 (per pixel for the segmenter)
     if policy == "fresh":
-        ops = {n.op_type for n in keyed.model.graph.node}
+        ops = [n.op_type for n in keyed.model.graph.node]
         # every spatial layer keyed; Keras 3's Unsqueeze/Tile up-sampling became a keyed nearest gather
-        assert not ops & {"Conv", "MaxPool", "AveragePool", "Resize", "ConvTranspose", "Tile", "Unsqueeze"}
+        assert not set(ops) & {"MaxPool", "AveragePool", "Resize", "ConvTranspose", "Tile", "Unsqueeze"}
+        graph = prepare(plain)  # the only plain Convs left are 1x1 convs on pooled (N, C, 1, 1) gates
+        assert ops.count("Conv") <= sum(n.op_type == "Conv" and graph.shape(n.input[0])[2:] == (1, 1)
+                                        for n in graph.nodes)

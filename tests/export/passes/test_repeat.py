@@ -67,6 +67,17 @@ def test_data_movement_up_sampling_becomes_a_resize(key, policy, case):
     assert_keyed_equals_plain(plain, key, KeyifyOptions(policy=policy), count=3)
 
 
+@pytest.mark.parametrize("policy", POLICIES)
+def test_up_sampling_of_the_input_itself(key, policy):
+    text = TORCH.replace("(r, six)", "(x, six)")
+    constants = dict(six=np.array([-1, 3, 8, 1, 6, 1], np.int64), grow=np.array([1, 3, 8, 2, 6, 2], np.int64),
+                     flat=np.array([-1, 3, 16, 12], np.int64))
+    plain = op_model(text + "  y = Conv <pads=[1,1,1,1]> (u, w)\n", SHAPE,
+                     _inits(w=weights(2, 3, 3, 3, seed=3), **constants), opset=13)
+    assert [n.op_type for n in prepare(plain).nodes] == ["Resize", "Conv"]
+    assert_keyed_equals_plain(plain, key, KeyifyOptions(policy=policy, mean=(100.0,) * 3, std=(50.0,) * 3))
+
+
 def test_tiling_the_whole_image_is_not_an_up_sampling(key):
     """(N, C, 1, H, W) tiled twice on the new axis stacks the image on itself: left alone, refused under fresh."""
     text = "  e = Unsqueeze(r, two)\n  t = Tile(e, reps)\n  u = Reshape(t, size)\n"
