@@ -11,6 +11,7 @@ import pytest
 from export.channels_last import to_channels_first
 from export.errors import UnsupportedModel
 from export.keyify import KeyifyOptions, keyify
+from firmware_sim.spec import PRESETS
 from tests.export.helpers import TOLERANCE, frames, op_model, relative_error, restore, scramble, session, weights
 
 POLICIES = ["fresh", "boundary"]
@@ -115,6 +116,15 @@ def test_channels_last_output(key, policy):
     keyed = check_nhwc(op_model(body, NHWC, {"s": np.array(0.5, np.float32)}), key, KeyifyOptions(policy=policy))
     if policy == "fresh":
         assert keyed.manifest.outputs[0].form == "channels-last"
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_grey_channels_last_input(key, policy):
+    """A Keras MNIST-style (N, 28, 28, 1) input with Rescaling in front of the Transpose."""
+    body = "  m = Mul(x, s)\n  t = Transpose <perm=[0,3,1,2]> (m)\n  c = Conv <strides=[2,2]> (t, w)\n" \
+           "  g = GlobalAveragePool(c)\n  y = Flatten(g)\n"
+    plain = op_model(body, ["N", 28, 28, 1], {"s": np.array(1 / 255, np.float32), "w": weights(4, 1, 3, 3, seed=1)})
+    check_nhwc(plain, key, KeyifyOptions(policy=policy, spec=PRESETS["gray8"]))
 
 
 def test_ambiguous_3xWx3_input(key):
