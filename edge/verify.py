@@ -69,7 +69,7 @@ def prepare_frame(image: np.ndarray, manifest: Manifest, bgr: bool = True) -> np
 
 
 def plain_input(frames: np.ndarray, manifest: Manifest) -> np.ndarray:
-    """The plain model's NCHW float input for a batch of sensor frames (N, H, W, C)."""
+    """The plain model's float input for a batch of sensor frames (N, H, W, C): NCHW, or NHWC for models that take it."""
     spec = manifest.input
     x = frames.astype(np.float32)
     if spec.channel_order != spec.model_channel_order:
@@ -77,6 +77,8 @@ def plain_input(frames: np.ndarray, manifest: Manifest) -> np.ndarray:
     if spec.code_scale != 1.0:
         x = x * np.float32(spec.code_scale)
     x = (x - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
+    if spec.plain_layout == "nhwc":
+        return np.ascontiguousarray(x)
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))  # (N, H, W, C) -> (N, C, H, W)
 
 

@@ -145,6 +145,7 @@ class _Compiler:
             name=MEASUREMENT, shape=[None, g.height, g.width, g.channels], dtype=o.spec.output_dtype.name,
             channel_order=o.channel_order, model_channel_order=o.model_order,
             mean=[float(v) for v in mean], std=[float(v) for v in std], code_scale=scale,
+            plain_layout=g.input_layout,
         )
 
     def _normalise(self, x: str, broadcast: list[int]) -> str:

@@ -46,6 +46,8 @@ class InputSpec(_Strict):
     mean: list[float] = Field(description="per-channel mean subtracted, 0..255 scale, model channel order")
     std: list[float] = Field(description="per-channel std divided by, 0..255 scale, model channel order")
     code_scale: float = Field(description="factor that brings measurement codes to the 0..255 scale")
+    plain_layout: Literal["nchw", "nhwc"] = Field(
+        default="nchw", description="the plain model's own input layout (TensorFlow exports take NHWC)")
 
 
 class OutputSpec(_Strict):

@@ -78,3 +78,16 @@ def test_tensorflow_exported_models(key, batch, name, policy):
         graph = prepare(plain)  # the only plain Convs left are 1x1 convs on pooled (N, C, 1, 1) gates
         assert ops.count("Conv") <= sum(n.op_type == "Conv" and graph.shape(n.input[0])[2:] == (1, 1)
                                         for n in graph.nodes)
+
+
+@pytest.mark.parametrize("name", ["tf_classifier.onnx", "tflite_keras3_flatten.onnx"])
+def test_keycam_verify_feeds_channels_last_plain_models_their_own_layout(key, tmp_path, name):
+    from edge.verify import verify
+    from export.save import save
+
+    options = KeyifyOptions(**NORMALISE.get(name[:-5].split("_")[-1], {}))
+    result = keyify(onnx.load(FIXTURES / name), key, options)
+    assert result.manifest.input.plain_layout == "nhwc"
+    save(result, tmp_path / "keyed.onnx")
+    report = verify(FIXTURES / name, tmp_path / "keyed.onnx", key, [p for p, _ in foolbox_images("cifar10")])
+    assert report.images == 20 and report.exact, report
