@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -24,6 +25,10 @@ import onnx
 import onnxruntime as ort
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from export.probe import every_tensor_session  # noqa: E402
+
 ASSET = ROOT / "edge" / "assets" / "fashion_mnist_cnn.onnx"
 
 _DTYPES = {"tensor(float)": np.float32, "tensor(uint8)": np.uint8, "tensor(uint16)": np.uint16,
@@ -40,18 +45,7 @@ def _feeds(session: ort.InferenceSession) -> dict[str, np.ndarray]:
 
 def shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
     """Every tensor's shape for one frame, as onnxruntime computes it."""
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    known = {o.name for o in probe.graph.output}
-    for node in probe.graph.node:
-        for name in node.output:
-            if name and name not in known:
-                probe.graph.output.append(onnx.ValueInfoProto(name=name))
-                known.add(name)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
+    session, names = every_tensor_session(model)
     values = session.run(names, _feeds(session))
     found = {name: tuple(np.shape(value)) for name, value in zip(names, values)}
     for item in session.get_inputs():

@@ -69,13 +69,18 @@ def correlation_neighbours(measurements: np.ndarray, k: int = 4) -> np.ndarray:
     pixels of natural scenes co-vary, so the most correlated positions are likely true neighbours
     (Le Roux et al., NIPS 2007). Returns (N, k) physical positions.
     """
+    return np.argpartition(-correlation_matrix(measurements), k, axis=1)[:, :k]
+
+
+def correlation_matrix(measurements: np.ndarray) -> np.ndarray:
+    """(N, N) correlation across frames of the (T, N) ``measurements``; diagonal -inf; constant positions 0."""
     z = measurements.astype(np.float64)
     z -= z.mean(axis=0)
     norms = np.linalg.norm(z, axis=0)
     z /= np.where(norms > 0, norms, 1.0)
     correlation = z.T @ z  # (N, N)
     np.fill_diagonal(correlation, -np.inf)
-    return np.argpartition(-correlation, k, axis=1)[:, :k]
+    return correlation
 
 
 def neighbour_precision(predicted: np.ndarray, perm: np.ndarray, height: int, width: int) -> float:

@@ -48,23 +48,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge.attacks import correlation_matrix
+
 
 @dataclass(frozen=True)
 class Reassembly:
     placement: np.ndarray  # (N,) estimated grid index of each physical position
     score: float  # mean correlation of grid-adjacent positions (ciphertext only; higher is better)
     k: int  # neighbours per position in the graph that gave it
-
-
-def correlation_matrix(measurements: np.ndarray) -> np.ndarray:
-    """(N, N) correlation across frames of the (T, N) ``measurements``; diagonal -inf; constant positions 0."""
-    z = measurements.astype(np.float64)
-    z -= z.mean(axis=0)
-    norms = np.linalg.norm(z, axis=0)
-    z /= np.where(norms > 0, norms, 1.0)
-    correlation = z.T @ z  # (N, N)
-    np.fill_diagonal(correlation, -np.inf)
-    return correlation
 
 
 def grid_score(correlation: np.ndarray, placement: np.ndarray, height: int, width: int) -> float:

@@ -194,6 +194,25 @@ def _tensors(items: object, tail: memoryview, what: str) -> dict[str, np.ndarray
     return tensors
 
 
+def _encode(document: dict, what: str, tensors: dict[str, np.ndarray], binary: dict[str, bool]) -> tuple[bytes, int | None]:
+    """``document`` with ``tensors`` listed under ``what`` (binary ones after the header); (body, header length)."""
+    items, blobs = [], []
+    for name, array in tensors.items():
+        item = {"name": name, "datatype": datatype_of(array), "shape": list(array.shape)}
+        if binary.get(name, False):
+            data = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+            item["parameters"] = {"binary_data_size": len(data)}
+            blobs.append(data)
+        else:
+            item["data"] = array.reshape(-1).tolist()  # shape -> (elements,)
+        items.append(item)
+    document[what] = items
+    header = json.dumps(document, separators=(",", ":")).encode()
+    if not blobs:
+        return header, None
+    return b"".join([header, *blobs]), len(header)
+
+
 # -- requests ---------------------------------------------------------------------------------
 
 
@@ -245,21 +264,7 @@ def encode_request(inputs: dict[str, np.ndarray], *, request_id: str | None = No
         document["outputs"] = [{"name": n, "parameters": {"binary_data": True}} for n in outputs]
     if params:
         document["parameters"] = params
-    items, blobs = [], []
-    for name, array in inputs.items():
-        item = {"name": name, "datatype": datatype_of(array), "shape": list(array.shape)}
-        if binary:
-            data = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
-            item["parameters"] = {"binary_data_size": len(data)}
-            blobs.append(data)
-        else:
-            item["data"] = array.reshape(-1).tolist()  # shape -> (elements,)
-        items.append(item)
-    document["inputs"] = items
-    header = json.dumps(document, separators=(",", ":")).encode()
-    if not blobs:
-        return header, None
-    return b"".join([header, *blobs]), len(header)
+    return _encode(document, "inputs", inputs, {name: binary for name in inputs})
 
 
 # -- responses --------------------------------------------------------------------------------
@@ -281,21 +286,7 @@ def encode_response(response: InferResponse, binary: dict[str, bool]) -> tuple[b
         document["id"] = response.id
     if response.parameters:
         document["parameters"] = response.parameters
-    items, blobs = [], []
-    for name, array in response.outputs.items():
-        item = {"name": name, "datatype": datatype_of(array), "shape": list(array.shape)}
-        if binary.get(name, False):
-            data = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
-            item["parameters"] = {"binary_data_size": len(data)}
-            blobs.append(data)
-        else:
-            item["data"] = array.reshape(-1).tolist()  # shape -> (elements,)
-        items.append(item)
-    document["outputs"] = items
-    header = json.dumps(document, separators=(",", ":")).encode()
-    if not blobs:
-        return header, None
-    return b"".join([header, *blobs]), len(header)
+    return _encode(document, "outputs", response.outputs, binary)
 
 
 def decode_response(body: bytes, header_length: str | int | None = None) -> InferResponse:

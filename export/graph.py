@@ -189,21 +189,9 @@ def _shapes_by_running(model: onnx.ModelProto, input_name: str,
 
     Dimensions that differ between the runs are the batch. Initializers keep their declared shape.
     """
-    import onnxruntime as ort
+    from export.probe import every_tensor_session
 
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    known = {o.name for o in probe.graph.output}
-    for node in probe.graph.node:
-        for name in node.output:
-            if name and name not in known:
-                probe.graph.output.append(onnx.ValueInfoProto(name=name))
-                known.add(name)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.log_severity_level = 3
-    session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
+    session, names = every_tensor_session(model)
     runs = []
     for batch in (1, 2):
         feed = np.zeros((batch, *chw), dtype=np.float32)
