@@ -135,7 +135,7 @@ def _forwarding(config: Config, key: MasterKey, model: KeyedModel | None, task: 
     client = V2Client(forward.url, token=token, timeout_s=forward.timeout_s)
     remote = connect(client, forward.model, forward.version, key.fingerprint, forward.spool, forward.connect_s)
     if model is None:
-        if remote.manifest.role not in ("full",):
+        if remote.manifest.role != "full":
             raise ConfigError(f"the server's model '{forward.model}' is a {remote.manifest.role} model; forwarding "
                               f"measurements needs a full keyed model (or set model.path to the split's feature model)")
         manifest, where = remote.manifest, f"the server's model '{forward.model}'"

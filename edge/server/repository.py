@@ -121,14 +121,15 @@ class ServedModel:
     def metadata(self, versions: list[str]) -> dict:
         document = {"name": self.name, "versions": versions, "platform": "onnxruntime_onnx",
                     "inputs": [t.to_dict() for t in self.inputs], "outputs": [t.to_dict() for t in self.outputs]}
-        if self.manifest is not None:
-            document["parameters"] = self.parameters()
+        parameters = self.parameters()
+        if parameters:
+            document["parameters"] = parameters
         return document
 
     def config(self) -> dict:
         """The model's configuration as Triton's model-configuration extension shows it (JSON)."""
         def tensor(t: TensorInfo) -> dict:
-            return {"name": t.name, "data_type": "TYPE_" + ("STRING" if t.datatype == "BYTES" else t.datatype),
+            return {"name": t.name, "data_type": "TYPE_" + t.datatype,
                     "dims": [str(d) for d in t.shape]}
 
         document = {"name": self.name, "platform": "onnxruntime_onnx", "backend": "onnxruntime",
