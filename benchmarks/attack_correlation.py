@@ -8,7 +8,7 @@ under one layout:
 
 - the fraction of each position's 4 most correlated positions that are true 4-neighbours (chance:
   4 / 4095);
-- the picture reassembled from those statistics (``edge.attacks_reassembly.reassemble``: Laplacian
+- the picture reassembled from those statistics (``edge.lab.attacks.reassembly.reassemble``: Laplacian
   eigenmap of the correlation graph, dealt onto the grid) and used to un-scramble held-out
   measurements (64x64 crops of photographs the pan never shows, same layout): PSNR and SSIM against
   the true frames, best of the grid's 8 symmetries (the correlation graph cannot tell a picture
@@ -39,8 +39,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from edge.attacks import correlation_neighbours, neighbour_precision  # noqa: E402
-from edge.attacks_reassembly import reassemble, reconstruction_quality, unscramble  # noqa: E402
+from edge.lab.attacks.known_plaintext import correlation_neighbours, neighbour_precision  # noqa: E402
+from edge.lab.attacks.reassembly import reassemble, reconstruction_quality, unscramble  # noqa: E402
 from edge.transform import AdcTransform  # noqa: E402
 from firmware_sim.keys import MasterKey  # noqa: E402
 from firmware_sim.spec import PRESETS  # noqa: E402

@@ -23,13 +23,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from edge.attacks import known_plaintext, recovered_fraction, single_measurement_leakage  # noqa: E402
-from edge.datasets import fashion_mnist  # noqa: E402
-from edge.demo import shipped_photo  # noqa: E402
+from edge.lab.attacks.known_plaintext import known_plaintext, recovered_fraction, single_measurement_leakage  # noqa: E402
+from edge.lab.datasets import fashion_mnist  # noqa: E402
+from edge.lab.demo import shipped_photo  # noqa: E402
 from edge.transform import AdcTransform  # noqa: E402
 from firmware_sim.keys import MasterKey  # noqa: E402
 from firmware_sim.spec import PRESETS  # noqa: E402
-from tests.fixtures.keras_cifar import foolbox_images  # noqa: E402
+from edge.lab.datasets import foolbox_images  # noqa: E402
 
 PAIRS = (1, 2, 3, 5, 10)
 

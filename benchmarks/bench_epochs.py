@@ -23,9 +23,9 @@ sys.path.insert(0, str(ROOT))
 
 from edge.runtime import KeyedModel  # noqa: E402
 from export.keyify import KeyifyOptions, keyify  # noqa: E402
-from export.save import save  # noqa: E402
+from export.package.save import save  # noqa: E402
+from export.zoo import NETWORKS  # noqa: E402
 from firmware_sim.keys import MasterKey  # noqa: E402
-from tests.export.nets import NETWORKS  # noqa: E402
 
 
 def main() -> int:

@@ -42,8 +42,8 @@ from onnx import helper, numpy_helper
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from export.probe import every_tensor_session  # noqa: E402
-from tests.export.nets import NETWORKS  # noqa: E402
+from export.prepare.probe import every_tensor_session  # noqa: E402
+from export.zoo import NETWORKS  # noqa: E402
 
 
 def _session(model: onnx.ModelProto) -> ort.InferenceSession:

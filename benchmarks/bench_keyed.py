@@ -1,6 +1,6 @@
 """Benchmark: keyed against plain onnxruntime latency, both layout policies.
 
-For each network (tests/export/nets.py), batch size and thread count, in one process: the plain
+For each network (export/zoo/networks.py), batch size and thread count, in one process: the plain
 model (float NCHW input, as its users feed it) and the keyed models (uint8 measurement input, the
 preprocessing inside), each an onnxruntime session at ORT_ENABLE_ALL, timed in interleaved
 repetitions; medians and the ratio keyed / plain. Also: compile time, keyed / plain file size and
@@ -32,8 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from export.keyify import KeyifyOptions, keyify  # noqa: E402
+from export.zoo import NETWORKS  # noqa: E402
 from firmware_sim.keys import MasterKey  # noqa: E402
-from tests.export.nets import NETWORKS  # noqa: E402
 
 
 def session(path: Path, threads: int) -> ort.InferenceSession:

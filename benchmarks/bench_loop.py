@@ -30,16 +30,18 @@ sys.path.insert(0, str(ROOT))
 
 from edge.default import ASSET, MEAN as FM_MEAN, STD as FM_STD  # noqa: E402
 from edge.loop import CaptureLoop  # noqa: E402
-from edge.pipeline import Pipeline, Result, Staged, summarise  # noqa: E402
+from edge.frame import Frame, Result  # noqa: E402
+from edge.pipeline import Pipeline  # noqa: E402
 from edge.runtime import KeyedModel, open_session  # noqa: E402
+from edge.sensor import to_sensor  # noqa: E402
 from edge.sinks.results import ResultsSink  # noqa: E402
-from edge.sources.base import Frame, to_sensor  # noqa: E402
 from edge.sources.folder import FolderSource  # noqa: E402
+from edge.tasks import summarise  # noqa: E402
 from export.keyify import KeyifyOptions, keyify  # noqa: E402
-from export.save import save  # noqa: E402
+from export.package.save import save  # noqa: E402
+from export.zoo import CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD, resnet18, resnet20  # noqa: E402
 from firmware_sim.keys import MasterKey  # noqa: E402
 from firmware_sim.spec import PRESETS  # noqa: E402
-from tests.export.nets import CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD, resnet18, resnet20  # noqa: E402
 
 
 class PlainPipeline:
@@ -52,7 +54,7 @@ class PlainPipeline:
         self.mean = np.asarray(mean, np.float32)
         self.std = np.asarray(std, np.float32)
 
-    def front(self, frame: Frame) -> Staged:
+    def front(self, frame: Frame) -> Result:
         timings = {}
         start = time.perf_counter()
         image = to_sensor(frame.image, self.spec, self.height, self.width, "bgr", "rgb")
@@ -61,12 +63,11 @@ class PlainPipeline:
         start = time.perf_counter()
         logits = self.session.run(None, {self.name: np.ascontiguousarray(x)})
         timings["model"] = (time.perf_counter() - start) * 1e3
-        return Staged(frame, image, None, logits, timings)
+        return Result(frame.replace(image=image), latency_ms=timings, tensors=logits)
 
-    def back(self, staged: Staged):
-        result = Result(staged.frame.sequence, staged.frame.timestamp_ns, staged.frame.origin, "", 0,
-                        {"logits": summarise("logits", staged.outputs[0], "plain", None)}, staged.timings)
-        return result, staged.measurement, None
+    def back(self, result: Result) -> Result:
+        result.outputs = {"logits": summarise("logits", result.tensors[0], "plain", None)}
+        return result
 
 
 def fps(source_dir: Path, pipeline) -> tuple[float, dict]:

@@ -35,13 +35,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from edge.default import ASSET, MEAN, SPEC, STD  # noqa: E402
-from edge.oip import HEADER_LENGTH, decode_response, encode_request  # noqa: E402
+from edge.wire.codec import HEADER_LENGTH, decode_response, encode_request  # noqa: E402
 from edge.runtime import KeyedModel  # noqa: E402
 from export.keyify import KeyifyOptions, keyify  # noqa: E402
-from export.save import save  # noqa: E402
-from export.triton import export_triton  # noqa: E402
+from export.package.save import save  # noqa: E402
+from export.package.triton import export_triton  # noqa: E402
+from export.zoo import CIFAR_MEAN, CIFAR_STD, resnet20  # noqa: E402
 from firmware_sim.keys import MasterKey  # noqa: E402
-from tests.export.nets import CIFAR_MEAN, CIFAR_STD, resnet20  # noqa: E402
 
 # (name, plain model, keyify options, frame shape, frames per second per device)
 MODELS = [

@@ -27,7 +27,7 @@ import onnxruntime as ort
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from export.probe import every_tensor_session  # noqa: E402
+from export.prepare.probe import every_tensor_session  # noqa: E402
 
 ASSET = ROOT / "edge" / "assets" / "fashion_mnist_cnn.onnx"
 
@@ -81,7 +81,7 @@ def keyed_default(folder: Path) -> Path:
     """The default model keyed as ``keycam demo`` / ``keycam run`` key it (a public test key: protects nothing)."""
     from edge.default import MEAN, SPEC, STD
     from export.keyify import KeyifyOptions, keyify
-    from export.save import save
+    from export.package.save import save
     from firmware_sim.keys import MasterKey
 
     key = MasterKey(hashlib.sha256(b"op_count, a public key").digest())

@@ -29,13 +29,14 @@ import onnx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from edge.datasets import fashion_mnist  # noqa: E402
-from edge.evaluate import paper_table  # noqa: E402
+from edge.lab.datasets import fashion_mnist  # noqa: E402
+from edge.lab.evaluate import paper_table  # noqa: E402
 from export.keyify import KeyifyOptions, keyify  # noqa: E402
-from export.save import save  # noqa: E402
+from export.package.save import save  # noqa: E402
 from firmware_sim.keys import MasterKey  # noqa: E402
 from firmware_sim.spec import PRESETS  # noqa: E402
-from tests.fixtures.keras_cifar import convert, foolbox_images  # noqa: E402
+from export.zoo.keras_cifar import convert  # noqa: E402
+from edge.lab.datasets import foolbox_images  # noqa: E402
 
 
 FASHION_MODEL = ROOT / "edge" / "assets" / "fashion_mnist_cnn.onnx"

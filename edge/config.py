@@ -1,76 +1,61 @@
 """The configuration file of ``keycam run`` (TOML), with a strict schema.
 
 Unknown keys are errors; every field has a description, a unit and bounds; an error names the file,
-the key path, the value and the fix. ``keycam validate-config FILE`` checks a file without running.
+the key path, the value and the fix. ``keycam validate-config FILE`` checks a file without running,
+with the same checks ``keycam run`` makes before it opens anything::
 
-    [source]
-    kind = "picamera"          # picamera | opencv | folder | recording | default
-    target = ""                # opencv: camera index, video file or URL; folder/recording: a path
-    virtual = false            # read plain frames out with the virtual sensor (no keycam hardware)
-    frame_rate = 30.0          # picamera: frames per second
+    [source]                   # one kind's settings, chosen by `kind` (edge.sources)
+    kind = "picamera"          # default | folder | video | recording | opencv | picamera
+    frame_rate = 15.0          # ... and that kind's own fields
     [model]
-    path = "keyed.onnx"        # a full or feature keyed model
+    path = "keyed.onnx"        # a full or feature keyed model (empty: the default model)
     task = ""                  # the task model of a split (optional)
     key = "camera.key"
-    threads = 2
-    optimisation = "all"
-    [output]
-    results = "-"              # JSON lines: "-" for standard output, or a file
-    record = ""                # an .mcap recording of the measurements (optional)
-    record_plain = false       # DEBUG ONLY: also record plain frames (loud warning)
+    [readout]
+    epoch = -1                 # key epoch of the first frame (-1: the model's own)
+    rotate_frames = 0          # or rotate_seconds: key epochs
     [loop]
     queue = 4
     max_frames = 0
-    realtime = false
     [metrics]
     port = 0                   # Prometheus /metrics on this port (0: off)
-    host = "127.0.0.1"
+    [results]                  # the sinks' sections (edge.sinks): results, record, forward
+    path = "-"
+    [record]
+    path = ""                  # an .mcap recording of the measurements (optional)
     [forward]
     url = ""                   # an Open Inference Protocol server: measurements (or a split's features) go there
-    model = "keyed"            # the model's name on the server
-    spool = "keycam-spool"     # frames wait here while the server is down
-    when_full = "drop_oldest"  # or "stop_capture"
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError, create_model, model_validator
 
-from edge.errors import KeycamError
+from edge.errors import ConfigError
+from edge.schema import Section
+from edge.sinks import SECTIONS
+from edge.sources import KINDS, SourceSettings
+from edge.sources.default import DefaultConfig
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-
-class ConfigError(KeycamError):
-    """A configuration file is invalid."""
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class SourceConfig(_Section):
-    kind: Literal["picamera", "opencv", "folder", "recording", "default"] = Field(
-        default="default", description="where frames come from; 'default' replays the package-shipped frames")
-    target: str = Field(default="", description="opencv: camera index, video file or stream URL; folder or "
-                                                 "recording: a path (unit: path)")
-    virtual: bool = Field(default=False, description="read plain frames out with the virtual sensor (the "
-                                                      "firmware_sim twin) instead of in the loop")
-    reference_readout: bool = Field(default=False, description="virtual sensor: use firmware_sim's reference "
-                                                                "readout (exact, slow) instead of its fast twin")
-    frame_rate: float | None = Field(default=None, gt=0, le=240, description="picamera: frames per second")
-    exposure_us: int | None = Field(default=None, gt=0, le=10_000_000, description="picamera: exposure, microseconds")
-    camera_num: int = Field(default=0, ge=0, le=16, description="picamera: camera number")
+MOVED = {  # keys of earlier versions, and where they went
+    "output": "[output] is now [results] (path = ...) and [record] (path = ..., plain_debug = ...)",
+    "source.target": "source.target is now the kind's own field: path (folder, video, recording), camera or url "
+                     "(opencv)",
+    "source.virtual": "source.virtual is gone: every plain source is read out by the virtual sensor as it is taken",
+    "source.reference_readout": "source.reference_readout is now readout.reference",
+}
 
 
-class ModelConfig(_Section):
+class ModelConfig(Section):
     path: str = Field(default="", description="keyed model (full or feature), .onnx; empty for the default model")
     task: str = Field(default="", description="task model of a split, .onnx (optional)")
     key: str = Field(default="", description="key file (mode 0600); empty for the default job's key")
@@ -78,86 +63,144 @@ class ModelConfig(_Section):
     optimisation: Literal["disable", "basic", "extended", "all"] = Field(
         default="all", description="onnxruntime graph optimisation level")
 
+    @model_validator(mode="after")
+    def _key_for_a_model(self) -> ModelConfig:
+        if self.path and not self.key:
+            raise ValueError("model.path is set but model.key is not; name the key file the model was keyed for")
+        return self
 
-class OutputConfig(_Section):
-    results: str = Field(default="-", description="JSON-lines results: '-' for standard output, or a file path")
-    record: str = Field(default="", description="record the measurements to this .mcap file (optional)")
-    record_plain: bool = Field(default=False, description="DEBUG ONLY: also record plain frames (loud warning)")
 
-
-class ReadoutConfig(_Section):
-    epoch: int = Field(default=-1, ge=-1, description="key epoch of the first frame (-1: the model's own)")
+class ReadoutConfig(Section):
+    epoch: int = Field(default=-1, ge=-1, lt=1 << 64, description="key epoch of the first frame (-1: the model's own)")
     rotate_frames: int = Field(default=0, ge=0, description="advance the key epoch every N frames (0: never; "
                                                              "unit: frames)")
     rotate_seconds: float = Field(default=0.0, ge=0, le=31_536_000, description="advance the key epoch every T "
                                                                                  "seconds of sensor time (0: never)")
+    reference: bool = Field(default=False, description="read out with firmware_sim's reference model (exact, "
+                                                       "slow) instead of the edge transform, its byte-exact twin")
+
+    @model_validator(mode="after")
+    def _one_rotation(self) -> ReadoutConfig:
+        if self.rotate_frames and self.rotate_seconds:
+            raise ValueError("readout.rotate_frames and readout.rotate_seconds are both set; choose one")
+        return self
+
+    @property
+    def rotating(self) -> bool:
+        return bool(self.rotate_frames or self.rotate_seconds)
 
 
-class MetricsConfig(_Section):
+class MetricsConfig(Section):
     port: int = Field(default=0, ge=0, le=65535, description="serve Prometheus metrics on this TCP port "
                                                               "(0: no metrics endpoint)")
     host: str = Field(default="127.0.0.1", description="address to bind the metrics endpoint to")
 
 
-class LoopConfig(_Section):
-    queue: int = Field(default=4, ge=1, le=256, description="frames between capture and inference (unit: frames)")
+class LoopConfig(Section):
+    queue: int = Field(default=4, ge=1, le=256, strict=True, description="frames between capture and inference "
+                                                                         "(unit: frames)")
     max_frames: int = Field(default=0, ge=0, description="stop after this many frames (0: run to the end)")
     realtime: bool = Field(default=False, description="replay recorded sources at their recorded speed")
 
 
-class ForwardConfig(_Section):
-    url: str = Field(default="", description="forward to this Open Inference Protocol server, e.g. "
-                                             "'http://server:8000' (empty: run the model on the device)")
-    model: str = Field(default="", description="the model's name in the server's repository")
-    version: str = Field(default="", description="the model's version on the server (empty: its latest)")
-    token_file: str = Field(default="", description="bearer token for the server, in a file of mode 0600 (optional)")
-    timeout_s: float = Field(default=10.0, gt=0, le=600, description="one request's timeout, seconds")
-    connect_s: float = Field(default=30.0, ge=0, le=3600, description="how long the first start waits for the "
-                                                                      "server, seconds")
-    spool: str = Field(default="keycam-spool", description="folder for frames waiting for the server (unit: path)")
-    spool_max_frames: int = Field(default=10_000, ge=1, description="spool bound, frames")
-    spool_max_mb: float = Field(default=512.0, gt=0, description="spool bound, MiB")
-    when_full: Literal["drop_oldest", "stop_capture"] = Field(
-        default="drop_oldest", description="a full spool drops its oldest frame, or stops capture until there is "
-                                           "room")
-    inflight: int = Field(default=8, ge=1, le=1024, description="requests queued in memory while the server "
-                                                                "answers (unit: frames)")
-    retry_min_s: float = Field(default=0.2, gt=0, le=60, description="first retry delay, seconds (doubles)")
-    retry_max_s: float = Field(default=10.0, gt=0, le=3600, description="longest retry delay, seconds")
-    drain_s: float = Field(default=30.0, ge=0, le=3600, description="at the end, how long to wait for the server "
-                                                                    "to take what is queued, seconds")
-    device_id: str = Field(default="", description="this device's name in request ids (default: host name)")
+def _root() -> type[Section]:
+    fields: dict[str, Any] = {
+        "source": (SourceSettings, Field(default_factory=DefaultConfig, description="where frames come from")),
+        "model": (ModelConfig, Field(default_factory=ModelConfig)),
+        "readout": (ReadoutConfig, Field(default_factory=ReadoutConfig)),
+        "loop": (LoopConfig, Field(default_factory=LoopConfig)),
+        "metrics": (MetricsConfig, Field(default_factory=MetricsConfig)),
+    }
+    for name, section in SECTIONS.items():
+        fields[name] = (section, Field(default_factory=section))
+    return create_model("Config", __base__=Section, __doc__="keycam run's configuration", **fields)
 
 
-class Config(_Section):
-    source: SourceConfig = Field(default_factory=SourceConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    output: OutputConfig = Field(default_factory=OutputConfig)
-    loop: LoopConfig = Field(default_factory=LoopConfig)
-    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
-    readout: ReadoutConfig = Field(default_factory=ReadoutConfig)
-    forward: ForwardConfig = Field(default_factory=ForwardConfig)
+Config = _root()
 
 
-def load_config(path: str | Path) -> Config:
+def _allowed(model, location: tuple) -> str:
+    """The keys allowed where an unknown key was found."""
+    for part in location[:-1]:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        if field is None:
+            break
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, Section):
+            model = annotation
+        else:  # the source union: pydantic puts the chosen kind next in the location
+            kind = location[location.index(part) + 1] if location.index(part) + 1 < len(location) else None
+            model = KINDS[kind] if kind in KINDS else None
+            break
+    return ", ".join(model.model_fields) if model is not None else "see docs/runtime.md"
+
+
+def problems(error: ValidationError, root=None) -> str:
+    """A pydantic validation error as one line: each key path, its value and what is wrong."""
+    root = root or Config
+    found = []
+    for item in error.errors():
+        location = tuple(item["loc"])
+        shown = [str(p) for p in location if not (p in KINDS and len(location) > 1 and location[0] == "source")]
+        where = ".".join(shown)
+        if item["type"] == "extra_forbidden":
+            hint = MOVED.get(where) or MOVED.get(shown[0] if shown else "")
+            found.append(hint or f"unknown key '{where}' (allowed here: {_allowed(root, location)})")
+        elif item["type"] == "union_tag_not_found":
+            found.append(f"{where}.kind is missing; use one of {', '.join(KINDS)}")
+        elif item["type"] == "union_tag_invalid":
+            found.append(f"{where}.kind = {item['input'].get('kind')!r} is not a source kind; use one of "
+                         f"{', '.join(KINDS)}" if isinstance(item.get("input"), dict) else f"{where}: {item['msg']}")
+        elif item["type"] == "missing":
+            found.append(f"{where} is missing (required here)")
+        elif item["type"] == "value_error":
+            found.append(str(item["msg"]).removeprefix("Value error, "))
+        else:
+            found.append(f"{where} = {item.get('input')!r}: {item['msg']}")
+    return "; ".join(found)
+
+
+def load_config(path: str | Path) -> Section:
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"configuration file '{path}' does not exist")
+        raise ConfigError(f"configuration file '{path}' does not exist or is not a file")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(path.read_bytes().decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise ConfigError(f"configuration file '{path}' is not valid TOML: {error}") from None
+    except OSError as error:
+        raise ConfigError(f"configuration file '{path}' cannot be read: {error.strerror}") from None
     try:
         return Config.model_validate(data)
     except ValidationError as error:
-        problems = []
-        for item in error.errors():
-            where = ".".join(str(p) for p in item["loc"])
-            if item["type"] == "extra_forbidden":
-                section = item["loc"][0] if len(item["loc"]) > 1 else None
-                model = Config.model_fields[section].annotation if section in Config.model_fields else Config
-                allowed = ", ".join(model.model_fields)
-                problems.append(f"unknown key '{where}' (allowed here: {allowed})")
-            else:
-                problems.append(f"{where} = {item.get('input')!r}: {item['msg']}")
-        raise ConfigError(f"configuration file '{path}': " + "; ".join(problems)) from None
+        raise ConfigError(f"configuration file '{path}': {problems(error)}") from None
+
+
+def default_config() -> Section:
+    return Config()
+
+
+def validated(config: Section) -> Section:
+    """``config`` checked again as a whole (settings assigned in code meet the file's checks)."""
+    try:
+        return Config.model_validate(config.model_dump())
+    except ValidationError as error:
+        raise ConfigError(f"configuration: {problems(error)}") from None
+
+
+def override(config: Section, **changes: Any) -> Section:
+    """The configuration with settings laid over it (``"loop.max_frames": 10``, ``"source": {...}``), validated.
+
+    Command-line options go through here, so they meet the same checks as the file.
+    """
+    data = config.model_dump()
+    for dotted, value in changes.items():
+        *parents, last = dotted.split(".")
+        target = data
+        for part in parents:
+            target = target[part]
+        target[last] = value.model_dump() if isinstance(value, Section) else value
+    try:
+        return Config.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(problems(error)) from None

@@ -1,17 +1,15 @@
-"""The embedded default: package-shipped frames through a default keyed model, with no camera and no server.
+"""The embedded default's model: keycam's own Fashion-MNIST CNN, keyed for the default job's key.
 
-Frames: the 20 Fashion-MNIST test images that ship inside the ``foolbox`` package (28 x 28 grey, the
-class in the file name). Model: keycam's own Fashion-MNIST CNN (``edge/assets/fashion_mnist_cnn.onnx``,
+The frames are the default source's (``edge.sources.default``: the 20 Fashion-MNIST test images that
+ship inside the ``foolbox`` package). The model: keycam's own Fashion-MNIST CNN (``edge/assets/fashion_mnist_cnn.onnx``,
 trained by ``training/train_fashion_mnist.py``), compiled for the key on first use (that step needs
 the ``export`` package and onnx; the result is cached beside the key).
 """
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
-from edge.errors import ImageFileError
 from firmware_sim.keys import MasterKey
 from firmware_sim.spec import PRESETS
 
@@ -19,16 +17,6 @@ ASSET = Path(__file__).with_name("assets") / "fashion_mnist_cnn.onnx"
 LABELS = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 MEAN, STD = (72.94,), (90.0,)
 SPEC = PRESETS["gray8"]
-
-
-def frames_folder() -> tuple[Path, str]:
-    """(folder, glob pattern) of the package-shipped default frames."""
-    found = importlib.util.find_spec("foolbox")
-    if found is None or not found.submodule_search_locations:
-        raise ImageFileError("the default frames ship with foolbox, which is not installed; "
-                             "`pip install --no-deps foolbox==3.3.4` (scripts/run.sh does)")
-    folder = Path(next(iter(found.submodule_search_locations))) / "data"
-    return folder, "fashionMNIST_*.png"
 
 
 def load_or_create_key(path: Path) -> MasterKey:
@@ -45,7 +33,7 @@ def default_model(folder: Path, key: MasterKey) -> Path:
     target = folder / f"default-{key.fingerprint.replace(':', '-')}.onnx"
     if not target.exists():
         from export.keyify import KeyifyOptions, keyify  # the compiler; only needed the first time
-        from export.save import save
+        from export.package.save import save
 
         folder.mkdir(parents=True, exist_ok=True)
         save(keyify(ASSET, key, KeyifyOptions(spec=SPEC, mean=MEAN, std=STD)), target)

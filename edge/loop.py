@@ -1,11 +1,13 @@
-"""The capture loop: source -> ADC transform -> feature model -> task model -> sinks, stages joined by bounded queues.
+"""The capture loop: source (read out at capture) -> keyed or feature model -> task model -> sinks, stages joined
+by bounded queues.
 
 - A capture thread reads the source into a bounded queue. For live sources a full queue drops its
   oldest frame (counted in ``drops``) rather than build latency; recorded sources (files, folders,
   recordings) wait, so a replay never drops.
-- A device thread runs the ADC transform and the keyed (or feature) model into a second bounded
-  queue; the calling thread runs the task stage (a split's task model) and hands each result to
-  every sink, in order. Stages after capture never drop: they only slow capture down.
+- A device thread runs the keyed (or feature) model (and the readout of any frame that arrives
+  plain) into a second bounded queue; the calling thread runs the task stage (a split's task model)
+  and hands each result to every sink, in order. Stages after capture never drop: they only slow
+  capture down.
 - SIGINT and SIGTERM stop the loop cleanly: capture stops, queued frames are finished, every sink is
   closed (recordings finished, nothing half-written).
 - A camera that fails (``CameraError``) is reopened with exponential backoff, up to ``retries`` times,
@@ -169,7 +171,7 @@ class CaptureLoop:
                 if item is _END:
                     break
                 try:
-                    staged = self.pipeline.front(item)
+                    staged = self.pipeline.front(item)  # a Result whose tensors the task stage summarises
                 except FrameError as error:
                     self.metrics.errors += 1
                     if self.server is not None:
@@ -209,9 +211,9 @@ class CaptureLoop:
                 item = self.staged.get()
                 if item is _END:
                     break
-                result, measurement, plain = self.pipeline.back(item)
-                for sink in self.sinks:
-                    sink.write(result, measurement, plain if sink.wants_plain else None)
+                result = self.pipeline.back(item)
+                for sink in self.sinks:  # the plain frame (debug recording only) goes to no other sink
+                    sink.write(result if sink.wants_plain else result.without_plain())
                 self.metrics.frames += 1
                 for stage, ms in result.latency_ms.items():
                     self.metrics.stage_ms[stage] = self.metrics.stage_ms.get(stage, 0.0) + ms
@@ -227,8 +229,9 @@ class CaptureLoop:
         finally:
             self.stop_event.set()
             self._consuming = False  # the stage threads discard what is left and finish
-            capture.join(timeout=5)
-            device.join(timeout=5)
+            for thread in (capture, device):
+                if thread.is_alive():
+                    thread.join(timeout=5)
             self.metrics.seconds = time.perf_counter() - start
             self.source.close()
             errors = []

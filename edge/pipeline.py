@@ -1,100 +1,49 @@
-"""One frame through the keyed pipeline: ADC transform (when the frame is plain), model, result.
+"""One frame through the keyed pipeline: readout (when the frame is plain), model, answer.
 
-A :class:`Pipeline` holds the keyed model (and, with a split, the task model), the key's transform
-and the class names; :meth:`Pipeline.process` turns a source frame into a :class:`Result` and the
-measurement it computed on. The capture loop and replay both call it, so live runs and replays
-compute the same results.
+A :class:`Pipeline` holds the keyed model (and, with a split, the task model), the run's readout
+stage and the class names. Two stages, which the capture loop runs in two threads:
+
+- :meth:`Pipeline.front`, the device's stage: the readout of a plain frame (the run's one
+  :class:`~edge.sensor.Readout`; frames from the virtual sensor or a recording arrive measured), then
+  the keyed (or feature) model for the frame's key epoch. Returns a :class:`~edge.frame.Result` whose
+  ``tensors`` are the model's outputs.
+- :meth:`Pipeline.back`, the task stage: a split's task model, and the summaries of the outputs.
+
+:meth:`Pipeline.process` runs both. The capture loop and replay both call these, so live runs and
+replays compute the same results.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 
-import numpy as np
-
-from edge.epochs import EpochSchedule
 from edge.errors import KeyMismatch, ModelError
+from edge.frame import Frame, Result
 from edge.runtime import KeyedModel
-from edge.sources.base import Frame, to_sensor
-from edge.transform import AdcTransform
+from edge.sensor import Readout
+from edge.tasks import summarise
 from firmware_sim.keys import MasterKey
 from firmware_sim.manifest import Manifest
 
-
-@dataclass
-class Result:
-    sequence: int
-    timestamp_ns: int
-    origin: str
-    fingerprint: str
-    epoch: int
-    outputs: dict
-    latency_ms: dict = field(default_factory=dict)
-    error: str | None = None  # a forwarded frame the server refused (its outputs are then empty)
-    payload: np.ndarray | None = field(default=None, repr=False, compare=False)  # forwarding: what leaves the device
-
-    def to_dict(self, include_latency: bool = True) -> dict:
-        record = {"sequence": self.sequence, "timestamp_ns": self.timestamp_ns, "origin": self.origin,
-                  "fingerprint": self.fingerprint, "epoch": self.epoch, "outputs": self.outputs}
-        if self.error is not None:
-            record["error"] = self.error
-        if include_latency:
-            record["latency_ms"] = {k: round(v, 3) for k, v in self.latency_ms.items()}
-        return record
-
-
-def summarise(name: str, output: np.ndarray, kind: str, labels: list[str] | None) -> dict:
-    """A JSON-able summary of one output of one frame (batch of one)."""
-    if kind == "plain" and output.ndim == 2:  # a classifier: (1, classes)
-        logits = output[0].astype(np.float64)
-        probabilities = np.exp(logits - logits.max())
-        probabilities /= probabilities.sum()
-        label = int(np.argmax(logits))
-        summary = {"label": label, "score": round(float(probabilities[label]), 6)}
-        if labels and label < len(labels):
-            summary["class"] = labels[label]
-        return summary
-    if output.ndim == 4:  # a dense map (scrambled or not): the class histogram does not depend on the layout
-        counts = np.bincount(output[0].argmax(axis=0).reshape(-1), minlength=output.shape[1])
-        return {"shape": list(output.shape), "class_pixels": counts.tolist()}
-    return {"shape": list(output.shape), "mean": round(float(output.mean()), 6)}
-
-
-@dataclass
-class Staged:
-    """A frame between the device stage and the task stage."""
-
-    frame: Frame
-    measurement: np.ndarray
-    plain: np.ndarray | None
-    outputs: list
-    timings: dict
-    epoch: int = 0
+EPOCHS_KEPT = 4  # models kept for recent key epochs: replays move forward through them
 
 
 class Pipeline:
-    """``forward=True``: the device stops after the transform (``model=None``, with the server's ``manifest``) or
+    """``forward=True``: the device stops after the readout (``model=None``, with the server's ``manifest``) or
     after a split's feature model; the result's ``payload`` is what the forwarding sink sends."""
 
     def __init__(self, model: KeyedModel | None, key: MasterKey, *, task: KeyedModel | None = None,
-                 labels: list[str] | None = None, source_order: str = "bgr",
-                 schedule: EpochSchedule | None = None, forward: bool = False,
-                 manifest: Manifest | None = None) -> None:
+                 labels: list[str] | None = None, readout: Readout | None = None, source_order: str = "bgr",
+                 forward: bool = False, manifest: Manifest | None = None) -> None:
         self.model, self.task, self.key, self.labels = model, task, key, labels
         self.forward = forward
         if model is None and (manifest is None or not forward):
             raise ModelError("a pipeline without a local model forwards measurements: it needs the server's manifest")
-        manifest = model.manifest if model is not None else manifest
-        self.manifest = manifest
-        self.transform = AdcTransform(key, manifest.spec)
-        self.height, self.width = manifest.input.shape[1], manifest.input.shape[2]
-        self.source_order = source_order
-        self.schedule = schedule or EpochSchedule(manifest.epoch)  # for plain frames read out here
-        final = task.manifest if task is not None else manifest
+        self.manifest = model.manifest if model is not None else manifest
+        self.readout = readout or Readout.for_model(self.manifest, key, source_order=source_order)
+        final = task.manifest if task is not None else self.manifest
         self.output_specs = final.outputs
-        self.transform.prepare(self.height, self.width, manifest.epoch)
-        self._models = {model.epoch: model} if model is not None else {}  # the keyed (or feature) model per key epoch, rebuilt on demand
+        self._models = {model.epoch: model} if model is not None else {}  # the keyed (or feature) model per epoch
 
     def model_for(self, epoch: int) -> KeyedModel:
         """The model for measurements of key ``epoch``: only its sensor tables are rebuilt (edge.runtime)."""
@@ -102,56 +51,42 @@ class Pipeline:
             base = self.model
             self._models[epoch] = KeyedModel(base.path, self.key, threads=base.threads,
                                              optimisation=base.optimisation, epoch=epoch)
-            while len(self._models) > 4:  # keep a few epochs: replays move forward through them
+            while len(self._models) > EPOCHS_KEPT:
                 self._models.pop(next(iter(self._models)))
         return self._models[epoch]
 
-    def process(self, frame: Frame) -> tuple[Result, np.ndarray]:
-        result, measurement, _ = self.process_with_plain(frame)
-        return result, measurement
-
-    def process_with_plain(self, frame: Frame) -> tuple[Result, np.ndarray, np.ndarray | None]:
-        """Also returns the plain sensor frame (None for frames that arrive measured), for debug recording only."""
+    def process(self, frame: Frame) -> Result:
         return self.back(self.front(frame))
 
-    def front(self, frame: Frame) -> Staged:
-        """The device's stage: ADC transform (for plain frames) and the keyed (or feature) model."""
-        image = None
-        timings = {}
-        start = time.perf_counter()
+    def front(self, frame: Frame) -> Result:
+        """The device's stage: the readout (for plain frames) and the keyed (or feature) model."""
         if frame.measured:
-            if frame.fingerprint and frame.fingerprint != self.manifest.key_fingerprint:
+            expected = self.manifest.key_fingerprint
+            if frame.fingerprint and frame.fingerprint != expected:
                 raise KeyMismatch(f"frame {frame.sequence} was measured with key {frame.fingerprint}, the model is "
-                                  f"keyed for {self.manifest.key_fingerprint}; replay it with its own model and key")
-            measurement = frame.image
-            epoch = frame.epoch
+                                  f"keyed for {expected}; replay it with its own model and key")
+            frame = frame.replace(fingerprint=expected) if not frame.fingerprint else frame
         else:
-            image = to_sensor(frame.image, self.manifest.spec, self.height, self.width, self.source_order,
-                              self.manifest.input.channel_order)
-            epoch = self.schedule.epoch(frame.sequence, frame.timestamp_ns)
-            measurement = self.transform(image, epoch)
-        timings["transform"] = (time.perf_counter() - start) * 1e3
+            frame = self.readout.read(frame)
+        timings = {"transform": frame.readout_ms}  # 0 for frames measured before this run (recordings)
         if self.model is None:  # forwarding the measurement itself
-            return Staged(frame, measurement, image, [], timings, epoch)
+            return Result(frame, latency_ms=timings)
         start = time.perf_counter()
-        outputs = self.model_for(epoch).run(measurement)
+        tensors = self.model_for(frame.epoch).run(frame)
         timings["model"] = (time.perf_counter() - start) * 1e3
-        return Staged(frame, measurement, image, outputs, timings, epoch)
+        return Result(frame, latency_ms=timings, tensors=tensors)
 
-    def back(self, staged: Staged) -> tuple[Result, np.ndarray, np.ndarray | None]:
-        """The task stage (a split's task model, when there is one) and the result."""
-        outputs, timings, frame = staged.outputs, staged.timings, staged.frame
+    def back(self, result: Result) -> Result:
+        """The task stage (a split's task model, when there is one) and the summaries."""
+        tensors, timings = result.tensors, result.latency_ms
         if self.forward:  # the answer comes from the server, through the forwarding sink
-            payload = outputs[0] if outputs else staged.measurement
-            result = Result(frame.sequence, frame.timestamp_ns, frame.origin, self.manifest.key_fingerprint,
-                            staged.epoch, {}, timings, payload=payload)
-            return result, staged.measurement, staged.plain
+            result.payload = tensors[0] if tensors else result.measurement
+            return result
         if self.task is not None:
             start = time.perf_counter()
-            outputs = self.task.run(outputs[0])
+            tensors = self.task.run(tensors[0])
             timings["task"] = (time.perf_counter() - start) * 1e3
-        summaries = {spec.name: summarise(spec.name, out, spec.kind, self.labels)
-                     for spec, out in zip(self.output_specs, outputs)}
-        result = Result(frame.sequence, frame.timestamp_ns, frame.origin, self.manifest.key_fingerprint,
-                        staged.epoch, summaries, timings)
-        return result, staged.measurement, staged.plain
+            result.tensors = tensors
+        result.outputs = {spec.name: summarise(spec.name, out, spec.kind, self.labels)
+                          for spec, out in zip(self.output_specs, tensors)}
+        return result

@@ -15,8 +15,8 @@ import numpy as np
 import onnxruntime as ort
 
 from edge.errors import KeyMismatch, ModelError
-from edge.layouts import restore_output
-from edge.measurement import Measurement
+from edge.frame import Frame
+from edge.restore import restore_output
 from firmware_sim.errors import KeycamError
 from firmware_sim.keys import MasterKey
 from firmware_sim.manifest import FINGERPRINT_KEY, METADATA_KEY, Manifest
@@ -155,16 +155,21 @@ class KeyedModel:
             raise ModelError(f"model '{self.path}' takes {dtype} input, got {data.dtype}")
         return np.ascontiguousarray(data)
 
-    def run(self, data: np.ndarray | Measurement) -> list[np.ndarray]:
-        """Outputs for one measurement (H, W, C), a batch (N, H, W, C), or a task model's features."""
-        if isinstance(data, Measurement):
-            if data.fingerprint != self.fingerprint:
-                raise KeyMismatch(f"measurement was made with key {data.fingerprint}, model '{self.path}' is "
-                                  f"keyed for {self.fingerprint}")
+    def run(self, data: np.ndarray | Frame) -> list[np.ndarray]:
+        """Outputs for one measurement (H, W, C), a batch (N, H, W, C), a measured :class:`Frame`, or a task
+        model's features. A frame measured with another key, or (for a full or feature model) in another key
+        epoch, is refused before anything is computed."""
+        if isinstance(data, Frame):
+            if not data.measured:
+                raise ModelError(f"frame {data.sequence} is a plain frame; model '{self.path}' takes measurements "
+                                 f"(read it out first: edge.sensor.Readout)")
+            if data.fingerprint and data.fingerprint != self.fingerprint:
+                raise KeyMismatch(f"frame {data.sequence} was measured with key {data.fingerprint}, model "
+                                  f"'{self.path}' is keyed for {self.fingerprint}; use the frame's own model and key")
             if self.manifest.role != "task" and data.epoch != self.epoch:
-                raise KeyMismatch(f"measurement is from key epoch {data.epoch}, model '{self.path}' reads epoch "
-                                  f"{self.epoch}")
-            data = data.data
+                raise KeyMismatch(f"frame {data.sequence} is from key epoch {data.epoch}, model '{self.path}' reads "
+                                  f"epoch {self.epoch}")
+            data = data.image
         return self.session.run(self.output_names, {self.input.name: self._check(data)})
 
     def restore(self, outputs: list[np.ndarray]) -> list[np.ndarray]:

@@ -29,7 +29,6 @@ from collections import OrderedDict
 import cv2
 import numpy as np
 
-from edge.measurement import Measurement
 from firmware_sim.errors import FrameError
 from firmware_sim.keys import MasterKey
 from firmware_sim.permutation import inverse_table, permutation_table
@@ -142,10 +141,6 @@ class AdcTransform:
         height, width, _ = frame.shape
         tables = self._tables(height, width, epoch)
         return _gather(self._apply_transfer(frame), tables.forward, tables.forward_map)
-
-    def measure(self, frame: np.ndarray, epoch: int = 0) -> Measurement:
-        """The measurement of ``frame``, tagged with this key's fingerprint, the epoch and the spec."""
-        return Measurement(self(frame, epoch), self.key.fingerprint, epoch, self.spec)
 
     def inverse(self, measurement: np.ndarray, epoch: int = 0) -> np.ndarray:
         """Positions back in raster order: ``inverse(transform(x)) == T(x)``, so ``x`` for the identity."""

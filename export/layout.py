@@ -10,10 +10,10 @@ Layouts come from the key schedule, never from a random generator:
   ``firmware_sim`` (``keycam/1/sensor/{H}x{W}/epoch/{E}``);
 - a layer's layout uses ``keycam/1/layer/{LABEL}/{H}x{W}``, LABEL being
   ``{model salt}.{class}``: one per class of feature maps that must share a
-  layout (see :class:`UnionFind`).
+  layout (the union-find of ``export/compiler/classes.py``).
 
 A manifest names a layout by these coordinates, so a key holder can rebuild it
-(``edge.layouts``) without the model.
+without the model (``edge/restore.py`` puts dense outputs back in order).
 """
 
 from __future__ import annotations
@@ -71,40 +71,3 @@ def sensor_layout(key: MasterKey, height: int, width: int, epoch: int = 0) -> La
 def layer_layout(key: MasterKey, label: str, height: int, width: int) -> Layout:
     perm = permutation_table(key.layer_key(label, height, width), height * width)
     return Layout("layer", height, width, perm, label=label)
-
-
-class UnionFind:
-    """Classes of tensors that must share one layout (element-wise operands, concat inputs, ...)."""
-
-    def __init__(self) -> None:
-        self._parent: dict[str, str] = {}
-        self._order: dict[str, int] = {}
-
-    def add(self, name: str) -> None:
-        if name not in self._parent:
-            self._parent[name] = name
-            self._order[name] = len(self._order)
-
-    def __contains__(self, name: str) -> bool:
-        return name in self._parent
-
-    def find(self, name: str) -> str:
-        root = name
-        while self._parent[root] != root:
-            root = self._parent[root]
-        while self._parent[name] != root:  # path compression
-            self._parent[name], name = root, self._parent[name]
-        return root
-
-    def union(self, a: str, b: str) -> None:
-        self.add(a)
-        self.add(b)
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:  # the earlier tensor stays the root, so class names follow the graph's order
-            if self._order[ra] > self._order[rb]:
-                ra, rb = rb, ra
-            self._parent[rb] = ra
-
-    def roots(self) -> list[str]:
-        """Class representatives in order of first appearance."""
-        return sorted({self.find(n) for n in self._parent}, key=self._order.__getitem__)

@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from firmware_sim.errors import KeycamError
+from firmware_sim.errors import ModelError
 from firmware_sim.spec import ReadoutSpec
 
 MANIFEST_FORMAT = "keycam-manifest/1"
@@ -90,4 +90,4 @@ class Manifest(_Strict):
             return cls.model_validate(json.loads(text))
         except (ValidationError, json.JSONDecodeError) as error:
             first = str(error).splitlines()[0]
-            raise KeycamError(f"{source} is not a valid keycam manifest ({first})") from None
+            raise ModelError(f"{source} is not a valid keycam manifest ({first})") from None

@@ -20,7 +20,7 @@ position) and meant to be read, not deployed; ``edge.transform`` is the fast twi
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 import numpy as np
@@ -60,13 +60,19 @@ def stream(
 
 
 def readout(
-    frame: np.ndarray, key: MasterKey, spec: ReadoutSpec = DEFAULT_SPEC, epoch: int = 0
+    frame: np.ndarray, key: MasterKey, spec: ReadoutSpec = DEFAULT_SPEC, epoch: int = 0,
+    progress: Callable[[int], object] | None = None,
 ) -> np.ndarray:
-    """The measurement of one frame as an (H, W, C) array of the spec's output dtype."""
+    """The measurement of one frame as an (H, W, C) array of the spec's output dtype.
+
+    ``progress``, if given, is called with the number of steps done after each row of positions.
+    """
     frame = spec.check_frame(frame)
     height, width, channels = frame.shape
     codes: list[int] = []
     for pixel in stream(frame, key, spec, epoch):
         codes.extend(pixel.codes)
+        if progress is not None and (pixel.step + 1) % width == 0:
+            progress(width)
     # step-major, channel-minor stream -> (H, W, C) with step q at (q // W, q % W)
     return np.array(codes, dtype=spec.output_dtype).reshape(height, width, channels)

@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from firmware_sim import SPEC_VERSION
+from firmware_sim.errors import VectorsError
+from firmware_sim.files import write_atomic
 from firmware_sim.keys import MasterKey
 from firmware_sim.readout import stream
 from firmware_sim.spec import GAIN_ONE, ReadoutSpec
@@ -132,7 +134,16 @@ def generate() -> dict:
 
 
 def load(path: Path = GOLDEN_PATH) -> dict:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    path = Path(path)
+    try:
+        vectors = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as error:
+        raise VectorsError(f"golden vectors '{path}' cannot be read: {error.strerror}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise VectorsError(f"golden vectors '{path}' are not JSON ({error}); regenerate them with --write") from None
+    if not isinstance(vectors, dict) or not isinstance(vectors.get("cases"), list):
+        raise VectorsError(f"golden vectors '{path}' hold no list of cases; regenerate them with --write")
+    return vectors
 
 
 def dumps(vectors: dict) -> str:
@@ -145,7 +156,7 @@ def dumps(vectors: dict) -> str:
 
 def drift(path: Path = GOLDEN_PATH) -> list[str]:
     """Names of the cases whose stored vectors differ from what the implementation computes now."""
-    stored = {case["name"]: case for case in load(path)["cases"]}
+    stored = {case.get("name"): case for case in load(path)["cases"] if isinstance(case, dict)}
     fresh = {case["name"]: case for case in generate()["cases"]}
     names = sorted(set(stored) | set(fresh))
     return [name for name in names if stored.get(name) != fresh.get(name)]
@@ -158,7 +169,10 @@ def main(argv: list[str] | None = None) -> int:
     group.add_argument("--check", nargs="?", const=str(GOLDEN_PATH), metavar="PATH", help="compare with the file")
     args = parser.parse_args(argv)
     if args.write:
-        Path(args.write).write_text(dumps(generate()), encoding="utf-8")
+        try:
+            write_atomic(Path(args.write), dumps(generate()).encode())
+        except OSError as error:
+            raise VectorsError(f"golden vectors '{args.write}' cannot be written: {error.strerror}") from None
         print(f"wrote {len(_CASES)} golden cases to {args.write}")
         return 0
     drifted = drift(Path(args.check))

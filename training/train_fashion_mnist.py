@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from edge.datasets import fashion_mnist  # noqa: E402
+from edge.lab.datasets import fashion_mnist  # noqa: E402
 
 MEAN, STD = 72.94, 90.0
 

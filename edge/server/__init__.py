@@ -1,31 +1,16 @@
 """The embedded inference server (``keycam serve``): the Open Inference Protocol over a Triton-layout repository.
 
-Needs the ``server`` extra (Starlette and uvicorn): ``pip install keycam[server]``. Devices never import it.
+Needs the ``server`` extra (Starlette and uvicorn): ``pip install keycam[server]``. Devices never import it;
+it imports the wire format (``edge.wire.codec``) and the keyed-model runtime (``edge.runtime``), nothing else
+of the device. ``app`` is the HTTP application, ``repository`` the models it serves (a Triton-layout
+folder), ``batching`` the merging of requests that wait for a busy model.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from edge.errors import KeycamError
-
-
-class ServerError(KeycamError):
-    """The server cannot start: a missing extra, a bad token file, an address in use."""
-
-
-def read_token(path: str | Path) -> str:
-    """A bearer token from a file that only its owner can read (like a key file)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ServerError(f"token file '{path}' does not exist")
-    if path.stat().st_mode & 0o077:
-        raise ServerError(f"token file '{path}' is readable by group or others (mode "
-                          f"{path.stat().st_mode & 0o777:o}); run: chmod 600 {path}")
-    token = path.read_text(encoding="utf-8").strip()
-    if not token or any(c.isspace() for c in token) or not token.isprintable():
-        raise ServerError(f"token file '{path}' must hold one printable token without spaces")
-    return token
+from edge.errors import ServerError
 
 
 def serve(repository: str | Path, *, host: str = "127.0.0.1", port: int = 8000, token: str | None = None,

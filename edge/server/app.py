@@ -38,9 +38,10 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from edge.oip import HEADER_LENGTH, InferResponse, ProtocolError, decode_request, encode_response
+from edge.errors import ProtocolError
 from edge.server.batching import Batcher, batchable
 from edge.server.repository import ModelRepository
+from edge.wire.codec import HEADER_LENGTH, InferResponse, decode_request, encode_response
 
 log = logging.getLogger(__name__)
 EXTENSIONS = ["binary_tensor_data", "model_configuration", "keycam_fingerprint"]

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.errors import ModelError
-from edge.oip import DATATYPES, ONNX_TYPES, ProtocolError, datatype_name
+from edge.errors import ModelError, ProtocolError
 from edge.runtime import open_session, read_manifest
+from edge.wire.codec import DATATYPES, ONNX_TYPES, datatype_name
 from firmware_sim.manifest import Manifest
 
 MODEL_FILE = "model.onnx"

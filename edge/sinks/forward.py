@@ -10,7 +10,7 @@ and the server's answer becomes the frame's result, in frame order, exactly once
 - While the server answers, requests wait in a small memory queue; when it is full, ``write`` waits
   (back-pressure: a live source then drops frames at capture, counted there).
 - When the server is unreachable, times out or answers 5xx/429, the sender spills the queue to the
-  on-disk spool (``edge.spool``) and every new frame goes there too, until the spool is empty
+  on-disk spool (``edge.wire.spool``) and every new frame goes there too, until the spool is empty
   again. The sender retries the oldest request with exponential backoff (``retry_min_s`` doubling
   to ``retry_max_s``). A spool left by an earlier run is delivered first.
 - A full spool follows ``when_full``: ``drop_oldest`` deletes the oldest waiting request (never the
@@ -26,7 +26,8 @@ and the server's answer becomes the frame's result, in frame order, exactly once
   device's stages plus ``forward`` (the successful request's round trip).
 
 Only measurements or features leave the device; the key never does. Before the first frame
-(:func:`connect`) the device checks that the server's model is keyed for its key.
+(``edge.wire.client.connect``) the device checks that the server's model is keyed for its key. The
+``[forward]`` settings and how a run is assembled around them: ``edge.sinks.forward_config``.
 """
 
 from __future__ import annotations
@@ -37,53 +38,19 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from edge.errors import KeycamError, KeyMismatch
-from edge.oip import encode_request
-from edge.pipeline import Result, summarise
-from edge.remote import RemoteModel, ServerRejected, ServerUnavailable, V2Client
+from edge.errors import ConfigError, ServerRejected, ServerUnavailable, SpoolError
+from edge.frame import Frame, Result
 from edge.sinks.base import Sink
-from edge.spool import Spool, SpoolError
-from firmware_sim.files import write_atomic
+from edge.tasks import summarise
+from edge.wire.client import RemoteModel, V2Client
+from edge.wire.codec import encode_request
+from edge.wire.spool import Spool
 
 log = logging.getLogger(__name__)
-SERVER_CACHE = "server.json"
 POLICIES = ("drop_oldest", "stop_capture")
-
-
-def connect(client: V2Client, name: str, version: str, fingerprint: str, spool_folder: str | Path,
-            wait_s: float = 30.0) -> RemoteModel:
-    """The server's model, checked against the device's key; from the spool's cache if the server is down.
-
-    The first start needs the server (to learn its model); later starts work offline with what the
-    last successful start saw, and spool until the server returns.
-    """
-    cache = Path(spool_folder) / SERVER_CACHE
-    deadline = time.monotonic() + wait_s
-    delay = 0.2
-    while True:
-        try:
-            remote = client.model(name, version)
-            break
-        except ServerUnavailable as error:
-            if time.monotonic() + delay > deadline:
-                if cache.is_file():
-                    remote = RemoteModel.from_json(cache.read_text(encoding="utf-8"))
-                    if remote.name == name and (not version or remote.version == version):
-                        log.warning("%s; using the model description cached at %s and spooling", error, cache)
-                        break
-                raise KeycamError(f"{error} (tried for {wait_s:.0f} s; the first start needs the server)") from None
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
-    if remote.manifest.key_fingerprint != fingerprint:
-        raise KeyMismatch(f"the server's model '{name}' at {client.url} is keyed for {remote.manifest.key_fingerprint}, "
-                          f"this device's key is {fingerprint}; point forward.url at a server keyed for this device")
-    Path(spool_folder).mkdir(parents=True, exist_ok=True)
-    write_atomic(cache, remote.to_json().encode())
-    return remote
 
 
 @dataclass
@@ -108,12 +75,14 @@ class ForwardStats:
 
 
 class ForwardSink(Sink):
+    role = "forward"
+
     def __init__(self, client: V2Client, remote: RemoteModel, results: Sink, spool: Spool, *,
                  labels: list[str] | None = None, when_full: str = "drop_oldest", inflight: int = 8,
                  retry_min_s: float = 0.2, retry_max_s: float = 10.0, drain_s: float = 30.0,
                  device_id: str = "") -> None:
         if when_full not in POLICIES:
-            raise KeycamError(f"forward.when_full {when_full!r}; use one of {', '.join(POLICIES)}")
+            raise ConfigError(f"forward.when_full {when_full!r}; use one of {', '.join(POLICIES)}")
         self.client, self.remote, self.results, self.spool = client, remote, results, spool
         self.labels, self.when_full, self.inflight = labels, when_full, max(1, inflight)
         self.retry_min_s, self.retry_max_s, self.drain_s = retry_min_s, max(retry_min_s, retry_max_s), drain_s
@@ -134,10 +103,10 @@ class ForwardSink(Sink):
 
     # -- the loop's side ------------------------------------------------------------------------
 
-    def write(self, result: Result, measurement: np.ndarray, plain: np.ndarray | None = None) -> None:
+    def write(self, result: Result) -> None:
         if self._failure is not None:
             raise self._failure
-        payload = result.payload if result.payload is not None else measurement
+        payload = result.payload if result.payload is not None else result.measurement
         if payload.ndim == len(self.remote.input_shape) - 1:
             payload = payload[np.newaxis]  # one frame -> a batch of one
         with self._cond:
@@ -147,8 +116,9 @@ class ForwardSink(Sink):
         body, header_length = encode_request(
             {self.remote.input_name: payload}, request_id=request_id,
             parameters={"keycam_fingerprint": result.fingerprint, "keycam_epoch": result.epoch})
-        meta = {"id": request_id, "sequence": result.sequence, "timestamp_ns": result.timestamp_ns,
-                "origin": result.origin, "fingerprint": result.fingerprint, "epoch": result.epoch,
+        frame = result.frame
+        meta = {"id": request_id, "sequence": frame.sequence, "timestamp_ns": frame.timestamp_ns,
+                "origin": frame.origin, "fingerprint": frame.fingerprint, "epoch": frame.epoch,
                 "header_length": header_length, "latency_ms": result.latency_ms}
         item = _Item(counter, meta, body)
         with self._cond:
@@ -277,9 +247,9 @@ class ForwardSink(Sink):
                 summaries[name] = summarise(name, outputs[name], spec.kind if spec else "plain", self.labels)
         latency = dict(meta.get("latency_ms") or {})
         latency["forward"] = forward_ms
-        result = Result(meta["sequence"], meta["timestamp_ns"], meta["origin"], meta["fingerprint"], meta["epoch"],
-                        summaries, latency, error=error)
-        self.results.write(result, None)
+        frame = Frame(None, meta["sequence"], meta["timestamp_ns"], meta["origin"], measured=True,
+                      epoch=meta["epoch"], fingerprint=meta["fingerprint"])
+        self.results.write(Result(frame, summaries, latency, error=error))
 
     # -- closing --------------------------------------------------------------------------------
 
@@ -287,6 +257,15 @@ class ForwardSink(Sink):
     def pending(self) -> int:
         with self._cond:
             return len(self._memory) + len(self.spool)
+
+    def watch(self, metrics) -> None:
+        metrics.watch_forwarding(self)
+
+    def summary(self) -> str:
+        stats = self.stats
+        return (f"forwarded to {self.client.url}: {stats.answered} answered, {stats.rejected} refused, "
+                f"{stats.failures} failed attempts, {stats.spooled} spooled, {stats.dropped} dropped (spool full), "
+                f"{len(self.spool)} waiting in '{self.spool.folder}'")
 
     def close(self) -> None:
         with self._cond:

@@ -4,24 +4,50 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
+from pydantic import Field, model_validator
 
-from edge.pipeline import Result
+from edge.frame import Result
 from edge.recording import Recorder
-from edge.sinks.base import Sink
+from edge.sinks.base import Sink, SinkConfig, SinkContext
 from firmware_sim.spec import ReadoutSpec
 
 
 class RecordingSink(Sink):
+    role = "frames"
+
     def __init__(self, path: str | Path, spec: ReadoutSpec, fingerprint: str, *, force: bool = False,
                  chunk_size: int = 256 * 1024, record_plain: bool = False) -> None:
         self.recorder = Recorder(path, spec, fingerprint, force=force, chunk_size=chunk_size,
                                  record_plain=record_plain)
         self.wants_plain = record_plain
 
-    def write(self, result: Result, measurement: np.ndarray, plain: np.ndarray | None = None) -> None:
-        self.recorder.write(measurement, result.epoch, result.sequence, result.timestamp_ns,
-                            plain=plain if self.wants_plain else None)
+    def write(self, result: Result) -> None:
+        frame = result.frame
+        self.recorder.write(frame.image, frame.epoch, frame.sequence, frame.timestamp_ns,
+                            plain=frame.plain if self.wants_plain else None)
 
     def close(self) -> None:
         self.recorder.close()
+
+    def summary(self) -> str:
+        return f"recorded {self.recorder.frames} measurements to {self.recorder.path}"
+
+
+class RecordConfig(SinkConfig):
+    """``[record]``: keep the private measurements in an MCAP recording (replay it with ``keycam replay``)."""
+
+    path: str = Field(default="", description="the recording, .mcap (empty: do not record; unit: path)")
+    plain_debug: bool = Field(default=False, description="DEBUG ONLY: also record the plain frames; anyone with "
+                                                         "the file sees the scene (loud warning)")
+
+    @model_validator(mode="after")
+    def _plain_needs_a_recording(self) -> RecordConfig:
+        if self.plain_debug and not self.path:
+            raise ValueError("record.plain_debug needs record.path (the recording the plain frames go into)")
+        return self
+
+    def build(self, context: SinkContext) -> Sink | None:
+        if not self.path:
+            return None
+        return RecordingSink(self.path, context.manifest.spec, context.key.fingerprint, force=context.force,
+                             record_plain=self.plain_debug)

@@ -13,10 +13,10 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-import numpy as np
+from pydantic import Field
 
-from edge.pipeline import Result
-from edge.sinks.base import Sink
+from edge.frame import Result
+from edge.sinks.base import Sink, SinkConfig, SinkContext
 
 
 class ResultsSink(Sink):
@@ -29,7 +29,7 @@ class ResultsSink(Sink):
         else:
             self._stream, self._owned = open(Path(target), "w", encoding="utf-8"), True
 
-    def write(self, result: Result, measurement: np.ndarray, plain: np.ndarray | None = None) -> None:
+    def write(self, result: Result) -> None:
         record = result.to_dict(include_latency=self.include_latency)
         self._stream.write(json.dumps(record, sort_keys=True) + "\n")
         self._stream.flush()
@@ -37,3 +37,12 @@ class ResultsSink(Sink):
     def close(self) -> None:
         if self._owned and not self._stream.closed:
             self._stream.close()
+
+
+class ResultsConfig(SinkConfig):
+    """``[results]``: where each frame's answer goes, as JSON lines."""
+
+    path: str = Field(default="-", min_length=1, description="'-' for standard output, or a file (unit: path)")
+
+    def build(self, context: SinkContext) -> Sink:
+        return ResultsSink(self.path, include_latency=not context.replay)

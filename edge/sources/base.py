@@ -1,6 +1,7 @@
-"""The source interface: something that yields frames, one at a time, until it ends.
+"""The source interface, and the base of each source kind's configuration.
 
-A source is opened and closed explicitly (or used as a context manager) and read by iteration::
+A source yields frames, one at a time, until it ends. It is opened and closed explicitly (or used as
+a context manager) and read by iteration::
 
     with FolderSource("frames/") as source:
         for frame in source:
@@ -8,38 +9,36 @@ A source is opened and closed explicitly (or used as a context manager) and read
 
 ``live`` sources (cameras, streams) produce frames whether or not anyone reads them, so the capture
 loop may drop the oldest; recorded sources (files, folders, recordings) never drop. A frame that
-cannot be decoded is skipped and counted in ``skipped``, never fatal.
+cannot be decoded is skipped and counted in ``skipped``, never fatal. Most sources yield plain
+frames, which the run's readout stage turns into measurements at once (``edge.sources.virtual``);
+``measured`` sources (recordings) yield measurements already.
 
-:func:`fit_frame` brings a frame to the model's input size the way a sensor bins before it
-digitises: centre-crop to the target's aspect ratio, then area-average down (or interpolate up).
-It runs before the ADC transform, never after.
+Each kind has a configuration model, a :class:`SourceConfig` with a literal ``kind`` and that kind's
+own fields, which builds the source (``build``) and may claim a path given on the command line
+(``for_path``). ``edge.sources`` registers the kinds and makes the discriminated union.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-import cv2
 import numpy as np
 
+from edge.frame import Frame
+from edge.schema import Section
 
-@dataclass(frozen=True)
-class Frame:
-    image: np.ndarray  # (H, W, C) codes in the source's channel order
-    sequence: int  # 0, 1, 2, ... in the order the source produced them
-    timestamp_ns: int  # the sensor's or the file's time of the frame, nanoseconds
-    origin: str  # where it came from: a file name, a camera, a stream
-    measured: bool = False  # True when ``image`` is already a private measurement (virtual sensor, recording)
-    epoch: int = 0  # key epoch of a measurement
-    fingerprint: str = ""  # the key a measurement was made with, when the source knows it (recordings)
+if TYPE_CHECKING:
+    from edge.sensor import Readout
 
 
 class Source(ABC):
     """Base class of frame sources."""
 
     live: bool = False
+    measured: bool = False  # True for sources of measurements (recordings)
     channel_order: str = "bgr"  # OpenCV's order; picamera2's RGB888 is B,G,R in memory as well
 
     def __init__(self) -> None:
@@ -93,40 +92,20 @@ class Source(ABC):
         self.close()
 
 
-def fit_frame(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Centre-crop ``image`` (H, W, C) to the aspect ratio of height x width, then resize to it."""
-    h, w = image.shape[:2]
-    if (h, w) == (height, width):
-        return image
-    if h * width > w * height:  # too tall: crop rows
-        keep = max(1, round(w * height / width))
-        top = (h - keep) // 2
-        image = image[top:top + keep]
-    elif h * width < w * height:  # too wide: crop columns
-        keep = max(1, round(h * width / height))
-        left = (w - keep) // 2
-        image = image[:, left:left + keep]
-    shrinking = image.shape[0] >= height and image.shape[1] >= width
-    resized = cv2.resize(np.ascontiguousarray(image), (width, height),
-                         interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-    if resized.ndim == 2:
-        resized = resized[:, :, np.newaxis]  # (H, W) -> (H, W, 1)
-    return resized
+class SourceConfig(Section):
+    """One source kind's settings. Subclasses set ``kind: Literal["..."]`` and their own fields."""
 
+    kind: str
 
-def to_sensor(image: np.ndarray, spec, height: int, width: int, source_order: str = "bgr",
-              sensor_order: str = "bgr") -> np.ndarray:
-    """A picture as a sensor of ``spec`` would deliver it: model size, channel count and order, code depth.
+    def build(self, readout: Readout) -> Source:
+        """The source these settings describe, for a run whose readout stage is ``readout``."""
+        raise NotImplementedError
 
-    8-bit pictures on a deeper sensor are left-aligned (code << (bits - 8)).
-    """
-    image = fit_frame(image, height, width)
-    if spec.channels == 1 and image.shape[2] == 3:
-        image = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_BGR2GRAY)[:, :, np.newaxis]
-    elif spec.channels == 3 and image.shape[2] == 1:
-        image = np.repeat(image, 3, axis=2)  # (H, W, 1) -> (H, W, 3)
-    elif spec.channels == 3 and sensor_order != source_order:
-        image = image[:, :, ::-1]
-    if image.dtype != spec.input_dtype:
-        image = image.astype(spec.input_dtype) << (spec.input_bits - 8)
-    return np.ascontiguousarray(image)
+    @classmethod
+    def for_path(cls, path: Path) -> SourceConfig | None:
+        """These settings for a path named on the command line, if this kind reads such a path."""
+        return None
+
+    def describe(self) -> str:
+        """A few words for summaries: the kind and what it reads."""
+        return self.kind

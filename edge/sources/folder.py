@@ -1,18 +1,21 @@
-"""An image folder: every file OpenCV can decode (or .npy), in sorted name order.
+"""An image folder: every file OpenCV can decode (or .npy), in sorted name order (or those matching a pattern).
 
 A file that cannot be decoded is skipped and counted; the frame time is the file's modification time.
 """
 
 from __future__ import annotations
 
+import glob
 import logging
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
 from edge.errors import ImageFileError
 from edge.imageio import read_frame
-from edge.sources.base import Source
+from edge.sources.base import Source, SourceConfig
 
 log = logging.getLogger(__name__)
 SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".npy"}
@@ -48,3 +51,24 @@ class FolderSource(Source):
                 continue
             return image, path.stat().st_mtime_ns, path.name
         return None
+
+
+class FolderConfig(SourceConfig):
+    kind: Literal["folder"] = "folder"
+    path: str = Field(min_length=1, description="the image folder (unit: path)")
+    pattern: str = Field(default="*", min_length=1, description="glob pattern of the files to read, in name order")
+
+    def build(self, readout) -> Source:
+        return FolderSource(self.path, self.pattern)
+
+    @classmethod
+    def for_path(cls, path: Path) -> FolderConfig | None:
+        """A folder, or one image file (read as a folder of one)."""
+        if path.is_dir():
+            return cls(path=str(path))
+        if path.is_file() and path.suffix.lower() in SUFFIXES:
+            return cls(path=str(path.parent), pattern=glob.escape(path.name))
+        return None
+
+    def describe(self) -> str:
+        return f"folder '{self.path}'"

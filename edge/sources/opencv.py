@@ -9,22 +9,28 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
+from pydantic import Field, model_validator
 
 from edge.errors import ImageFileError
-from edge.sources.base import Source
+from edge.sources.base import Source, SourceConfig
 
 
 class OpenCVSource(Source):
-    def __init__(self, target: int | str | Path, grab_retries: int = 3) -> None:
+    """``target``: a camera index, a stream URL or a video file; ``is_file`` says which when a name is ambiguous."""
+
+    def __init__(self, target: int | str | Path, grab_retries: int = 3, *, is_file: bool | None = None) -> None:
         super().__init__()
         self.target = target
         text = str(target)
-        self.is_camera = isinstance(target, int) or text.isdigit()
-        self.is_stream = "://" in text
-        self.live = self.is_camera or self.is_stream
+        if is_file is None:
+            is_file = not (isinstance(target, int) or text.isdigit() or "://" in text)
+        self.is_camera = not is_file and (isinstance(target, int) or text.isdigit())
+        self.is_stream = not is_file and not self.is_camera
+        self.live = not is_file
         self.grab_retries = grab_retries
         self._capture: cv2.VideoCapture | None = None
 
@@ -59,3 +65,26 @@ class OpenCVSource(Source):
         if self._capture is not None:
             self._capture.release()
             self._capture = None
+
+
+class OpenCVConfig(SourceConfig):
+    """A camera OpenCV opens by index (V4L2, USB webcams) or a network stream; both are live."""
+
+    kind: Literal["opencv"] = "opencv"
+    camera: int | None = Field(default=None, ge=0, le=255, description="camera index, e.g. 0 for /dev/video0")
+    url: str = Field(default="", description="a stream URL instead of a camera, e.g. rtsp://host/stream")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> OpenCVConfig:
+        if (self.camera is None) == (not self.url):
+            raise ValueError("set exactly one of source.camera (an index) and source.url (a stream)")
+        if self.url and "://" not in self.url:
+            raise ValueError(f"source.url {self.url!r} is not a URL (scheme://...); a video file is "
+                             f"kind = \"video\" with path = ...")
+        return self
+
+    def build(self, readout) -> Source:
+        return OpenCVSource(self.url or self.camera, is_file=False)
+
+    def describe(self) -> str:
+        return f"stream {self.url}" if self.url else f"OpenCV camera {self.camera}"

@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import concurrent.futures
 from collections.abc import Callable
+from typing import Literal
 
 import cv2
 import numpy as np
+from pydantic import Field
 
 from edge.errors import CameraError
-from edge.sources.base import Source, fit_frame
+from edge.sensor import fit_frame
+from edge.sources.base import Source, SourceConfig
 
 
 def _even(value: int) -> int:
@@ -138,3 +141,20 @@ class PicameraSource(Source):
             finally:
                 self._camera.close()
                 self._camera = None
+
+
+class PicameraConfig(SourceConfig):
+    """The Raspberry Pi camera through picamera2 (Raspberry Pi OS only)."""
+
+    kind: Literal["picamera"] = "picamera"
+    camera_num: int = Field(default=0, ge=0, le=16, description="camera number")
+    frame_rate: float | None = Field(default=None, gt=0, le=240, description="frames per second")
+    exposure_us: int | None = Field(default=None, gt=0, le=10_000_000, description="fixed exposure, microseconds "
+                                                                                   "(empty: automatic)")
+
+    def build(self, readout) -> Source:
+        return PicameraSource(readout.height, readout.width, camera_num=self.camera_num, frame_rate=self.frame_rate,
+                              exposure_us=self.exposure_us)
+
+    def describe(self) -> str:
+        return f"picamera2 camera {self.camera_num}"

@@ -8,16 +8,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
 from edge.errors import ImageFileError
+from edge.frame import Frame
 from edge.recording import RecordedFrame, RecordingInfo, read_recording
-from edge.sources.base import Frame, Source
+from edge.sources.base import Source, SourceConfig
 
 
 class RecordingSource(Source):
     live = False
+    measured = True
     channel_order = "measurement"
 
     def __init__(self, path: str | Path) -> None:
@@ -41,3 +45,18 @@ class RecordingSource(Source):
     def _frame(self, image: np.ndarray, timestamp_ns: int, origin: str) -> Frame:
         return Frame(image, self._sequence, timestamp_ns, origin, measured=True, epoch=self._current.epoch,
                      fingerprint=self.info.fingerprint)
+
+
+class RecordingConfig(SourceConfig):
+    kind: Literal["recording"] = "recording"
+    path: str = Field(min_length=1, description="a keycam recording, .mcap (unit: path)")
+
+    def build(self, readout) -> Source:
+        return RecordingSource(self.path)
+
+    @classmethod
+    def for_path(cls, path: Path) -> RecordingConfig | None:
+        return cls(path=str(path)) if path.suffix.lower() == ".mcap" else None
+
+    def describe(self) -> str:
+        return f"recording '{self.path}'"

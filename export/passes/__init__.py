@@ -1,54 +1,29 @@
-"""Rewrite passes of the ``fresh`` policy: one file per family of operators.
+"""Rewrite passes of the ``fresh`` policy: one file per family of operators, the maths in each docstring.
 
-A pass handles a node with at least one feature-map input. ``constrain`` runs
-first over the whole graph and states which tensors must share a layout (a
-union-find); ``emit`` then writes the keyed nodes. A node whose inputs are all
-plain-equivalent (vectors, shapes) is copied as it is, without a pass.
+``base.py`` holds the :class:`~export.passes.base.Pass` base and the registry, ``taps.py`` the
+windows of spatial layers (shared by ``conv.py`` and ``pool.py``); every other module is one
+family. :data:`REGISTRY` lists every pass, explicitly: adding a pass is one file and one entry
+below. A node whose inputs are all plain-equivalent (vectors, shapes) is copied as it is, without
+a pass (``export/compiler/fresh.py``).
 """
 
 from __future__ import annotations
 
-import onnx
+from export.passes.base import Registry
+from export.passes.conv import ConvPass
+from export.passes.elementwise import BinaryPass, ConcatPass
+from export.passes.flatten import DensePass, FlattenPass, ShapePass, TransposePass
+from export.passes.pad import PadPass
+from export.passes.pointwise import BatchNormPass, ChannelSoftmaxPass, PReluPass, UnaryPass
+from export.passes.pool import GlobalPoolPass, WindowPoolPass
+from export.passes.resize import ConvTransposePass, ResizePass
 
-from export.context import Context
-
-
-class Pass:
-    """Base class: the operators handled, the layout constraints, the emission."""
-
-    ops: tuple[str, ...] = ()
-
-    def constrain(self, ctx: Context, node: onnx.NodeProto) -> None:
-        """Union the layout classes this node ties together; add new classes for its outputs."""
-
-    def emit(self, ctx: Context, node: onnx.NodeProto) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-
-REGISTRY: dict[str, Pass] = {}
-
-
-def register(cls: type[Pass]) -> type[Pass]:
-    instance = cls()
-    for op in cls.ops:
-        REGISTRY[op] = instance
-    return cls
-
-
-def same_class(ctx: Context, node: onnx.NodeProto) -> None:
-    """Outputs share the layout of every same-sized feature-map input (element-wise semantics)."""
-    maps = [name for name in node.input if ctx.is_map(name)]
-    for output in node.output:
-        if ctx.is_map(output):
-            for name in maps:
-                if ctx.hw(name) == ctx.hw(output):
-                    ctx.classes.union(name, output)
-
-
-def new_class(ctx: Context, node: onnx.NodeProto) -> None:
-    """The node's output gets a layout of its own (a spatial layer's output layout is free)."""
-    if ctx.is_map(node.output[0]):
-        ctx.classes.add(node.output[0])
-
-
-from export.passes import conv, elementwise, flatten, pad, pointwise, pool, resize  # noqa: E402,F401
+REGISTRY = Registry(
+    ConvPass,
+    BinaryPass, ConcatPass,
+    FlattenPass, TransposePass, DensePass, ShapePass,
+    PadPass,
+    UnaryPass, ChannelSoftmaxPass, BatchNormPass, PReluPass,
+    WindowPoolPass, GlobalPoolPass,
+    ResizePass, ConvTransposePass,
+)

@@ -23,11 +23,11 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from export.context import Context, attrs
+from export.compiler.context import Context, attrs
+from export.compiler.values import Tokens
 from export.layout import natural
-from export.passes import Pass, new_class, register, same_class
-from export.taps import OUTSIDE, PADDED, conv_pads, keyed_index, window_taps
-from export.values import Tokens
+from export.passes.base import Pass, new_class, same_class
+from export.passes.taps import OUTSIDE, PADDED, conv_pads, keyed_index, window_taps
 
 
 def is_pointwise(ctx: Context, node: onnx.NodeProto) -> bool:
@@ -41,7 +41,6 @@ def is_pointwise(ctx: Context, node: onnx.NodeProto) -> bool:
     )
 
 
-@register
 class ConvPass(Pass):
     ops = ("Conv",)
 

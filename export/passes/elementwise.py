@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import onnx
 
-from export.context import Context, attrs
-from export.passes import Pass, register, same_class
-from export.values import Same, Tokens
+from export.compiler.context import Context, attrs
+from export.compiler.values import Same, Tokens
+from export.passes.base import Pass, same_class
 
 BINARY = ("Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Mean")
 
 
-@register
 class BinaryPass(Pass):
     ops = BINARY
 
@@ -69,7 +68,6 @@ class BinaryPass(Pass):
         ctx.set(node.output[0], Tokens(out, channels, like.height, like.width, like.layout, flat=flat))
 
 
-@register
 class ConcatPass(Pass):
     ops = ("Concat",)
 

@@ -19,16 +19,15 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from export.context import Context, attrs
-from export.passes import Pass, register
-from export.values import ChannelsLast, Dense, Flat, Same, Tokens
+from export.compiler.context import Context, attrs
+from export.compiler.values import ChannelsLast, Dense, Flat, Same, Tokens
+from export.passes.base import Pass
 
 
 def _target(ctx: Context, node: onnx.NodeProto) -> tuple:
     return ctx.graph.shape(node.output[0])
 
 
-@register
 class FlattenPass(Pass):
     ops = ("Flatten", "Reshape")
 
@@ -82,7 +81,6 @@ class FlattenPass(Pass):
             raise ctx.refuse(node, f"reshape of a {type(value).__name__} value")
 
 
-@register
 class TransposePass(Pass):
     ops = ("Transpose",)
 
@@ -94,7 +92,6 @@ class TransposePass(Pass):
         ctx.set(node.output[0], ChannelsLast(ctx.as3d(x), x.channels, x.height, x.width, x.layout))
 
 
-@register
 class DensePass(Pass):
     ops = ("Gemm", "MatMul")
 
@@ -121,7 +118,6 @@ class DensePass(Pass):
         ctx.set(node.output[0], Same(out))
 
 
-@register
 class ShapePass(Pass):
     ops = ("Shape",)
 

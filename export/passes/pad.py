@@ -12,14 +12,13 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from export.context import Context, attrs
-from export.passes import Pass, register
-from export.values import PendingPad, Tokens
+from export.compiler.context import Context, attrs
+from export.compiler.values import PendingPad, Tokens
+from export.passes.base import Pass
 
 SPATIAL_CONSUMERS = ("Conv", "MaxPool", "AveragePool")
 
 
-@register
 class PadPass(Pass):
     ops = ("Pad",)
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from export.context import Context, attrs
-from export.passes import Pass, register, same_class
-from export.values import Same, Tokens
+from export.compiler.context import Context, attrs
+from export.compiler.values import Same, Tokens
+from export.passes.base import Pass, same_class
 
 UNARY = (
     "Relu", "LeakyRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Elu", "Selu", "Celu", "Softplus",
@@ -30,7 +30,6 @@ def _replace(value, name: str):
     return replace(value, name=name)
 
 
-@register
 class UnaryPass(Pass):
     ops = UNARY
 
@@ -52,7 +51,6 @@ class UnaryPass(Pass):
         ctx.set(node.output[0], _replace(value, out))
 
 
-@register
 class ChannelSoftmaxPass(Pass):
     ops = ("Softmax", "LogSoftmax", "Hardmax")
 
@@ -68,7 +66,6 @@ class ChannelSoftmaxPass(Pass):
         ctx.set(node.output[0], _replace(x, out))
 
 
-@register
 class BatchNormPass(Pass):
     ops = ("BatchNormalization",)
 
@@ -90,7 +87,6 @@ class BatchNormPass(Pass):
         ctx.set(node.output[0], _replace(x, y))
 
 
-@register
 class PReluPass(Pass):
     ops = ("PRelu",)
 

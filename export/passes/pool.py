@@ -21,12 +21,12 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from export.context import Context, attrs
+from export.compiler.context import Context, attrs
+from export.compiler.values import Same, Tokens
 from export.layout import natural
-from export.passes import Pass, new_class, register
-from export.probe import run_node
-from export.taps import OUTSIDE, PADDED, conv_pads, keyed_index, window_taps
-from export.values import Same, Tokens
+from export.passes.base import Pass, new_class
+from export.passes.taps import OUTSIDE, PADDED, conv_pads, keyed_index, window_taps
+from export.prepare.probe import run_node
 
 
 def _plain_divisors(node: onnx.NodeProto, opset: int, height: int, width: int) -> np.ndarray:
@@ -35,7 +35,6 @@ def _plain_divisors(node: onnx.NodeProto, opset: int, height: int, width: int) -
     return run_node(probe, np.ones((1, 1, height, width), np.float32), opset).reshape(-1)
 
 
-@register
 class WindowPoolPass(Pass):
     ops = ("MaxPool", "AveragePool")
 
@@ -89,7 +88,6 @@ _REDUCE = ("ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum", "ReduceL1", "Red
            "ReduceSumSquare", "ReduceProd", "ReduceLogSum")
 
 
-@register
 class GlobalPoolPass(Pass):
     ops = tuple(_GLOBAL) + _REDUCE
 

@@ -22,11 +22,11 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from export.context import Context, attrs
+from export.compiler.context import Context, attrs
+from export.compiler.values import Tokens
 from export.layout import natural
-from export.passes import Pass, new_class, register
-from export.probe import run_node
-from export.values import Tokens
+from export.passes.base import Pass, new_class
+from export.prepare.probe import run_node
 
 
 def _axis_weights(node: onnx.NodeProto, opset: int, axis: int, length: int, scales, sizes) -> np.ndarray:
@@ -69,7 +69,6 @@ def _taps(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return index, value
 
 
-@register
 class ResizePass(Pass):
     ops = ("Resize", "Upsample")
 
@@ -130,7 +129,6 @@ class ResizePass(Pass):
         ctx.set(node.output[0], Tokens(out, x.channels, out_h, out_w, out_layout))
 
 
-@register
 class ConvTransposePass(Pass):
     ops = ("ConvTranspose",)
 

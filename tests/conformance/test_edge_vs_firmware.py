@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edge import transform as transform_module
-from edge.demo import shipped_photo
 from edge.imageio import read_frame
+from edge.lab.demo import shipped_photo
 from edge.transform import AdcTransform
 from firmware_sim import vectors
 from firmware_sim.keys import MasterKey

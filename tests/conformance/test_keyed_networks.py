@@ -1,6 +1,6 @@
 """Conformance: whole networks, keyed == plain, 100 % top-1 agreement, both layout policies.
 
-Every registered network (tests/export/nets.py) is tested for free: ResNet-18 at 224, CIFAR ResNet-20,
+Every registered network (export/zoo.py) is tested for free: ResNet-18 at 224, CIFAR ResNet-20,
 VGG-16-bn at 32, MobileNetV2 at 224 and a U-Net-style segmentation net at a non-square size.
 """
 
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from export.keyify import KeyifyOptions
+from export.zoo import NETWORKS
 from tests.export.helpers import TOLERANCE, frames, relative_error, restore, run_both
-from tests.export.nets import NETWORKS
 
 
 @pytest.mark.parametrize("policy", ["fresh", "boundary"])

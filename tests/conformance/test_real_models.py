@@ -16,13 +16,14 @@ import numpy as np
 import onnx
 import pytest
 
-from edge.datasets import fashion_mnist
-from edge.evaluate import paper_table
+from edge.lab.datasets import fashion_mnist
+from edge.lab.evaluate import paper_table
 from export.keyify import KeyifyOptions, keyify
-from export.save import save
+from export.package.save import save
 from firmware_sim.keys import MasterKey
 from firmware_sim.spec import PRESETS
-from tests.fixtures.keras_cifar import convert, foolbox_images
+from export.zoo.keras_cifar import convert
+from edge.lab.datasets import foolbox_images
 
 ROOT = Path(__file__).resolve().parents[2]
 FASHION_MODEL = ROOT / "edge" / "assets" / "fashion_mnist_cnn.onnx"

@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from export.keyify import KeyifyOptions, keyify
-from export.save import save
-from export.triton import export_triton
+from export.package.save import save
+from export.package.triton import export_triton
 
 ROOT = Path(__file__).resolve().parents[3]
 SPLIT_AFTER = "/6/Relu"  # after the residual block: the feature model keeps the layers that reveal the layout

@@ -22,9 +22,10 @@ from edge.pipeline import Pipeline
 from edge.runtime import KeyedModel
 from edge.sinks.results import ResultsSink
 from edge.sources.base import Source
+from edge.sources.video import VideoConfig
 from export.keyify import KeyifyOptions, keyify
-from export.save import save
-from tests.export.nets import CIFAR_MEAN, CIFAR_STD, resnet20
+from export.package.save import save
+from export.zoo import CIFAR_MEAN, CIFAR_STD, resnet20
 
 KEYCAM = str(Path(sys.executable).with_name("keycam"))
 
@@ -43,7 +44,7 @@ def job_files(tmp_path_factory):
     key = MasterKey.load(folder / "k.key")
     save(keyify(resnet20(), key, KeyifyOptions(mean=CIFAR_MEAN, std=CIFAR_STD, channel_order="bgr")),
          folder / "keyed.onnx")
-    from edge.demo import shipped_photo
+    from edge.lab.demo import shipped_photo
 
     photo = cv2.imread(str(shipped_photo()))
     writer = cv2.VideoWriter(str(folder / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (96, 64))
@@ -116,9 +117,9 @@ class _Counting(Source):
 
 
 class _SlowSink(ResultsSink):
-    def write(self, result, measurement, plain=None):
+    def write(self, result):
         time.sleep(0.01)
-        super().write(result, measurement, plain)
+        super().write(result)
 
 
 def test_live_sources_drop_the_oldest_and_recorded_sources_never_drop(job_files, tmp_path):
@@ -217,11 +218,15 @@ def test_configuration_files(tmp_path):
     example = Path(__file__).resolve().parents[2] / "deploy" / "keycam.toml"
     assert load_config(example).source.kind == "picamera"  # the shipped example is valid
     good = tmp_path / "good.toml"
-    good.write_text('[source]\nkind = "folder"\ntarget = "frames"\n[loop]\nqueue = 8\n')
+    good.write_text('[source]\nkind = "folder"\npath = "frames"\n[loop]\nqueue = 8\n')
     assert load_config(good).loop.queue == 8
     assert run("validate-config", good).returncode == 0
     cases = {
-        '[source]\nkinds = "folder"\n': "unknown key 'source.kinds'",
+        '[source]\nkind = "folder"\npath = "x"\nkinds = 1\n': "unknown key 'source.kinds' (allowed here: kind, path, "
+                                                              "pattern)",
+        '[source]\npath = "x"\n': "source.kind is missing; use one of recording, folder",
+        '[source]\nkind = "opencv"\ncamera = 0\nurl = "rtsp://x"\n': "set exactly one of source.camera",
+        '[output]\nresults = "-"\n': "[output] is now [results]",
         '[loop]\nqueue = 0\n': "loop.queue = 0",
         '[source]\nkind = "webcam"\n': "source.kind = 'webcam'",
         '[camera]\nx = 1\n': "unknown key 'camera'",
@@ -244,19 +249,19 @@ def test_plain_frames_are_recorded_only_with_the_debug_flag(job_files, tmp_path)
 
     folder, _ = job_files
     config = Config()
-    config.source.kind, config.source.target = "opencv", str(folder / "clip.avi")
+    config.source = VideoConfig(path=str(folder / "clip.avi"))
     config.model.path, config.model.key = str(folder / "keyed.onnx"), str(folder / "k.key")
-    config.output.results = str(tmp_path / "r.jsonl")
-    config.output.record = str(tmp_path / "plain.mcap")
-    config.output.record_plain = True
+    config.results.path = str(tmp_path / "r.jsonl")
+    config.record.path = str(tmp_path / "plain.mcap")
+    config.record.plain_debug = True
     job = build_job(config)
     CaptureLoop(job.source, job.pipeline, job.sinks).run()
     plain = list(read_recording(tmp_path / "plain.mcap", topic=PLAIN_TOPIC))
     assert len(plain) == 12 and plain[0].image.shape == (32, 32, 3)
-    config.output.record = ""
-    with pytest.raises(ConfigError, match="record_plain needs output.record"):
+    config.record.path = ""
+    with pytest.raises(ConfigError, match="record.plain_debug needs record.path"):
         build_job(config)
-    config.output.record, config.output.record_plain = str(tmp_path / "private.mcap"), False
+    config.record.path, config.record.plain_debug = str(tmp_path / "private.mcap"), False
     job = build_job(config)
     CaptureLoop(job.source, job.pipeline, job.sinks).run()
     assert list(read_recording(tmp_path / "private.mcap", topic=PLAIN_TOPIC)) == []
@@ -279,9 +284,9 @@ def test_record_preview_and_the_metrics_endpoint(job_files, tmp_path):
     assert cv2.imread(str(tmp_path / "p.png")).shape[0] > 3 * 150  # three rows of tiles
 
     config = Config()
-    config.source.kind, config.source.target = "opencv", str(folder / "clip.avi")
+    config.source = VideoConfig(path=str(folder / "clip.avi"))
     config.model.path, config.model.key = str(folder / "keyed.onnx"), str(folder / "k.key")
-    config.output.results = str(tmp_path / "m.jsonl")
+    config.results.path = str(tmp_path / "m.jsonl")
     job = build_job(config)
     server = MetricsServer("127.0.0.1", 0)
     try:

@@ -8,9 +8,11 @@ import pytest
 
 from edge.errors import KeyMismatch, ModelError
 from edge.runtime import KeyedModel
+from edge.epochs import EpochSchedule
 from edge.transform import AdcTransform
+from firmware_sim.spec import DEFAULT_SPEC
 from export.keyify import KeyifyOptions, keyify
-from export.save import save
+from export.package.save import save
 from tests.export.helpers import frames, op_model, plain_input, session, weights
 
 
@@ -27,6 +29,17 @@ def seg_model(tmp_path, key):
     return plain, tmp_path / "keyed.onnx"
 
 
+def _measured(key, image, epoch):
+    """A measured frame of ``image`` in key epoch ``epoch``, tagged with the key's fingerprint."""
+    from edge.frame import Frame
+    from edge.sensor import Readout
+
+    height, width, _ = image.shape
+    readout = Readout(key, DEFAULT_SPEC, height, width, sensor_order="rgb", source_order="rgb",
+                      schedule=EpochSchedule(epoch))
+    return readout.read(Frame(image, 0, 0, "test"))
+
+
 def test_runs_a_frame_or_a_batch_and_restores_dense_outputs(seg_model, key):
     plain, path = seg_model
     model = KeyedModel(path, key, threads=1)
@@ -40,7 +53,7 @@ def test_runs_a_frame_or_a_batch_and_restores_dense_outputs(seg_model, key):
     want = session(plain, optimise=False).run(None, {"x": plain_input(batch, (128.0,), (60.0,))})[0]
     assert np.max(np.abs(restored - want)) <= 1e-4 * np.max(np.abs(want))
     assert not np.allclose(outputs[0], want)  # the raw dense output is scrambled
-    tagged = transform.measure(batch[0], 3)
+    tagged = _measured(key, batch[0], 3)
     assert np.array_equal(model.run(tagged)[0], outputs[0][:1])
 
 
@@ -54,10 +67,10 @@ def test_measurements_of_another_key_or_epoch_are_refused(seg_model, key, other_
     _, path = seg_model
     model = KeyedModel(path, key)
     frame = frames(1, 12, 10, 3)[0]
-    with pytest.raises(KeyMismatch, match="made with key"):
-        model.run(AdcTransform(other_key).measure(frame, 3))
+    with pytest.raises(KeyMismatch, match="measured with key"):
+        model.run(_measured(other_key, frame, 3))
     with pytest.raises(KeyMismatch, match="epoch 0"):
-        model.run(AdcTransform(key).measure(frame, 0))
+        model.run(_measured(key, frame, 0))
 
 
 def test_inputs_are_checked(seg_model, key):

@@ -66,7 +66,7 @@ def run_both(plain: onnx.ModelProto, key: MasterKey, options: KeyifyOptions, bat
 
 def restore(output: np.ndarray, spec, key: MasterKey) -> np.ndarray:
     """A dense NCHW output back in natural order (for key holders)."""
-    from edge.layouts import restore_output
+    from edge.restore import restore_output
 
     return restore_output(output, spec, key)
 

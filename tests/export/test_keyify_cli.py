@@ -11,9 +11,9 @@ import cv2
 import onnx
 import pytest
 
-from edge.demo import shipped_photo
+from edge.lab.demo import shipped_photo
+from export.zoo import CIFAR_MEAN, CIFAR_STD, resnet20
 from firmware_sim.manifest import Manifest
-from tests.export.nets import CIFAR_MEAN, CIFAR_STD, resnet20
 
 KEYCAM = str(Path(sys.executable).with_name("keycam"))
 

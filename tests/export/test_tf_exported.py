@@ -20,10 +20,10 @@ import numpy as np
 import onnx
 import pytest
 
-from export.graph import prepare
 from export.keyify import KeyifyOptions, keyify
+from export.prepare.graph import prepare
 from tests.export.helpers import TOLERANCE, frames, relative_error, restore, scramble, session
-from tests.fixtures.keras_cifar import foolbox_images
+from edge.lab.datasets import foolbox_images
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 MODELS = [f"{exporter}_{keras}{net}.onnx" for net in ("classifier", "flatten", "segmenter", "blocks")
@@ -82,8 +82,8 @@ def test_tensorflow_exported_models(key, batch, name, policy):
 
 @pytest.mark.parametrize("name", ["tf_classifier.onnx", "tflite_keras3_flatten.onnx"])
 def test_keycam_verify_feeds_channels_last_plain_models_their_own_layout(key, tmp_path, name):
-    from edge.verify import verify
-    from export.save import save
+    from edge.lab.verify import verify
+    from export.package.save import save
 
     options = KeyifyOptions(**NORMALISE.get(name[:-5].split("_")[-1], {}))
     result = keyify(onnx.load(FIXTURES / name), key, options)

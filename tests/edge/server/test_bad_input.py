@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge.oip import HEADER_LENGTH, decode_response, encode_request
+from edge.wire.codec import HEADER_LENGTH, decode_response, encode_request
 from tests.edge.servers import ThreadServer
 
 INFER = "/v2/models/fmnist/infer"

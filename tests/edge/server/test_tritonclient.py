@@ -102,7 +102,7 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(repository
 
     import httpx
 
-    from edge.oip import HEADER_LENGTH, decode_response, encode_request
+    from edge.wire.codec import HEADER_LENGTH, decode_response, encode_request
 
     folder, key = repository
     local = KeyedModel(folder / "keyed.onnx", key)

@@ -16,14 +16,21 @@ from edge.config import Config, ConfigError
 from edge.errors import KeycamError, KeyMismatch
 from edge.job import build_job
 from edge.loop import CaptureLoop
-from edge.pipeline import Pipeline, Result
-from edge.remote import V2Client
+from edge.frame import Frame, Result
+from edge.pipeline import Pipeline
 from edge.runtime import KeyedModel
-from edge.sinks.forward import ForwardSink, connect
+from edge.sinks.forward import ForwardSink
 from edge.sinks.results import ResultsSink
 from edge.sources.base import Source
-from edge.spool import Spool
+from edge.sources.default import DefaultConfig
+from edge.wire.client import V2Client, connect
+from edge.wire.spool import Spool
 from tests.edge.servers import ProcessServer, ThreadServer, free_port
+
+
+def _result(sequence, timestamp_ns, origin, fingerprint, epoch, measurement) -> Result:
+    return Result(Frame(measurement, sequence, timestamp_ns, origin, measured=True, epoch=epoch,
+                        fingerprint=fingerprint))
 
 
 def _lines(path: Path) -> list[dict]:
@@ -32,9 +39,9 @@ def _lines(path: Path) -> list[dict]:
 
 def _config(folder: Path, results: Path, **forward) -> Config:
     config = Config()
-    config.source.kind = "default"  # the 20 Fashion-MNIST frames that ship in foolbox, read out virtually
+    config.source = DefaultConfig()  # the 20 Fashion-MNIST frames that ship in foolbox, read out virtually
     config.model.key = str(folder / "device.key")
-    config.output.results = str(results)
+    config.results.path = str(results)
     for name, value in forward.items():
         setattr(config.forward, name, value)
     return config
@@ -204,7 +211,7 @@ def test_a_full_spool_follows_its_policy(repository, tmp_path, policy):
     def write_frames():
         for sequence in range(12):
             measurement = np.full((28, 28, 1), sequence, np.uint8)
-            sink.write(Result(sequence, sequence, f"f{sequence}", key.fingerprint, 0, {}), measurement)
+            sink.write(_result(sequence, sequence, f"f{sequence}", key.fingerprint, 0, measurement))
         writer_done.set()
 
     writer = threading.Thread(target=write_frames)
@@ -231,9 +238,9 @@ def test_refused_frames_are_recorded_with_the_servers_error_and_not_retried(repo
     with ThreadServer(folder / "repo") as server:
         remote = connect(V2Client(server.url), "fmnist", "", key.fingerprint, tmp_path / "spool")
         sink = ForwardSink(V2Client(server.url), remote, ResultsSink(tmp_path / "out.jsonl"), Spool(tmp_path / "s"))
-        sink.write(Result(0, 0, "ok", key.fingerprint, 0, {}), np.zeros((28, 28, 1), np.uint8))
-        sink.write(Result(1, 0, "bad", key.fingerprint, 0, {}), np.zeros((27, 28, 1), np.uint8))
-        sink.write(Result(2, 0, "other epoch", key.fingerprint, 3, {}), np.zeros((28, 28, 1), np.uint8))
+        sink.write(_result(0, 0, "ok", key.fingerprint, 0, np.zeros((28, 28, 1), np.uint8)))
+        sink.write(_result(1, 0, "bad", key.fingerprint, 0, np.zeros((27, 28, 1), np.uint8)))
+        sink.write(_result(2, 0, "other epoch", key.fingerprint, 3, np.zeros((28, 28, 1), np.uint8)))
         sink.close()
     results = _lines(tmp_path / "out.jsonl")
     assert [r["sequence"] for r in results] == [0, 1, 2]
@@ -288,7 +295,7 @@ def test_keycam_run_forwards_with_a_configuration_file(repository, tmp_path):
     with ProcessServer(folder / "repo") as server:
         config = tmp_path / "keycam.toml"
         config.write_text(f'[source]\nkind = "default"\n[model]\nkey = "{folder / "device.key"}"\n'
-                          f'[output]\nresults = "{tmp_path / "out.jsonl"}"\n'
+                          f'[results]\npath = "{tmp_path / "out.jsonl"}"\n'
                           f'[forward]\nurl = "{server.url}"\nmodel = "fmnist"\nspool = "{tmp_path / "spool"}"\n'
                           f'[metrics]\nport = {free_port()}\n')
         done = subprocess.run([keycam, "run", "--config", str(config)], capture_output=True, text=True, timeout=120)
@@ -311,8 +318,8 @@ def test_forwarding_counters_on_the_metrics_endpoint(repository, tmp_path):
         try:
             metrics.watch_forwarding(sink)
             for sequence in range(3):
-                sink.write(Result(sequence, 0, "f", key.fingerprint, 0, {}), np.zeros((28, 28, 1), np.uint8))
-            sink.write(Result(3, 0, "f", key.fingerprint, 0, {}), np.zeros((2, 2, 1), np.uint8))
+                sink.write(_result(sequence, 0, "f", key.fingerprint, 0, np.zeros((28, 28, 1), np.uint8)))
+            sink.write(_result(3, 0, "f", key.fingerprint, 0, np.zeros((2, 2, 1), np.uint8)))
             sink.close()
             text = httpx.get(f"http://127.0.0.1:{metrics.port}/metrics").text
         finally:

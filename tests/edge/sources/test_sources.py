@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.demo import shipped_photo
+from edge.lab.demo import shipped_photo
 from edge.errors import ImageFileError
-from edge.sources.base import fit_frame
+from edge.sensor import fit_frame
 from edge.sources.folder import FolderSource
 from edge.sources.opencv import OpenCVSource
 

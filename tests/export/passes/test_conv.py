@@ -7,9 +7,9 @@ import onnx
 import pytest
 from onnx import helper
 
-from edge.layouts import layout_perm
-from firmware_sim.manifest import LayoutRef
+from edge.restore import layout_perm
 from export.keyify import KeyifyOptions
+from firmware_sim.manifest import LayoutRef
 from tests.export.helpers import assert_keyed_equals_plain, frames, op_model, scramble, session, weights
 
 POLICIES = ["fresh", "boundary"]

@@ -1,0 +1,53 @@
+"""The ``keycam`` command line: a thin layer over the library, one module per command group.
+
+Each group's module (``keys``, ``readout``, ``models``, ``capture``, ``lab``, ``serving``) registers
+its commands' parsers beside their handlers, and a handler only parses, calls the library and
+prints. Every known error (``KeycamError``) becomes one line on stderr and exit status 1; usage
+errors are one line too and exit 2; Ctrl-C exits 130. Keys are shown by fingerprint only. ``keycam --help``
+lists the commands; README.md documents them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from edge.cli import capture, keys, lab, models, readout, serving
+from edge.errors import KeycamError
+
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+EXIT_USAGE = 2
+GROUPS = (keys, readout, models, capture, lab, serving)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line (exit 2) that points at ``--help`` instead of the usage block."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="keycam", description="privacy-preserving edge camera")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for group in GROUPS:
+        group.register(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except KeycamError as error:
+        print(f"keycam {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"keycam {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""The capture commands: ``run``, ``record``, ``replay``, ``preview`` and ``validate-config``.
+
+Each one is the same three steps: a configuration (the file, or the embedded default) with the
+command's options laid over it and validated (``edge.config.override``), a job built from it
+(``edge.job.build_job``), and the job run, with its summary on standard error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from edge.cli.args import count, path, positive
+
+
+def register(commands) -> None:
+    run = commands.add_parser("run", help="run the capture loop (no configuration: the embedded default job)")
+    run.add_argument("--config", type=path, default=None, metavar="FILE", help="configuration file (TOML)")
+    run.add_argument("--max-frames", type=count, default=None, help="stop after N frames (0: run to the end)")
+    run.set_defaults(handler=run_command)
+
+    replay = commands.add_parser("replay", help="replay a recording, a video or an image folder, deterministically")
+    replay.add_argument("source", type=path, metavar="SOURCE", help="a .mcap recording, a video file or a folder")
+    _model_options(replay)
+    replay.add_argument("--output", default="-", metavar="RESULTS.jsonl", help="results (default: standard output)")
+    replay.add_argument("--record", type=path, default=None, metavar="OUT.mcap", help="also record the measurements")
+    replay.add_argument("--realtime", action="store_true", help="at recorded speed instead of as fast as possible")
+    replay.set_defaults(handler=replay_command)
+
+    record = commands.add_parser("record", help="run the capture loop and record the measurements (MCAP)")
+    record.add_argument("output", type=path, metavar="OUT.mcap")
+    record.add_argument("--config", type=path, default=None, metavar="FILE")
+    record.add_argument("--max-frames", type=count, default=None, help="stop after N frames (0: run to the end)")
+    record.add_argument("--plain-debug", action="store_true",
+                        help="DEBUG ONLY: also record the plain frames (anyone with the file sees the scene)")
+    record.set_defaults(handler=record_command)
+
+    preview = commands.add_parser("preview", help="key holders: PNG of plain | measurement | unscrambled | answer")
+    preview.add_argument("source", type=path, nargs="?", default=None, metavar="SOURCE",
+                         help="a recording, video or folder (default: the configured or default source)")
+    preview.add_argument("-o", "--output", type=path, required=True, metavar="PREVIEW.png")
+    _model_options(preview)
+    preview.add_argument("--frames", type=positive, default=4, help="rows in the strip (default 4)")
+    preview.set_defaults(handler=preview_command)
+
+    validate = commands.add_parser("validate-config", help="check a configuration file")
+    validate.add_argument("config", type=path, metavar="FILE")
+    validate.set_defaults(handler=validate_command)
+
+
+def _model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=path, default=None, metavar="FILE")
+    parser.add_argument("--model", type=path, default=None, metavar="KEYED.onnx")
+    parser.add_argument("--key", type=path, default=None, metavar="KEYFILE")
+
+
+def _configuration(args: argparse.Namespace, **changes):
+    """The configuration file (or the embedded default) with the command's options laid over it."""
+    from edge.config import default_config, load_config, override
+
+    config = load_config(args.config) if args.config else default_config()
+    source = getattr(args, "source", None)
+    if source is not None:
+        from edge.sources import config_for_path
+
+        changes["source"] = config_for_path(source)
+    if getattr(args, "model", None) is not None:
+        changes["model.path"] = str(args.model)
+    if getattr(args, "key", None) is not None:
+        changes["model.key"] = str(args.key)
+    if getattr(args, "max_frames", None) is not None:
+        changes["loop.max_frames"] = args.max_frames
+    return override(config, **changes) if changes else config
+
+
+def _run(job, progress: bool = False) -> dict:
+    from tqdm import tqdm
+
+    with tqdm(unit="frame", desc="keycam", disable=not progress or None, leave=False, file=sys.stderr) as bar:
+        summary = job.run(progress=bar)
+    for line in job.summary_lines(summary):
+        print(f"keycam: {line}", file=sys.stderr)
+    return summary
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from edge.job import build_job
+
+    _run(build_job(_configuration(args)))
+    return 0
+
+
+def record_command(args: argparse.Namespace) -> int:
+    from edge.job import build_job
+
+    config = _configuration(args, **{"record.path": str(args.output), "record.plain_debug": args.plain_debug})
+    if args.plain_debug:
+        print("keycam record: WARNING: --plain-debug records PLAIN frames; anyone with the file sees the scene",
+              file=sys.stderr)
+    _run(build_job(config))
+    return 0
+
+
+def replay_command(args: argparse.Namespace) -> int:
+    from edge.job import build_job
+
+    changes = {"results.path": args.output, "loop.realtime": args.realtime}
+    if args.record is not None:
+        changes["record.path"] = str(args.record)
+    _run(build_job(_configuration(args, **changes), replay=True), progress=True)
+    return 0
+
+
+def preview_command(args: argparse.Namespace) -> int:
+    from edge.job import build_job
+    from edge.lab.preview import preview
+
+    job = build_job(_configuration(args), replay=True)
+    written = preview(job, args.output, frames=args.frames)
+    print(f"keycam preview: WARNING: {written} shows PLAIN frames (key holders only); protect or delete it",
+          file=sys.stderr)
+    print(f"wrote {written}")
+    return 0
+
+
+def validate_command(args: argparse.Namespace) -> int:
+    from edge.config import load_config
+
+    config = load_config(args.config)
+    print(f"{args.config}: valid ({config.source.describe()}, model {config.model.path or 'default'})")
+    return 0

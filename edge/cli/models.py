@@ -1,0 +1,105 @@
+"""The model commands: ``keyify`` (compile a keyed twin), ``verify`` (against the plain model) and ``inspect``.
+
+``keyify`` imports the ``export`` package (and so ``onnx``) only when it runs: the rest of the command
+line, what a device uses, needs neither.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from edge.cli.args import epoch, floats, path, positive, positive_floats, size
+from firmware_sim.keys import MasterKey
+
+EXIT_ERROR = 1
+
+
+def register(commands) -> None:
+    keyify = commands.add_parser("keyify", help="compile a plain ONNX model into its keyed twin",
+                                 description="compile a plain ONNX model into a keyed model that runs on measurements")
+    keyify.add_argument("plain", type=path, metavar="PLAIN.onnx")
+    keyify.add_argument("--key", required=True, type=path, metavar="KEYFILE")
+    keyify.add_argument("-o", "--output", required=True, type=path, metavar="KEYED.onnx")
+    keyify.add_argument("--size", type=size, default=None, metavar="HxW", help="frame size when the model's is dynamic")
+    keyify.add_argument("--mean", type=floats, default=None, metavar="R,G,B", help="per-channel mean, 0..255 scale")
+    keyify.add_argument("--std", type=positive_floats, default=None, metavar="R,G,B",
+                        help="per-channel std, 0..255 scale")
+    keyify.add_argument("--channel-order", choices=("rgb", "bgr"), default="rgb", help="the measurement's order")
+    keyify.add_argument("--model-order", choices=("rgb", "bgr"), default="rgb", help="the plain model's order")
+    keyify.add_argument("--spec", default=None, metavar="SPEC", help="readout spec (fixes the input dtype)")
+    keyify.add_argument("--layouts", choices=("fresh", "boundary"), default="fresh", help="layout policy")
+    keyify.add_argument("--split-after", default=None, metavar="NAME", help="node or tensor to split after")
+    keyify.add_argument("--epoch", type=epoch, default=0, help="key epoch of the sensor layout (default 0)")
+    keyify.set_defaults(handler=keyify_command)
+
+    verify = commands.add_parser("verify", help="compare a keyed model with its plain model on images")
+    verify.add_argument("plain", type=path, metavar="PLAIN.onnx")
+    verify.add_argument("keyed", type=path, metavar="KEYED.onnx")
+    verify.add_argument("--key", required=True, type=path, metavar="KEYFILE")
+    verify.add_argument("--images", required=True, type=path, metavar="DIR")
+    verify.add_argument("--limit", type=positive, default=None, help="use the first N images only")
+    verify.set_defaults(handler=verify_command)
+
+    inspect = commands.add_parser("inspect", help="print a model's manifest and key fingerprint")
+    inspect.add_argument("model", type=path, metavar="MODEL.onnx")
+    inspect.set_defaults(handler=inspect_command)
+
+
+def keyify_command(args: argparse.Namespace) -> int:
+    from export.keyify import KeyifyOptions, keyify  # the compiler needs the onnx package; the device does not
+    from export.package.save import save
+    from firmware_sim.spec import load_spec
+
+    key = MasterKey.load(args.key)
+    options = KeyifyOptions(
+        size=args.size, mean=args.mean, std=args.std, channel_order=args.channel_order,
+        model_order=args.model_order, spec=load_spec(args.spec), policy=args.layouts,
+        split_after=args.split_after, epoch=args.epoch,
+    )
+    start = time.perf_counter()
+    result = keyify(args.plain, key, options)
+    seconds = time.perf_counter() - start
+    written = save(result, args.output)
+    plain_size = args.plain.stat().st_size
+    print(f"keyed {args.plain} for {key.fingerprint} ({args.layouts} layouts) in {seconds:.2f} s; "
+          f"{result.stats['plain_nodes']} plain nodes -> {result.stats['keyed_nodes']} keyed nodes")
+    for written_path in written:
+        note = f" ({written_path.stat().st_size / plain_size:.2f}x the plain model)" \
+            if written_path.suffix == ".onnx" else ""
+        print(f"wrote {written_path}{note}")
+    return 0
+
+
+def verify_command(args: argparse.Namespace) -> int:
+    from edge.lab.verify import list_images, verify
+
+    key = MasterKey.load(args.key)
+    images = list_images(args.images)[: args.limit]
+    report = verify(args.plain, args.keyed, key, images)
+    print(f"images        {report.images}")
+    print(f"max abs diff  {report.max_abs_diff:.3g}")
+    print(f"max rel diff  {report.max_rel_diff:.3g}")
+    print(f"top-1 agree   {report.agreement * 100:.2f} %")
+    print("verdict       " + ("exact" if report.exact else "NOT EXACT"))
+    return 0 if report.exact else EXIT_ERROR
+
+
+def inspect_command(args: argparse.Namespace) -> int:
+    from edge.runtime import open_session, read_manifest
+
+    session = open_session(args.model, optimisation="disable")
+    manifest = read_manifest(session, str(args.model))
+    for value in session.get_inputs():
+        print(f"input   {value.name} {value.type} {value.shape}")
+    for value in session.get_outputs():
+        print(f"output  {value.name} {value.type} {value.shape}")
+    if manifest is None:
+        print("not a keyed model (no keycam manifest)")
+        return 0
+    print(f"key     {manifest.key_fingerprint}")
+    print(f"role    {manifest.role}, {manifest.policy} layouts, epoch {manifest.epoch}")
+    print(f"spec    {manifest.spec.describe()}")
+    print("manifest:")
+    print(manifest.to_json())
+    return 0

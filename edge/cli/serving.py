@@ -1,0 +1,68 @@
+"""The server commands: ``serve`` (the embedded Open Inference Protocol server) and ``export triton``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from edge.cli.args import count, path, port, positive, positive_float
+
+
+def register(commands) -> None:
+    serve = commands.add_parser("serve", help="serve a model repository over the Open Inference Protocol (KServe v2)")
+    serve.add_argument("--model-repository", required=True, type=path, metavar="DIR",
+                       help="Triton-layout repository: DIR/NAME/V/model.onnx (see `keycam export triton`)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=port, default=8000, help="TCP port (default 8000)")
+    serve.add_argument("--token-file", type=path, default=None, metavar="FILE",
+                       help="require 'Authorization: Bearer TOKEN' (the token in FILE, mode 0600) except for health")
+    serve.add_argument("--max-body-mb", type=positive_float, default=64, help="largest request body, MiB (default 64)")
+    serve.add_argument("--threads", type=count, default=0, help="onnxruntime threads per model (0: its default)")
+    serve.add_argument("--concurrency", type=positive, default=1, help="runs of one model at once (default 1)")
+    serve.add_argument("--max-batch", type=positive, default=8,
+                       help="batch up to N frames of requests waiting for a busy model (default 8; 1: never)")
+    serve.set_defaults(handler=serve_command)
+
+    exporter = commands.add_parser("export", help="package models for servers: `keycam export triton`")
+    targets = exporter.add_subparsers(dest="target", required=True, metavar="TARGET")
+    triton = targets.add_parser("triton", help="add a model to a Triton model repository (also `keycam serve`'s)")
+    triton.add_argument("model", type=path, metavar="MODEL.onnx", help="a keyed, task or plain ONNX model")
+    triton.add_argument("--name", required=True, help="model name in the repository")
+    triton.add_argument("--repository", required=True, type=path, metavar="DIR")
+    triton.add_argument("--version", type=positive, default=None, help="version folder (default: the next free one)")
+    triton.add_argument("--max-batch-size", type=count, default=8, help="Triton's dynamic batching limit (0: off)")
+    triton.add_argument("--instances", type=positive, default=1, help="model instances per server (default 1)")
+    triton.add_argument("--kind", choices=("cpu", "gpu"), default="cpu", help="instance kind (default cpu)")
+    triton.add_argument("--max-queue-delay-us", type=count, default=100, help="dynamic batcher's wait (default 100)")
+    triton.add_argument("--force", action="store_true", help="overwrite an existing version")
+    triton.set_defaults(handler=export_triton_command)
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    from edge.credentials import read_token
+    from edge.server import serve
+
+    token = read_token(args.token_file) if args.token_file else os.environ.get("KEYCAM_SERVER_TOKEN") or None
+
+    def ready(models) -> None:
+        for name, versions in models.models.items():
+            for version, model in versions.items():
+                keyed = f"keyed for {model.fingerprint} ({model.manifest.role})" if model.manifest else "not keyed"
+                print(f"keycam serve: {name} v{version}: {keyed}", file=sys.stderr)
+        auth = "bearer token required" if token else "no authentication"
+        print(f"keycam serve: starting on http://{args.host}:{args.port} ({auth})", file=sys.stderr, flush=True)
+
+    serve(args.model_repository, host=args.host, port=args.port, token=token, max_body_mb=args.max_body_mb,
+          threads=args.threads or None, concurrency=args.concurrency, max_batch=args.max_batch, ready=ready)
+    return 0
+
+
+def export_triton_command(args: argparse.Namespace) -> int:
+    from export.package.triton import TritonOptions, export_triton
+
+    options = TritonOptions(max_batch_size=args.max_batch_size, instances=args.instances, kind=args.kind,
+                            max_queue_delay_us=args.max_queue_delay_us, version=args.version, force=args.force)
+    folder = export_triton(args.model, args.repository, args.name, options)
+    print(f"keycam: wrote {folder / 'model.onnx'} and {folder.parent / 'config.pbtxt'}")
+    return 0

@@ -1,0 +1,78 @@
+"""What travels through the capture loop: a :class:`Frame`, then its :class:`Result`.
+
+A frame is the one carrier of a measurement's provenance: where it came from (``origin``), when
+(``timestamp_ns``, the sensor's or the file's time), its place in the run (``sequence``), and, once
+it has been read out, the key it was measured with (``fingerprint``) and the key epoch (``epoch``).
+Every stage after the source hands the same frame on; a result holds its frame rather than copies
+of these fields, so provenance is written once and cannot drift between stages.
+
+``plain`` holds the plain sensor frame beside a measurement only when a sink asked for it with the
+explicit debug flag (``keycam record --plain-debug``); the loop passes it to no other sink.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Frame:
+    image: np.ndarray | None  # (H, W, C) codes: plain in the source's channel order, or the measurement
+    sequence: int  # 0, 1, 2, ... in the order the source produced them
+    timestamp_ns: int  # the sensor's or the file's time of the frame, nanoseconds
+    origin: str  # where it came from: a file name, a camera, a stream
+    measured: bool = False  # True once ``image`` is a private measurement
+    epoch: int = 0  # key epoch of a measurement
+    fingerprint: str = ""  # the key a measurement was made with ("" when the source does not know it)
+    plain: np.ndarray | None = field(default=None, repr=False, compare=False)  # debug recording only
+    readout_ms: float = field(default=0.0, repr=False, compare=False)  # time the readout stage took, if it ran
+
+    def replace(self, **changes) -> Frame:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass
+class Result:
+    """One frame's answer. ``tensors`` are the raw outputs of the stages run so far; ``outputs`` their summaries."""
+
+    frame: Frame
+    outputs: dict = field(default_factory=dict)
+    latency_ms: dict = field(default_factory=dict)
+    error: str | None = None  # a forwarded frame the server refused (its outputs are then empty)
+    tensors: list = field(default_factory=list, repr=False, compare=False)
+    payload: np.ndarray | None = field(default=None, repr=False, compare=False)  # forwarding: what leaves the device
+
+    @property
+    def sequence(self) -> int:
+        return self.frame.sequence
+
+    @property
+    def epoch(self) -> int:
+        return self.frame.epoch
+
+    @property
+    def fingerprint(self) -> str:
+        return self.frame.fingerprint
+
+    @property
+    def measurement(self) -> np.ndarray | None:
+        return self.frame.image
+
+    def without_plain(self) -> Result:
+        """This result with no plain frame attached (what every sink but a debug recorder gets)."""
+        if self.frame.plain is None:
+            return self
+        return dataclasses.replace(self, frame=self.frame.replace(plain=None))
+
+    def to_dict(self, include_latency: bool = True) -> dict:
+        frame = self.frame
+        record = {"sequence": frame.sequence, "timestamp_ns": frame.timestamp_ns, "origin": frame.origin,
+                  "fingerprint": frame.fingerprint, "epoch": frame.epoch, "outputs": self.outputs}
+        if self.error is not None:
+            record["error"] = self.error
+        if include_latency:
+            record["latency_ms"] = {k: round(v, 3) for k, v in self.latency_ms.items()}
+        return record

@@ -1,0 +1,123 @@
+"""The embedded default job: one package-shipped photograph through both readouts.
+
+Steps: make (or load) a key; read a photograph that ships inside a package
+(scikit-image's ``chelsea``, 300 x 451, non-square); read it out with
+firmware_sim (the slow reference) and with the edge transform (the fast twin);
+require the two measurements to be byte-identical; put the positions back with
+the right key and with a wrong one; write the four pictures side by side as one
+PNG. The photograph is public sample data, which is why this job, and only
+this job, writes a plain picture without being asked.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.errors import DemoMismatch, ImageFileError
+from edge.imageio import read_frame, write_image
+from edge.transform import AdcTransform
+from firmware_sim.keys import MasterKey
+from firmware_sim.readout import readout
+from firmware_sim.spec import DEFAULT_SPEC, ReadoutSpec
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    fingerprint: str
+    image: Path
+    shape: tuple[int, int, int]
+    firmware_seconds: float
+    edge_seconds: float
+    identical: bool
+    restored: bool
+    wrong_key_mean_abs_error: float
+    panel: Path
+    key_path: Path
+
+
+def shipped_photo(name: str = "chelsea") -> Path:
+    """Path of a sample photograph inside the scikit-image wheel, without importing scikit-image."""
+    found = importlib.util.find_spec("skimage")
+    if found is None or not found.submodule_search_locations:
+        raise ImageFileError(
+            "the default picture ships with scikit-image, which is not installed; "
+            "`pip install 'keycam[demo]'` or pass --image PATH"
+        )
+    path = Path(next(iter(found.submodule_search_locations))) / "data" / f"{name}.png"
+    if not path.is_file():
+        raise ImageFileError(f"scikit-image has no sample photo '{path.name}'; pass --image PATH")
+    return path
+
+
+def labelled(image: np.ndarray, label: str) -> np.ndarray:
+    """The picture with a caption bar above it. image: (H, W, 3) uint8."""
+    bar = np.full((28, image.shape[1], 3), 255, dtype=np.uint8)
+    cv2.putText(bar, label, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
+    return np.vstack([bar, image])
+
+
+def as_bgr8(image: np.ndarray, spec: ReadoutSpec) -> np.ndarray:
+    """Any (H, W, C) codes as an (H, W, 3) uint8 picture for display."""
+    if spec.output_bits != 8:
+        image = (image.astype(np.uint32) >> (spec.output_bits - 8)).astype(np.uint8)
+    if image.shape[2] == 1:
+        image = np.repeat(image, 3, axis=2)  # (H, W, 1) -> (H, W, 3)
+    return image
+
+
+def run_demo(out_dir: Path, image: Path | None = None, key_path: Path | None = None) -> DemoResult:
+    """Run the default job and write ``out_dir/keycam-demo.png``; raise on any disagreement."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if key_path is None:
+        key_path = out_dir / "demo.key"
+        key = MasterKey.generate()
+        key.save(key_path, force=True)
+    else:
+        key = MasterKey.load(key_path)
+    spec = DEFAULT_SPEC
+    image = image or shipped_photo()
+    frame = read_frame(image)
+    if frame.dtype != np.uint8 or frame.shape[2] != 3:
+        raise ImageFileError(f"the demo reads an 8-bit colour picture; '{image}' is {frame.dtype} {frame.shape}")
+
+    start = time.perf_counter()
+    reference = readout(frame, key, spec)
+    firmware_seconds = time.perf_counter() - start
+    transform = AdcTransform(key, spec)
+    start = time.perf_counter()
+    measurement = transform(frame)
+    edge_seconds = time.perf_counter() - start
+    identical = reference.dtype == measurement.dtype and np.array_equal(reference, measurement)
+    if not identical:
+        differing = int(np.count_nonzero(reference != measurement))
+        raise DemoMismatch(f"edge transform differs from firmware_sim in {differing} codes for key {key.fingerprint}")
+
+    restored = transform.inverse(measurement)
+    wrong = AdcTransform(MasterKey.generate(), spec).inverse(measurement)
+    panel = np.hstack(
+        [
+            labelled(as_bgr8(frame, spec), "plain (sample photo)"),
+            labelled(as_bgr8(measurement, spec), "private measurement"),
+            labelled(as_bgr8(restored, spec), "unscrambled, right key"),
+            labelled(as_bgr8(wrong, spec), "unscrambled, wrong key"),
+        ]
+    )
+    panel_path = write_image(out_dir / "keycam-demo.png", panel)
+    return DemoResult(
+        fingerprint=key.fingerprint,
+        image=image,
+        shape=tuple(frame.shape),
+        firmware_seconds=firmware_seconds,
+        edge_seconds=edge_seconds,
+        identical=identical,
+        restored=bool(np.array_equal(restored, frame)),
+        wrong_key_mean_abs_error=float(np.mean(np.abs(wrong.astype(np.int16) - frame.astype(np.int16)))),
+        panel=panel_path,
+        key_path=key_path,
+    )

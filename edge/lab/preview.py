@@ -1,0 +1,72 @@
+"""keycam preview, for key holders: a PNG strip, one row per frame: plain | private measurement |
+unscrambled | the model's answer.
+
+The plain column comes from the source (or, for a recording, from unscrambling its measurement with
+the key). The file shows the scene: the command warns, and it is meant for setting a camera up.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.errors import LabError
+from edge.imageio import write_image
+from edge.job import Job
+from edge.lab.demo import as_bgr8, labelled
+
+TILE = 160  # pixels of height per tile
+
+
+def _tile(image: np.ndarray, spec) -> np.ndarray:
+    picture = as_bgr8(image, spec)
+    scale = TILE / picture.shape[0]
+    size = (max(1, round(picture.shape[1] * scale)), TILE)
+    return cv2.resize(picture, size, interpolation=cv2.INTER_NEAREST)
+
+
+def _answer(text: str, width: int) -> np.ndarray:
+    card = np.full((TILE, width, 3), 255, np.uint8)
+    for i, line in enumerate(text.split("\n")[:6]):
+        cv2.putText(card, line, (6, 24 + 22 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    return card
+
+
+def preview(job: Job, out: Path, frames: int = 4) -> Path:
+    """The strip for the first ``frames`` frames of the job's source, read out and answered as the job would."""
+    if frames < 1:
+        raise LabError(f"--frames {frames}: give at least one frame to preview")
+    pipeline = job.pipeline
+    readout = pipeline.readout
+    manifest, spec = pipeline.manifest, pipeline.manifest.spec
+    source = job.plain_source or job.source  # the plain frames themselves, where there are any
+    rows = []
+    with source:
+        for frame in source:
+            if frame.measured:
+                measured = frame
+                plain = readout.inverse(frame.image, frame.epoch)
+            else:
+                plain = readout.prepare(frame.image, source.channel_order)
+                measured = readout.read(frame, source.channel_order)
+            result = pipeline.process(measured)
+            measurement = measured.image
+            unscrambled = readout.inverse(measurement, measured.epoch)
+            if spec.channels == 3 and manifest.input.channel_order == "rgb":  # show pictures in OpenCV's B,G,R
+                plain, measurement, unscrambled = plain[..., ::-1], measurement[..., ::-1], unscrambled[..., ::-1]
+            text = "\n".join(f"{name}: {value.get('class', value.get('label', value))}"
+                             + (f" ({value['score']:.2f})" if "score" in value else "")
+                             for name, value in result.outputs.items())
+            tiles = [_tile(plain, spec), _tile(measurement, spec), _tile(unscrambled, spec)]
+            tiles.append(_answer(f"frame {frame.sequence}\n{text}", tiles[0].shape[1] * 2))
+            rows.append(np.hstack(tiles))
+            if len(rows) >= frames:
+                break
+    if not rows:
+        raise LabError("the source gave no frame to preview")
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
+    header = labelled(np.vstack(rows), "plain | private measurement | unscrambled (key) | answer")
+    return write_image(out, header)

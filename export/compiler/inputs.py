@@ -1,0 +1,170 @@
+"""The keyed model's input: from the sensor's codes to what the plain model's first layer reads.
+
+The measurement is (N, H, W, C) codes of the readout spec's dtype, positions in the sensor
+layout L0. Before the plain network, the keyed model does what the plain model's user did:
+codes to the 0..255 scale, the channel order (RGB or BGR), then (x - mean) / std. Under
+``fresh`` the result stays tokens in L0 (:func:`tokens_input`); under ``boundary`` one gather
+first puts the positions in natural order (:func:`natural_input`). When the input feeds a single
+Conv, the scale, the division by std and the channel order fold into that Conv's weights
+(:func:`fold_into_first_conv`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import onnx
+
+from export.compiler.compilation import MEASUREMENT, Compilation
+from export.compiler.context import attrs
+from export.compiler.values import Tokens
+from export.errors import UnsupportedModel
+from export.prepare.graph import PlainGraph
+from firmware_sim.manifest import InputSpec
+
+if TYPE_CHECKING:
+    from export.compiler.options import KeyifyOptions
+
+
+def check_options(graph: PlainGraph, options: KeyifyOptions) -> None:
+    """Refuse options that do not fit the model (naming the option), before any work."""
+    o, g = options, graph
+    if o.policy not in ("fresh", "boundary"):
+        raise UnsupportedModel("(options)", "policy", f"--layouts {o.policy!r}; use fresh or boundary")
+    if o.spec.channels != g.channels:
+        raise UnsupportedModel(
+            g.input_name, "input",
+            f"the model takes {g.channels} channels, the readout spec delivers {o.spec.channels}; use a "
+            f"{g.channels}-channel spec",
+        )
+    for what, values in (("mean", o.mean), ("std", o.std)):
+        if values is not None and len(values) not in (1, g.channels):
+            raise UnsupportedModel("(options)", what, f"--{what} has {len(values)} values; the model has "
+                                                      f"{g.channels} channels")
+    if o.std is not None and any(v == 0 for v in o.std):
+        raise UnsupportedModel("(options)", "std", "--std contains 0")
+    for what, order in (("channel-order", o.channel_order), ("model-order", o.model_order)):
+        if order not in ("rgb", "bgr"):
+            raise UnsupportedModel("(options)", what, f"--{what} {order!r}; use rgb or bgr")
+
+
+def _norm(job: Compilation) -> tuple[np.ndarray, np.ndarray, float]:
+    """(mean, std) per model channel, and the factor that takes codes to the 0..255 scale."""
+    c = job.graph.channels
+    mean = np.broadcast_to(np.asarray(job.options.mean or (0.0,), np.float32), (c,)).copy()
+    std = np.broadcast_to(np.asarray(job.options.std or (1.0,), np.float32), (c,)).copy()
+    spec = job.options.spec
+    scale = 1.0 if spec.output_bits == 8 else 255.0 / spec.output_max
+    return mean, std, scale
+
+
+def _channel_map(job: Compilation) -> np.ndarray:
+    """model channel c reads measurement channel map[c]."""
+    c = job.graph.channels
+    if c == 3 and job.options.channel_order != job.options.model_order:
+        return np.array([2, 1, 0])
+    return np.arange(c)
+
+
+def input_spec(job: Compilation) -> InputSpec:
+    """The manifest's description of the measurement and of what the model does to it first."""
+    g, o = job.graph, job.options
+    mean, std, scale = _norm(job)
+    return InputSpec(
+        name=MEASUREMENT, shape=[None, g.height, g.width, g.channels], dtype=o.spec.output_dtype.name,
+        channel_order=o.channel_order, model_channel_order=o.model_order,
+        mean=[float(v) for v in mean], std=[float(v) for v in std], code_scale=scale,
+        plain_layout=g.input_layout,
+    )
+
+
+def _normalise(job: Compilation, x: str, broadcast: list[int]) -> str:
+    b = job.builder
+    mean, std, scale = _norm(job)
+    if scale != 1.0:
+        x = b.node("Mul", [x, b.const(np.array(scale, np.float32), "code-scale")], "to-255")
+    if np.any(mean != 0):
+        x = b.node("Sub", [x, b.const(mean.reshape(broadcast), "mean")], "mean")
+    if np.any(std != 1):
+        x = b.node("Div", [x, b.const(std.reshape(broadcast), "std")], "std")
+    return x
+
+
+def fold_into_first_conv(job: Compilation) -> np.ndarray | None:
+    """Fold the division by std, the code scale and the channel order into the first Conv.
+
+    normalised[c] = (raw[m] * scale - mean[c]) / std[c] = (raw[m] - p[m]) * scale / std[c] with m the
+    measurement channel that model channel c reads and p[m] = mean[c] / scale. So the Conv gets
+    W'[:, m] = W[:, c] * scale / std[c], its bias unchanged, and reads raw - p: one subtraction
+    instead of three passes, and its zero padding still means a normalised 0. The result differs
+    from the plain model by float rounding only. Returns p (per measurement channel), or None when
+    the input does not feed a single plain Conv (then nothing changes).
+    """
+    g = job.graph
+    consumers = g.consumers.get(g.input_name, [])
+    if len(consumers) != 1 or consumers[0].op_type != "Conv" or g.input_name in g.outputs:
+        return None
+    node = consumers[0]
+    weight = g.constants.get(node.input[1]) if len(node.input) > 1 else None
+    if node.input[0] != g.input_name or weight is None or weight.ndim != 4 or attrs(node).get("group", 1) != 1:
+        return None
+    mean, std, scale = (np.asarray(v, np.float64) for v in _norm(job))
+    order = _channel_map(job)
+    folded = np.empty(weight.shape, np.float64)
+    folded[:, order] = weight.astype(np.float64) * (scale / std)[None, :, None, None]
+    offset = np.empty(len(order))
+    offset[order] = mean / scale
+    name = job.builder.const(folded.astype(np.float32), "folded-weight")
+    g.constants[name] = folded.astype(np.float32)
+    new = onnx.NodeProto()
+    new.CopyFrom(node)
+    new.input[1] = name
+    g.replace_node(node, new)
+    return offset.astype(np.float32)
+
+
+def _offset(job: Compilation, x: str, offset: np.ndarray, broadcast: list[int]) -> str:
+    if not np.any(offset):
+        return x
+    return job.builder.node("Sub", [x, job.builder.const(offset.reshape(broadcast), "code-offset")], "offset")
+
+
+def tokens_input(job: Compilation) -> Tokens:
+    """``fresh``: the measurement as (N, HW, C) float tokens in the sensor layout, normalised."""
+    g, b = job.graph, job.builder
+    n, c = g.height * g.width, g.channels
+    x = b.reshape(MEASUREMENT, [-1, n, c], "tokens")  # (N, H, W, C) -> (N, HW, C), sensor layout
+    x = b.node("Cast", [x], "float", to=onnx.TensorProto.FLOAT)
+    offset = fold_into_first_conv(job)
+    if offset is not None:
+        return Tokens(_offset(job, x, offset, [c]), c, g.height, g.width, job.sensor)
+    order = _channel_map(job)
+    if not np.array_equal(order, np.arange(c)):
+        x = b.gather(x, order, axis=2, hint="channels")
+    x = _normalise(job, x, [c])
+    return Tokens(x, c, g.height, g.width, job.sensor)
+
+
+def natural_input(job: Compilation) -> None:
+    """``boundary``: positions back in natural order with one row gather (C codes per row), then NCHW,
+    normalised, under the plain input's name."""
+    g, b = job.graph, job.builder
+    n, c = g.height * g.width, g.channels
+    offset = fold_into_first_conv(job)
+    rows = b.reshape(MEASUREMENT, [-1, n, c], "rows")  # (N, H, W, C) -> (N, HW, C), sensor layout
+    table = b.const(job.sensor.inv.astype(np.int32), "sensor-index")  # natural a <- physical inv[a]
+    job.sensor_tables.append(table)
+    job.epoch_recipes[table] = np.arange(n, dtype=np.int32)  # any epoch's table is inv_E[a]
+    x = b.node("Gather", [rows, table], "natural", axis=1)  # (N, HW, C), natural order
+    x = b.transpose(x, [0, 2, 1])  # -> (N, C, HW)
+    order = np.arange(c) if offset is not None else _channel_map(job)
+    if not np.array_equal(order, np.arange(c)):
+        x = b.gather(x, order, axis=1, hint="channels")  # whole planes: cheap
+    x = b.node("Cast", [x], "float", to=onnx.TensorProto.FLOAT)
+    x = b.reshape(x, [-1, c, g.height, g.width])  # (N, C, HW) -> (N, C, H, W)
+    if offset is not None:
+        x = _offset(job, x, offset, [1, c, 1, 1])
+    else:
+        x = _normalise(job, x, [1, c, 1, 1])
+    b.node("Identity", [x], outputs=[g.input_name])

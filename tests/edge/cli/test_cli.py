@@ -1,0 +1,135 @@
+"""The keycam command line, run as a user runs it (the installed console script) and in-process."""
+
+from __future__ import annotations
+
+import shutil
+import stat
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.cli import main
+from edge.lab.demo import shipped_photo
+from firmware_sim.keys import MasterKey
+
+KEYCAM = shutil.which("keycam") or str(__import__("pathlib").Path(sys.executable).with_name("keycam"))
+
+
+def run(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([KEYCAM, *args], capture_output=True, text=True, cwd=cwd)
+
+
+@pytest.fixture
+def photo(tmp_path):
+    """A 60 x 90 crop of a package-shipped photo, written as a PNG."""
+    frame = cv2.imread(str(shipped_photo()))[100:160, 150:240]
+    path = tmp_path / "photo.png"
+    cv2.imwrite(str(path), frame)
+    return path
+
+
+def test_keygen_writes_0600_prints_fingerprint_and_refuses_overwrite(tmp_path):
+    path = tmp_path / "k.key"
+    done = run("keygen", str(path))
+    assert done.returncode == 0, done.stderr
+    key = MasterKey.load(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert key.fingerprint in done.stdout and key._secret.hex() not in done.stdout
+    again = run("keygen", str(path))
+    assert again.returncode == 1 and "--force" in again.stderr and len(again.stderr.strip().splitlines()) == 1
+    assert MasterKey.load(path) == key
+    assert run("keygen", "--force", str(path)).returncode == 0
+    assert MasterKey.load(path) != key
+
+
+def test_scramble_output_is_byte_identical_to_firmware_sim(tmp_path, key_file, photo, key):
+    for epoch in ("0", "7"):
+        scrambled, simulated = tmp_path / f"s{epoch}.png", tmp_path / f"f{epoch}.png"
+        a = run("scramble", "--key", str(key_file), "--epoch", epoch, str(photo), str(scrambled))
+        b = run("firmware-sim", "--key", str(key_file), "--epoch", epoch, str(photo), str(simulated))
+        assert a.returncode == 0 and b.returncode == 0, a.stderr + b.stderr
+        assert scrambled.read_bytes() == simulated.read_bytes()
+        assert key.fingerprint in a.stdout
+        restored = tmp_path / f"u{epoch}.png"
+        c = run("unscramble", "--key", str(key_file), "--epoch", epoch, str(scrambled), str(restored))
+        assert c.returncode == 0 and "PLAIN" in c.stderr
+        assert np.array_equal(cv2.imread(str(restored)), cv2.imread(str(photo)))
+
+
+def test_sixteen_bit_measurements_go_through_npy(tmp_path, key_file):
+    frame = (np.arange(9 * 11 * 3, dtype=np.uint16) * 37 % 4096).reshape(9, 11, 3)
+    source = tmp_path / "in.npy"
+    np.save(source, frame)
+    spec = tmp_path / "spec.toml"
+    spec.write_text("input_bits = 12\noutput_bits = 10\nblack_level = 64\ngain_q16 = 16384\n")
+    outs = []
+    for command in ("scramble", "firmware-sim"):
+        out = tmp_path / f"{command}.npy"
+        assert main([command, "--key", str(key_file), "--spec", str(spec), str(source), str(out)]) == 0
+        outs.append(np.load(out))
+    assert outs[0].dtype == np.uint16 and outs[0].tobytes() == outs[1].tobytes()
+    assert outs[0].max() <= 1023
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["fingerprint", "{tmp}/absent.key"], "does not exist; create one with `keycam keygen"),
+        (["scramble", "--key", "{key}", "{photo}", "{tmp}/out.jpg"], "suffix '.jpg'"),
+        (["scramble", "--key", "{key}", "--spec", "rgb12", "{photo}", "{tmp}/out.npy"], "expects uint16"),
+        (["scramble", "--key", "{key}", "--spec", "nope", "{photo}", "{tmp}/out.png"], "neither a preset"),
+        (["scramble", "--key", "{key}", "{tmp}/absent.png", "{tmp}/out.png"], "does not exist"),
+        (["unscramble", "--key", "{key}", "--spec", "gray8", "{photo}", "{tmp}/out.png"], "expected (H, W, 1)"),
+    ],
+)
+def test_known_errors_are_one_line_and_exit_1(tmp_path, key_file, photo, key, args, fragment):
+    args = [a.format(tmp=tmp_path, key=key_file, photo=photo) for a in args]
+    done = run(*args)
+    assert done.returncode == 1
+    assert fragment in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+    assert key._secret.hex() not in done.stderr + done.stdout
+    assert not (tmp_path / "out.png").exists() and not (tmp_path / "out.npy").exists()
+
+
+def test_open_key_file_is_refused_by_every_command(tmp_path, key_file, photo):
+    key_file.chmod(0o644)
+    done = run("scramble", "--key", str(key_file), str(photo), str(tmp_path / "o.png"))
+    assert done.returncode == 1 and f"chmod 600 {key_file}" in done.stderr
+
+
+def test_usage_errors_exit_2():
+    assert run("scramble").returncode == 2
+    assert run("scramble", "--key", "k", "--epoch", "minus", "a.png", "b.png").returncode == 2
+    assert run().returncode == 2
+
+
+def test_golden_vectors_command_checks_the_bundled_file():
+    done = run("golden-vectors", "--check")
+    assert done.returncode == 0 and "match" in done.stdout
+
+
+def test_spec_command_prints_toml(tmp_path):
+    done = run("spec", "rgb16to12")
+    assert done.returncode == 0 and "gain_q16 = 4096" in done.stdout
+    (tmp_path / "s.toml").write_text(done.stdout)
+    assert main(["spec", str(tmp_path / "s.toml")]) == 0
+
+
+def test_demo_is_the_main_job(tmp_path):
+    done = run("demo", "--out", str(tmp_path / "demo"))
+    assert done.returncode == 0, done.stderr
+    assert "byte for byte: True" in done.stdout and "restores the picture exactly: True" in done.stdout
+    key = MasterKey.load(tmp_path / "demo" / "demo.key")
+    assert key.fingerprint in done.stdout and key._secret.hex() not in done.stdout
+    panel = cv2.imread(str(tmp_path / "demo" / "keycam-demo.png"))
+    plain = cv2.imread(str(shipped_photo()))
+    assert panel.shape == (plain.shape[0] + 28, 4 * plain.shape[1], 3)
+    quarters = [panel[28:, i * plain.shape[1] : (i + 1) * plain.shape[1]] for i in range(4)]
+    assert np.array_equal(quarters[0], plain) and np.array_equal(quarters[2], plain)
+    assert not np.array_equal(quarters[1], plain) and not np.array_equal(quarters[3], plain)
+    # the measurement is the same multiset of pixels, only reordered
+    assert np.array_equal(np.sort(quarters[1].reshape(-1, 3), axis=0), np.sort(plain.reshape(-1, 3), axis=0))
