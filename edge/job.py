@@ -54,6 +54,7 @@ class Job:
                 from edge.metrics import MetricsServer
 
                 server = MetricsServer(metrics.host, metrics.port)
+                server.watch_source(self.source)
                 for sink in self.sinks:
                     sink.watch(server)
                 print(f"keycam: metrics on http://{metrics.host}:{server.port}/metrics", file=sys.stderr)

@@ -5,7 +5,8 @@ runs: frames, drops, errors, skipped frames and camera failures (counters), per-
 (a summary, seconds), frames per second and ``keycam_up`` (gauges). Port 0 picks a free port.
 Binds to 127.0.0.1 by default: expose it on the network deliberately. :meth:`MetricsServer.watch_forwarding`
 adds the forwarding sink's counters (answered, refused, failed attempts, spooled, dropped) and the
-frames waiting for the server, read from the sink whenever Prometheus scrapes.
+frames waiting for the server, read from the sink whenever Prometheus scrapes; :meth:`MetricsServer.watch_source`
+the source's health (a camera's dropped frames and timeouts, its sensor temperature).
 """
 
 from __future__ import annotations
@@ -43,6 +44,18 @@ class MetricsServer:
                                    ("dropped", "spooled frames dropped because the spool was full")):
                     yield CounterMetricFamily(f"keycam_forward_{name}", text, value=getattr(stats, name))
                 yield GaugeMetricFamily("keycam_forward_pending", "frames waiting for the server", value=sink.pending)
+
+        self.registry.register(_Collector())
+
+    def watch_source(self, source) -> None:
+        """Export ``source.health()`` (e.g. the camera's dropped frames and sensor temperature) at every scrape:
+        ``keycam_source_<name>``, a counter for names ending in ``_frames`` or ``_timeouts``, a gauge otherwise."""
+
+        class _Collector:
+            def collect(self):
+                for name, value in source.health().items():
+                    family = CounterMetricFamily if name.endswith(("_frames", "_timeouts")) else GaugeMetricFamily
+                    yield family(f"keycam_source_{name}", f"the source's {name.replace('_', ' ')}", value=value)
 
         self.registry.register(_Collector())
 

@@ -60,6 +60,10 @@ class Source(ABC):
     def _close(self) -> None:  # noqa: B027 - optional hook: most sources hold nothing to release
         """Release what ``_open`` acquired (nothing by default)."""
 
+    def health(self) -> dict[str, float]:
+        """Gauges and counters of the device behind the source (frames it dropped, its temperature), for metrics."""
+        return {}
+
     def open(self) -> Source:
         if not self._opened:
             self._open()

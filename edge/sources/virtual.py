@@ -29,6 +29,9 @@ class VirtualSensor(Source):
         self.live = source.live
         self._frame_out: Frame | None = None
 
+    def health(self) -> dict[str, float]:
+        return self.source.health()
+
     def _open(self) -> None:
         self.source.open()
 

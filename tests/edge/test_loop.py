@@ -138,40 +138,37 @@ def test_live_sources_drop_the_oldest_and_recorded_sources_never_drop(job_files,
             assert metrics.drops == 0 and metrics.frames == 200
 
 
-def test_a_camera_that_fails_is_reopened_and_counted(job_files, tmp_path):
-    from edge.sources.picamera import PicameraSource
-    from tests.edge.sources.fake_picamera2 import FakePicamera2
+def test_a_camera_that_fails_is_reopened_and_counted(job_files, tmp_path, monkeypatch):
+    from edge.sources.picamera import PicameraConfig, PicameraSource
+    from tests.edge.sources.fake_picamera2 import BACKEND, FakePicamera2
 
     folder, key = job_files
-    cameras = []
-
-    def factory(num):
-        camera = FakePicamera2(num)
-        if not cameras:
-            camera.fail_after = 3  # the first camera object stops after 3 frames
-        cameras.append(camera)
-        return camera
-
-    source = PicameraSource(32, 32, camera_factory=factory, timeout_s=0.1)
+    monkeypatch.setattr(FakePicamera2, "instances", [])
+    monkeypatch.setattr(FakePicamera2, "timeout_after", 3)  # the first camera stops after 3 frames
+    source = PicameraSource(32, 32, settings=PicameraConfig(timeout_s=0.1), backend=BACKEND)
     loop = CaptureLoop(source, Pipeline(KeyedModel(folder / "keyed.onnx", key), key),
                        [ResultsSink(tmp_path / "c.jsonl")], max_frames=8, backoff_s=0.01)
     metrics = loop.run()
+    cameras = FakePicamera2.instances
     assert metrics.camera_failures == 1 and metrics.frames == 8 and len(cameras) == 2
-    assert all(c.closed and c.outstanding == 0 for c in cameras)
+    assert all(not c.is_open and c.outstanding == 0 and c.leaked == 0 for c in cameras)
 
 
 def test_a_camera_that_never_returns_ends_the_run_with_its_error(job_files, tmp_path):
-    from edge.sources.picamera import PicameraSource
-    from tests.edge.sources.fake_picamera2 import FakePicamera2
+    from types import SimpleNamespace
+
+    from edge.sources.picamera import PicameraConfig, PicameraSource
+    from tests.edge.sources.fake_picamera2 import FakePicamera2, Transform
 
     folder, key = job_files
 
-    def factory(num):
-        camera = FakePicamera2(num)
-        camera.fail_after = 0
-        return camera
+    class Dead(FakePicamera2):
+        def start(self, config=None, show_preview=False):
+            super().start(config, show_preview)
+            self.frontend_timeout()
 
-    loop = CaptureLoop(PicameraSource(32, 32, camera_factory=factory, timeout_s=0.05),
+    backend = SimpleNamespace(Picamera2=Dead, Transform=Transform)
+    loop = CaptureLoop(PicameraSource(32, 32, settings=PicameraConfig(timeout_s=0.05), backend=backend),
                        Pipeline(KeyedModel(folder / "keyed.onnx", key), key),
                        [ResultsSink(tmp_path / "d.jsonl")], retries=2, backoff_s=0.01)
     with pytest.raises(CameraError, match="delivered no frame"):
