@@ -7,6 +7,13 @@ count and order and its code depth (8-bit pictures on a deeper sensor are left-a
 ``code << (bits - 8)``). Every path that turns a picture into a sensor frame goes through these two
 functions: the capture loop, ``keycam verify``, ``keycam preview`` and the lab's evaluations.
 
+A Bayer spec (readout spec version 2) digitises a (2H, 2W) mosaic of colour-filter photosites for a
+model of H x W cells. :func:`simulate_cfa` samples a colour picture through a CFA (how a Bayer sensor
+sees a scene), :func:`fit_mosaic` brings a raw mosaic of any even size to 2H x 2W with the same
+fitting rule applied to each colour plane (the phase kept), and :func:`to_sensor` picks one of the
+two: a 3-channel picture is fitted to 2H x 2W and sampled through the spec's CFA, a 1-channel frame
+is taken to be a raw mosaic already in the spec's phase.
+
 :class:`Readout` is the readout stage: a plain frame in, the private measurement the keycam sensor
 would emit out, with the key epoch chosen by the run's :class:`~edge.epochs.EpochSchedule`. One
 instance per run holds the run's only :class:`~edge.transform.AdcTransform` (and so its only table
@@ -22,8 +29,10 @@ import cv2
 import numpy as np
 
 from edge.epochs import EpochSchedule
+from edge.errors import FrameError, SpecError
 from edge.frame import Frame
 from edge.transform import AdcTransform
+from firmware_sim.cfa import PHASES, cell_offsets
 from firmware_sim.keys import MasterKey
 from firmware_sim.manifest import Manifest
 from firmware_sim.readout import readout as reference_readout
@@ -51,9 +60,87 @@ def fit_frame(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return resized
 
 
+def _phase(cfa: str, what: str) -> tuple[tuple[int, int], ...]:
+    if cfa not in PHASES:
+        raise SpecError(f"{what}: CFA phase {cfa!r} is not one of {', '.join(PHASES)}")
+    return cell_offsets(cfa)
+
+
+def simulate_cfa(picture: np.ndarray, cfa: str, source_order: str = "bgr") -> np.ndarray:
+    """A colour picture (H2, W2, 3) seen through a colour filter array of phase ``cfa``: (H2, W2, 1).
+
+    Each photosite keeps only its own colour's value (photosite (2i + dy, 2j + dx) of the cell's R, Gr,
+    Gb or B takes channel R, G, G or B of the picture there); ``source_order`` (``bgr``, OpenCV's, or
+    ``rgb``) says where R and B are in the picture. The dtype is kept (uint8 or uint16).
+    """
+    offsets = _phase(cfa, "simulate_cfa")
+    if source_order not in ("rgb", "bgr"):
+        raise FrameError(f"simulate_cfa: source_order {source_order!r}; use rgb or bgr")
+    if not isinstance(picture, np.ndarray) or picture.ndim != 3 or picture.shape[2] != 3 or min(picture.shape[:2]) < 1:
+        shape = getattr(picture, "shape", type(picture).__name__)
+        raise FrameError(f"simulate_cfa: picture has shape {shape}, expected (H, W, 3); give a colour picture")
+    if picture.dtype not in (np.uint8, np.uint16):
+        raise FrameError(f"simulate_cfa: picture has dtype {picture.dtype}, expected uint8 or uint16")
+    red, blue = (2, 0) if source_order == "bgr" else (0, 2)
+    mosaic = np.empty(picture.shape[:2], picture.dtype)
+    for (dy, dx), channel in zip(offsets, (red, 1, 1, blue)):  # R, Gr, Gb, B
+        mosaic[dy::2, dx::2] = picture[dy::2, dx::2, channel]
+    return mosaic[:, :, np.newaxis]  # (H2, W2) -> (H2, W2, 1)
+
+
+def fit_mosaic(mosaic: np.ndarray, cfa: str, height: int, width: int) -> np.ndarray:
+    """A raw mosaic of any even size brought to (2*height, 2*width, 1), its phase ``cfa`` kept.
+
+    The mosaic is split into its four colour planes (R, Gr, Gb, B), each plane fitted to height x width
+    by :func:`fit_frame` (centre crop to the aspect ratio, area resize; integer codes stay in their
+    dtype), and the planes interleaved again at their places in the cell.
+    """
+    offsets = _phase(cfa, "fit_mosaic")
+    if isinstance(mosaic, np.ndarray) and mosaic.ndim == 3 and mosaic.shape[2] == 1:
+        mosaic = mosaic[:, :, 0]  # (H2, W2, 1) -> (H2, W2)
+    if not isinstance(mosaic, np.ndarray) or mosaic.ndim != 2:
+        shape = getattr(mosaic, "shape", type(mosaic).__name__)
+        raise FrameError(f"fit_mosaic: mosaic has shape {shape}, expected (H, W) or (H, W, 1) raw photosites")
+    rows, cols = mosaic.shape
+    if rows < 2 or cols < 2 or rows % 2 or cols % 2:
+        raise FrameError(f"fit_mosaic: mosaic has shape {mosaic.shape}; a {cfa} mosaic has an even height and "
+                         f"width of at least 2: crop it to {rows - rows % 2}x{cols - cols % 2}")
+    if (rows, cols) == (2 * height, 2 * width):
+        return np.ascontiguousarray(mosaic)[:, :, np.newaxis]
+    out = np.empty((2 * height, 2 * width), mosaic.dtype)
+    for dy, dx in offsets:
+        plane = np.ascontiguousarray(mosaic[dy::2, dx::2])
+        out[dy::2, dx::2] = fit_frame(plane, height, width).reshape(height, width)
+    return out[:, :, np.newaxis]  # (2H, 2W) -> (2H, 2W, 1)
+
+
+def _bayer_sensor(image: np.ndarray, spec: ReadoutSpec, height: int, width: int, source_order: str) -> np.ndarray:
+    """The (2H, 2W, 1) mosaic of a Bayer sensor: a colour picture sampled through its CFA, or a raw mosaic fitted."""
+    if image.ndim == 2:
+        image = image[:, :, np.newaxis]  # (H, W) -> (H, W, 1)
+    if image.ndim != 3 or image.shape[2] not in (1, 3):
+        raise FrameError(f"picture has shape {image.shape}; a Bayer sensor reads a colour picture (H, W, 3) or a raw "
+                         f"mosaic (H, W, 1)")
+    if image.shape[2] == 1:
+        return fit_mosaic(image, spec.cfa, height, width)
+    order = source_order if source_order in ("rgb", "bgr") else "bgr"
+    return simulate_cfa(fit_frame(image, 2 * height, 2 * width), spec.cfa, order)
+
+
 def to_sensor(image: np.ndarray, spec: ReadoutSpec, height: int, width: int, source_order: str = "bgr",
               sensor_order: str = "bgr") -> np.ndarray:
-    """A picture as a sensor of ``spec`` would deliver it: model size, channel count and order, code depth."""
+    """A picture as a sensor of ``spec`` would deliver it: model size, channel count and order, code depth.
+
+    Bayer specs: ``height`` x ``width`` cells, so a (2H, 2W, 1) mosaic: a 3-channel picture is fitted to
+    2H x 2W and sampled through the spec's CFA (:func:`simulate_cfa`), a 1-channel frame is a raw mosaic
+    in the spec's phase (:func:`fit_mosaic`). MSB-aligned specs get 16-bit words with the code in the top
+    bits (an 8-bit picture: ``value << 8``).
+    """
+    if spec.is_bayer:
+        image = _bayer_sensor(image, spec, height, width, source_order)
+        if image.dtype != spec.input_dtype:
+            image = image.astype(spec.input_dtype) << (spec.input_bits - 8 + spec.alignment_shift)
+        return np.ascontiguousarray(image)
     image = fit_frame(image, height, width)
     if image.ndim == 2:
         image = image[:, :, np.newaxis]  # (H, W) -> (H, W, 1)
@@ -64,7 +151,7 @@ def to_sensor(image: np.ndarray, spec: ReadoutSpec, height: int, width: int, sou
     elif spec.channels == 3 and sensor_order != source_order and source_order in ("rgb", "bgr"):
         image = image[:, :, ::-1]
     if image.dtype != spec.input_dtype:
-        image = image.astype(spec.input_dtype) << (spec.input_bits - 8)
+        image = image.astype(spec.input_dtype) << (spec.input_bits - 8 + spec.alignment_shift)
     return np.ascontiguousarray(image)
 
 

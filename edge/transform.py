@@ -15,10 +15,19 @@ spec's transfer. Two passes do it:
    times faster than ``np.take``) when H and W fit its 16-bit coordinates,
    and ``np.take`` otherwise.
 
+In the Bayer mode (readout spec version 2) the frame is a (2H, 2W) mosaic and a position is a 2x2
+cell: the four colour planes are sliced out (``mosaic[dy::2, dx::2]`` at each colour's offset in
+the cell, ``firmware_sim.cfa``), put in the canonical order (R, Gr, Gb, B) and stacked into
+(H, W, 4) cells; then the same two passes run over the cells. MSB-aligned input (16-bit words with
+the code in the top bits) is shifted right by ``16 - input_bits`` first, or, with a non-identity
+transfer, read through one table over all 65,536 words that drops the low bits and applies the
+transfer at once.
+
 Both passes are exact integer copies, so the result equals firmware_sim byte
 for byte (``tests/conformance``). :meth:`AdcTransform.inverse` puts a
 measurement's positions back in raster order for key holders; it undoes the
-transfer only when that is the identity.
+transfer only when that is the identity. For a Bayer spec it returns the cells in raster order,
+(H, W, 4) in canonical order (R, Gr, Gb, B): ``spec.mosaic`` turns them back into a mosaic.
 """
 
 from __future__ import annotations
@@ -92,6 +101,10 @@ class AdcTransform:
         self.key = key
         self.spec = spec
         self._lut = None if spec.is_identity else spec.transfer_table()
+        self._shift = spec.alignment_shift  # MSB-aligned words: code = word >> shift
+        if self._shift and self._lut is not None:  # one table over all words: drop the low bits and transfer
+            self._lut = self._lut[np.arange(1 << 16) >> self._shift]
+            self._shift = 0
         self._cache: OrderedDict[tuple[int, int, int], _Tables] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
@@ -128,6 +141,8 @@ class AdcTransform:
         self._tables(height, width, epoch)
 
     def _apply_transfer(self, frame: np.ndarray) -> np.ndarray:
+        if self._shift:  # MSB-aligned words, identity transfer: the codes themselves
+            return (frame >> self._shift).astype(self.spec.output_dtype, copy=False)  # 8-bit codes: uint8
         if self._lut is None:
             return frame
         if frame.dtype == np.uint8:
@@ -135,15 +150,27 @@ class AdcTransform:
             return cv2.LUT(frame.reshape(height, width * channels), self._lut).reshape(frame.shape)
         return np.take(self._lut, frame)
 
-    def __call__(self, frame: np.ndarray, epoch: int = 0) -> np.ndarray:
-        """The measurement of ``frame`` (validated against the spec) as (H, W, C) output codes."""
+    def _positions(self, frame: np.ndarray) -> np.ndarray:
+        """A frame (validated against the spec) as (H, W, C) positions: itself, or a mosaic's (H, W, 4) cells."""
         frame = self.spec.check_frame(frame)
-        height, width, _ = frame.shape
+        if not self.spec.is_bayer:
+            return frame
+        plane = frame[:, :, 0]  # (2H, 2W, 1) -> (2H, 2W)
+        return np.stack([plane[dy::2, dx::2] for dy, dx in self.spec.cell_offsets], axis=-1)  # -> (H, W, 4)
+
+    def __call__(self, frame: np.ndarray, epoch: int = 0) -> np.ndarray:
+        """The measurement of ``frame`` (validated against the spec) as (H, W, C) output codes.
+
+        Bayer specs: ``frame`` is the (2H, 2W[, 1]) mosaic, the measurement (H, W, 4) cells (R, Gr, Gb, B)."""
+        positions = self._positions(frame)
+        height, width, _ = positions.shape
         tables = self._tables(height, width, epoch)
-        return _gather(self._apply_transfer(frame), tables.forward, tables.forward_map)
+        return _gather(self._apply_transfer(positions), tables.forward, tables.forward_map)
 
     def inverse(self, measurement: np.ndarray, epoch: int = 0) -> np.ndarray:
-        """Positions back in raster order: ``inverse(transform(x)) == T(x)``, so ``x`` for the identity."""
+        """Positions back in raster order: ``inverse(transform(x)) == T(x)``, so ``x`` for the identity.
+
+        Bayer specs: the (H, W, 4) cells in raster order, codes (R, Gr, Gb, B) (``T(spec.cells(mosaic))``)."""
         measurement = self._check_measurement(measurement)
         height, width, _ = measurement.shape
         table, remap = self._tables(height, width, epoch).inverse()

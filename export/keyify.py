@@ -4,7 +4,8 @@ The keyed model takes the measurement exactly as the sensor emits it
 (``firmware_sim``'s readout, batched): (N, H, W, C) codes of the spec's
 output dtype, positions in the sensor layout L0. It first does what the plain
 model's user did (codes to the 0..255 scale, channel order, (x - mean) / std),
-then, by policy:
+then, by policy (a Bayer spec's cells first go through the mini-ISP, ``export/compiler/isp.py``,
+which gives the RGB frame the plain model reads):
 
 - ``fresh`` (the paper's): every feature map stays scrambled. Maps are
   (N, H*W, C) tokens; each spatial layer gathers its taps through an index
@@ -37,13 +38,13 @@ from export.compiler.boundary import compile_boundary
 from export.compiler.compilation import Compilation
 from export.compiler.fresh import compile_fresh
 from export.compiler.inputs import check_options
-from export.compiler.options import KeyifyOptions
+from export.compiler.options import IspOptions, KeyifyOptions
 from export.compiler.outputs import emit_output
 from export.compiler.split import cut, split_target
 from export.prepare.graph import prepare
 from firmware_sim.keys import MasterKey
 
-__all__ = ["KeyifyOptions", "KeyifyResult", "keyify"]
+__all__ = ["IspOptions", "KeyifyOptions", "KeyifyResult", "keyify"]
 
 
 def keyify(plain: onnx.ModelProto | str, key: MasterKey, options: KeyifyOptions = KeyifyOptions()) -> KeyifyResult:

@@ -7,7 +7,9 @@ time, exactly as ``docs/readout-spec.md`` describes. It imports nothing from
 
 Modules:
 
-- ``spec``        the versioned readout spec (bit depths, fixed-point transfer)
+- ``spec``        the versioned readout spec (bit depths, fixed-point transfer; version 2: the Bayer
+                  mode and MSB-aligned input)
+- ``cfa``         colour filter arrays: a 2x2 cell's photosites in the canonical order (R, Gr, Gb, B)
 - ``keys``        the master key file, the key schedule (HKDF) and fingerprints
 - ``permutation`` the keyed address permutation (AES-256 Feistel, cycle-walking)
 - ``readout``     the streaming, integer-only readout model
@@ -15,3 +17,7 @@ Modules:
 """
 
 SPEC_VERSION = 1
+"""The version a spec has by default: a spec that uses no version-2 field is written as version 1."""
+
+LATEST_SPEC_VERSION = 2
+"""The newest version of docs/readout-spec.md (version 2 adds ``cfa`` and ``input_alignment``)."""

@@ -11,9 +11,9 @@ which only a key holder can turn into permutations.
 from __future__ import annotations
 
 import json
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer
 
 from firmware_sim.errors import ModelError
 from firmware_sim.spec import ReadoutSpec
@@ -37,9 +37,35 @@ class LayoutRef(_Strict):
     epoch: int = Field(default=0, ge=0)
 
 
+_Gain = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+_Number = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class IspSpec(_Strict):
+    """The keyed model's mini-ISP for a Bayer spec: per cell, from (R, Gr, Gb, B) output codes to R, G, B on
+    the 0..255 scale, before the plain model's own normalisation (``edge.isp.isp_rgb`` computes it in numpy)::
+
+        v   = cell - black_level                        # output codes
+        rgb = (v_R * wb[0], (v_Gr + v_Gb) / 2 * wb[1], v_B * wb[2])
+        rgb = ccm @ rgb                                 # when ccm is given (row-major 3x3)
+        rgb = clip(rgb, 0, white) / white               # [0, 1]
+        rgb = rgb ** (1 / gamma)                        # when gamma is given
+        out = 255 * rgb
+    """
+
+    black_level: float = Field(ge=0, allow_inf_nan=False, description="subtracted from every code, output codes")
+    wb_gains: list[_Gain] = Field(min_length=3, max_length=3, description="white-balance gains of R, G, B")
+    ccm: list[_Number] | None = Field(default=None, min_length=9, max_length=9,
+                                      description="3x3 colour matrix, row-major: rgb_out = ccm @ rgb_in")
+    gamma: float | None = Field(default=None, gt=0, allow_inf_nan=False,
+                                description="display gamma: the [0, 1] values are raised to 1 / gamma")
+    white: float = Field(gt=0, allow_inf_nan=False, description="the level (after black, gains and ccm) that is 255")
+
+
 class InputSpec(_Strict):
     name: str
-    shape: list[int | None] = Field(description="(N, H, W, C); N is dynamic (null)")
+    shape: list[int | None] = Field(description="(N, H, W, C); N is dynamic (null); a Bayer spec's C = 4 "
+                                                "(R, Gr, Gb, B) over H x W cells")
     dtype: Literal["uint8", "uint16"]
     channel_order: Literal["rgb", "bgr"] = Field(description="channel order of the measurement")
     model_channel_order: Literal["rgb", "bgr"] = Field(description="channel order the plain model expects")
@@ -48,6 +74,17 @@ class InputSpec(_Strict):
     code_scale: float = Field(description="factor that brings measurement codes to the 0..255 scale")
     plain_layout: Literal["nchw", "nhwc"] = Field(
         default="nchw", description="the plain model's own input layout (TensorFlow exports take NHWC)")
+    isp: IspSpec | None = Field(
+        default=None, description="Bayer specs: the mini-ISP that turns cells into the plain model's RGB, on the "
+                                  "0..255 scale (then mean, std and model_channel_order apply as for pixels)")
+
+    @model_serializer(mode="wrap")
+    def _no_isp_for_pixels(self, handler):
+        """A pixel model's manifest is written as before the mini-ISP existed (no ``isp`` field)."""
+        data = handler(self)
+        if self.isp is None and isinstance(data, dict):
+            data.pop("isp", None)
+        return data
 
 
 class OutputSpec(_Strict):

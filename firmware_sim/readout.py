@@ -14,6 +14,16 @@ The measurement is the emitted stream, H*W*C codes, step-major and
 channel-minor. Laid out as an array it is (H, W, C) with step q at
 (q // W, q mod W): ``measurement[q // W, q % W, c] = T(x[P(q) // W, P(q) % W, c])``.
 
+In the Bayer mode (spec version 2) the frame is a (2H, 2W) mosaic and a position is the 2x2
+cell (row, col); its C = 4 codes are the cell's photosites in the canonical order (R, Gr, Gb, B),
+each at ``(2*row + dy, 2*col + dx)`` with (dy, dx) from the spec's phase (``firmware_sim.cfa``)::
+
+    for c, (dy, dx) in enumerate(cell_offsets(cfa)):           # R, Gr, Gb, B
+        word = x[2*row + dy][2*col + dx]
+        emit S.transfer(word >> shift)                         # shift = 16 - input_bits for MSB input, else 0
+
+The shift applies to pixel specs with MSB-aligned input too.
+
 Everything here works on Python integers. It is slow (tens of microseconds per
 position) and meant to be read, not deployed; ``edge.transform`` is the fast twin.
 """
@@ -39,22 +49,37 @@ class Pixel(NamedTuple):
     codes: tuple[int, ...]
 
 
+def positions(frame: np.ndarray, spec: ReadoutSpec) -> tuple[int, int]:
+    """(H, W) positions of a frame already checked by ``spec.check_frame``: pixels, or 2x2 cells of a mosaic."""
+    if spec.is_bayer:
+        return frame.shape[0] // 2, frame.shape[1] // 2
+    return frame.shape[0], frame.shape[1]
+
+
 def stream(
     frame: np.ndarray, key: MasterKey, spec: ReadoutSpec = DEFAULT_SPEC, epoch: int = 0
 ) -> Iterator[Pixel]:
     """Yield the readout of one frame, step by step, in readout order."""
     frame = spec.check_frame(frame)
-    height, width, channels = frame.shape
+    height, width = positions(frame, spec)
     rows = frame.tolist()  # nested Python ints: no numpy arithmetic past this point
+    shift = spec.alignment_shift  # MSB-aligned words: the code is the top input_bits bits
+    if spec.is_bayer:  # photosite (2*row + dy, 2*col + dx) holds the cell's c-th code
+        sites = list(spec.cell_offsets)
+    else:  # channel c of the pixel itself
+        sites = [(0, 0)] * spec.channels
+    span = 2 if spec.is_bayer else 1
     permutation = KeyedPermutation(key.sensor_key(height, width, epoch), height * width)
     for step in range(height * width):
         address = permutation.forward(step)
         row, col = divmod(address, width)
         codes = []
-        for c in range(channels):
-            code = rows[row][col][c]
+        for c, (dy, dx) in enumerate(sites):
+            y, x = span * row + dy, span * col + dx
+            word = rows[y][x][0 if spec.is_bayer else c]
+            code = word >> shift
             if not 0 <= code <= spec.input_max:  # checked per sample, as hardware would flag it
-                raise FrameError(f"code {code} at ({row}, {col}, {c}) is outside 0..{spec.input_max}")
+                raise FrameError(f"code {code} at ({y}, {x}, {c}) is outside 0..{spec.input_max}")
             codes.append(spec.transfer(code))
         yield Pixel(step, address, tuple(codes))
 
@@ -65,10 +90,12 @@ def readout(
 ) -> np.ndarray:
     """The measurement of one frame as an (H, W, C) array of the spec's output dtype.
 
+    In the Bayer mode ``frame`` is the (2H, 2W[, 1]) mosaic and the measurement (H, W, 4) cells.
     ``progress``, if given, is called with the number of steps done after each row of positions.
     """
     frame = spec.check_frame(frame)
-    height, width, channels = frame.shape
+    height, width = positions(frame, spec)
+    channels = spec.channels
     codes: list[int] = []
     for pixel in stream(frame, key, spec, epoch):
         codes.extend(pixel.codes)

@@ -8,6 +8,11 @@ saturation at both ends), and several key epochs. Each case records the
 inputs, the readout order (the permutation) and the measurement, so a
 hardware implementation can be checked against it too.
 
+Version 2 cases (the ``bayer-*`` specs and the ``*msb*`` ones) cover the Bayer mode in every CFA
+phase, LSB- and MSB-aligned input (MSB words carry random bits below the code, which the readout
+drops) and transfers with a black level and a gain. For a Bayer case ``height`` and ``width`` count
+cells, and ``input`` is the (2H, 2W) mosaic in raster order (``input_shape`` says so).
+
 Input codes come from SHAKE-128 of the case name (never numpy's random
 generators), with the first samples forced to 0 and the top code so that the
 saturation paths are exercised.
@@ -59,6 +64,32 @@ _SPECS = {
     "gray12to8-gain0": ReadoutSpec(channels=1, input_bits=12, output_bits=8, gain_q16=0),
 }
 
+
+def _v2(**fields) -> ReadoutSpec:
+    return ReadoutSpec(spec_version=2, **({"channels": 4} if "cfa" in fields else {}), **fields)
+
+
+_SPECS.update({  # version 2: the Bayer mode and MSB-aligned input
+    "bayer-rggb10-identity": _v2(cfa="RGGB", input_bits=10, output_bits=10),
+    "bayer-grbg12-identity": _v2(cfa="GRBG", input_bits=12, output_bits=12),
+    "bayer-gbrg8-identity": _v2(cfa="GBRG"),
+    "bayer-bggr10-black64-gain1.5": _v2(cfa="BGGR", input_bits=10, output_bits=10, black_level=64,
+                                        gain_q16=GAIN_ONE * 3 // 2),
+    "bayer-gbrg16to10-black4096-gain0.0171": _v2(cfa="GBRG", input_bits=16, output_bits=10, black_level=4096,
+                                                 gain_q16=1121),
+    "bayer-bggr12msb-identity": _v2(cfa="BGGR", input_bits=12, output_bits=12, input_alignment="msb"),
+    "bayer-rggb12msbto8-black256-gain1/16": _v2(cfa="RGGB", input_bits=12, output_bits=8, black_level=256,
+                                                gain_q16=GAIN_ONE // 16, input_alignment="msb"),
+    "bayer-grbg10msbto12-black64-gain2": _v2(cfa="GRBG", input_bits=10, output_bits=12, black_level=64,
+                                             gain_q16=GAIN_ONE * 2, input_alignment="msb"),
+    "bayer-gbrg10msb-identity": _v2(cfa="GBRG", input_bits=10, output_bits=10, input_alignment="msb"),
+    "bayer-bggr8msb-black16-gain1.25": _v2(cfa="BGGR", black_level=16, gain_q16=GAIN_ONE * 5 // 4,
+                                           input_alignment="msb"),
+    "gray12msb-identity": _v2(channels=1, input_bits=12, output_bits=12, input_alignment="msb"),
+    "rgb10msbto8-black64-gain0.25": _v2(input_bits=10, output_bits=8, black_level=64, gain_q16=GAIN_ONE // 4,
+                                        input_alignment="msb"),
+})
+
 # (spec, key, height, width, epoch)
 _CASES = [
     ("rgb8-identity", "counting", 1, 1, 0),
@@ -81,6 +112,21 @@ _CASES = [
     ("rgb16to10-black4096-gain0.0171", "shake", 7, 6, 0),
     ("rgb8to10-gain3.999", "counting", 3, 3, 0),
     ("gray12to8-gain0", "counting", 2, 2, 0),
+    # version 2 (H x W positions: cells of a 2H x 2W mosaic for the Bayer specs)
+    ("bayer-rggb10-identity", "counting", 1, 1, 0),
+    ("bayer-rggb10-identity", "shake", 5, 7, 0),
+    ("bayer-grbg12-identity", "zeros", 1, 6, 0),
+    ("bayer-gbrg8-identity", "ones", 6, 1, 3),
+    ("bayer-bggr10-black64-gain1.5", "counting", 3, 4, 1),
+    ("bayer-gbrg16to10-black4096-gain0.0171", "ones", 3, 3, 5),
+    ("bayer-bggr12msb-identity", "counting", 4, 4, 0),
+    ("bayer-bggr12msb-identity", "shake", 3, 5, 2**40),
+    ("bayer-rggb12msbto8-black256-gain1/16", "counting", 7, 3, 1),
+    ("bayer-grbg10msbto12-black64-gain2", "shake", 2, 9, 0),
+    ("bayer-gbrg10msb-identity", "zeros", 1, 2, 0),
+    ("bayer-bggr8msb-black16-gain1.25", "zeros", 2, 2, 7),
+    ("gray12msb-identity", "counting", 3, 7, 0),
+    ("rgb10msbto8-black64-gain0.25", "shake", 5, 4, 1),
 ]
 
 
@@ -88,15 +134,25 @@ def case_name(spec_name: str, key_name: str, height: int, width: int, epoch: int
     return f"{spec_name}/{key_name}/{height}x{width}/epoch{epoch}"
 
 
+def case_shape(spec: ReadoutSpec, height: int, width: int) -> tuple[int, int, int]:
+    """The input frame's shape for H x W positions: (H, W, C), or the (2H, 2W, 1) mosaic of a Bayer spec."""
+    return (2 * height, 2 * width, 1) if spec.is_bayer else (height, width, spec.channels)
+
+
 def case_input(name: str, spec: ReadoutSpec, height: int, width: int) -> np.ndarray:
-    """Deterministic input codes for a case: SHAKE-128 of its name, edges forced to 0 and the top code."""
-    count = height * width * spec.channels
+    """Deterministic input codes for a case: SHAKE-128 of its name, edges forced to 0 and the top code.
+
+    MSB-aligned input: 16-bit words, random bits below the code included (the readout drops them).
+    """
+    shape = case_shape(spec, height, width)
+    count = shape[0] * shape[1] * shape[2]
     raw = np.frombuffer(hashlib.shake_128(name.encode()).digest(4 * count), dtype="<u4")  # (count,)
-    codes = (raw & np.uint32(spec.input_max)).astype(np.int64)
+    top = 0xFFFF if spec.is_msb else spec.input_max  # the largest word
+    codes = (raw & np.uint32(top)).astype(np.int64)
     codes[0:1] = 0
-    codes[1:2] = spec.input_max
-    codes[2:3] = spec.black_level
-    return codes.astype(spec.input_dtype).reshape(height, width, spec.channels)  # (count,) -> (H, W, C)
+    codes[1:2] = top
+    codes[2:3] = spec.black_level << spec.alignment_shift
+    return codes.astype(spec.input_dtype).reshape(shape)  # (count,) -> (H, W, C) or (2H, 2W, 1)
 
 
 def generate() -> dict:
@@ -111,24 +167,26 @@ def generate() -> dict:
         for pixel in stream(frame, key, spec, epoch):
             order.append(pixel.address)
             output.extend(pixel.codes)
-        cases.append(
-            {
-                "name": name,
-                "key_hex": TEST_KEYS[key_name].hex(),
-                "fingerprint": key.fingerprint,
-                "spec": spec.model_dump(),
-                "height": height,
-                "width": width,
-                "epoch": epoch,
-                "input": frame.reshape(-1).tolist(),  # (H, W, C) raster order, flattened
-                "readout_order": order,
-                "output": output,
-            }
-        )
+        case = {
+            "name": name,
+            "key_hex": TEST_KEYS[key_name].hex(),
+            "fingerprint": key.fingerprint,
+            "spec": spec.model_dump(),
+            "height": height,
+            "width": width,
+            "epoch": epoch,
+            "input": frame.reshape(-1).tolist(),  # (H, W, C) raster order, flattened (a mosaic: (2H, 2W, 1))
+            "readout_order": order,
+            "output": output,
+        }
+        if spec.is_bayer:
+            case["input_shape"] = list(frame.shape)
+        cases.append(case)
     return {
         "description": "keycam readout golden vectors (docs/readout-spec.md); regenerate with "
         "`python -m firmware_sim.vectors --write`",
         "spec_version": SPEC_VERSION,
+        "spec_versions": [1, 2],
         "cases": cases,
     }
 

@@ -9,10 +9,31 @@ from __future__ import annotations
 import argparse
 import time
 
-from edge.cli.args import epoch, floats, path, positive, positive_floats, size
+from edge.cli.args import epoch, floats, path, positive, positive_float, positive_floats, size
 from firmware_sim.keys import MasterKey
 
 EXIT_ERROR = 1
+
+
+def _black(text: str) -> float:
+    values = floats(text)
+    if len(values) != 1 or values[0] < 0:
+        raise argparse.ArgumentTypeError(f"black level {text!r} must be one finite number >= 0 (output codes)")
+    return values[0]
+
+
+def _gains(text: str) -> tuple[float, ...]:
+    values = positive_floats(text)
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"white-balance gains {text!r} must be 3 numbers R,G,B, e.g. 1.9,1,1.6")
+    return values
+
+
+def _ccm(text: str) -> tuple[float, ...]:
+    values = floats(text)
+    if len(values) != 9:
+        raise argparse.ArgumentTypeError(f"colour matrix {text!r} has {len(values)} numbers; give 9, row by row")
+    return values
 
 
 def register(commands) -> None:
@@ -31,6 +52,13 @@ def register(commands) -> None:
     keyify.add_argument("--layouts", choices=("fresh", "boundary"), default="fresh", help="layout policy")
     keyify.add_argument("--split-after", default=None, metavar="NAME", help="node or tensor to split after")
     keyify.add_argument("--epoch", type=epoch, default=0, help="key epoch of the sensor layout (default 0)")
+    isp = keyify.add_argument_group("mini-ISP (Bayer specs: cells R, Gr, Gb, B -> the plain model's RGB)")
+    isp.add_argument("--isp-black", type=_black, default=None, metavar="N", help="black level, output codes")
+    isp.add_argument("--isp-wb", type=_gains, default=None, metavar="R,G,B", help="white-balance gains")
+    isp.add_argument("--isp-ccm", type=_ccm, default=None, metavar="M11,...,M33", help="3x3 colour matrix, row-major")
+    isp.add_argument("--isp-gamma", type=positive_float, default=None, metavar="G", help="gamma: values ** (1 / G)")
+    isp.add_argument("--isp-white", type=positive_float, default=None, metavar="W",
+                     help="level that becomes 255 (default: top output code - black)")
     keyify.set_defaults(handler=keyify_command)
 
     verify = commands.add_parser("verify", help="compare a keyed model with its plain model on images")
@@ -47,15 +75,20 @@ def register(commands) -> None:
 
 
 def keyify_command(args: argparse.Namespace) -> int:
-    from export.keyify import KeyifyOptions, keyify  # the compiler needs the onnx package; the device does not
+    from export.keyify import IspOptions, KeyifyOptions, keyify  # the compiler needs onnx; the device does not
     from export.package.save import save
     from firmware_sim.spec import load_spec
 
     key = MasterKey.load(args.key)
+    isp = None
+    given = {"black_level": args.isp_black, "wb_gains": args.isp_wb, "ccm": args.isp_ccm, "gamma": args.isp_gamma,
+             "white": args.isp_white}
+    if any(value is not None for value in given.values()):
+        isp = IspOptions(**{name: value for name, value in given.items() if value is not None})
     options = KeyifyOptions(
         size=args.size, mean=args.mean, std=args.std, channel_order=args.channel_order,
         model_order=args.model_order, spec=load_spec(args.spec), policy=args.layouts,
-        split_after=args.split_after, epoch=args.epoch,
+        split_after=args.split_after, epoch=args.epoch, isp=isp,
     )
     start = time.perf_counter()
     result = keyify(args.plain, key, options)

@@ -62,12 +62,18 @@ def labelled(image: np.ndarray, label: str) -> np.ndarray:
     return np.vstack([bar, image])
 
 
-def as_bgr8(image: np.ndarray, spec: ReadoutSpec) -> np.ndarray:
-    """Any (H, W, C) codes as an (H, W, 3) uint8 picture for display."""
-    if spec.output_bits != 8:
-        image = (image.astype(np.uint32) >> (spec.output_bits - 8)).astype(np.uint8)
+def as_bgr8(image: np.ndarray, spec: ReadoutSpec, bits: int | None = None) -> np.ndarray:
+    """Any (H, W, C) codes of ``bits`` (the spec's output bits by default) as an (H, W, 3) uint8 picture.
+
+    Bayer cells (R, Gr, Gb, B) are shown as B, (Gr + Gb) / 2, R: one pixel per cell."""
+    bits = spec.output_bits if bits is None else bits
+    if bits != 8:
+        image = (image.astype(np.uint32) >> (bits - 8)).astype(np.uint8)
     if image.shape[2] == 1:
         image = np.repeat(image, 3, axis=2)  # (H, W, 1) -> (H, W, 3)
+    elif image.shape[2] == 4:
+        green = ((image[..., 1].astype(np.uint16) + image[..., 2]) // 2).astype(np.uint8)
+        image = np.stack([image[..., 3], green, image[..., 0]], axis=-1)  # (H, W, 4) cells -> (H, W, 3) B,G,R
     return image
 
 

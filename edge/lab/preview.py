@@ -20,8 +20,8 @@ from edge.lab.demo import as_bgr8, labelled
 TILE = 160  # pixels of height per tile
 
 
-def _tile(image: np.ndarray, spec) -> np.ndarray:
-    picture = as_bgr8(image, spec)
+def _tile(image: np.ndarray, spec, bits: int | None = None) -> np.ndarray:
+    picture = as_bgr8(image, spec, bits)
     scale = TILE / picture.shape[0]
     size = (max(1, round(picture.shape[1] * scale)), TILE)
     return cv2.resize(picture, size, interpolation=cv2.INTER_NEAREST)
@@ -48,9 +48,13 @@ def preview(job: Job, out: Path, frames: int = 4) -> Path:
             if frame.measured:
                 measured = frame
                 plain = readout.inverse(frame.image, frame.epoch)
+                plain_bits = spec.output_bits
             else:
                 plain = readout.prepare(frame.image, source.channel_order)
                 measured = readout.read(frame, source.channel_order)
+                plain_bits = 16 if spec.is_msb else spec.input_bits
+                if spec.is_bayer:  # the mosaic, shown one pixel per cell as the measurement is
+                    plain, plain_bits = spec.cells(plain), spec.input_bits
             result = pipeline.process(measured)
             measurement = measured.image
             unscrambled = readout.inverse(measurement, measured.epoch)
@@ -59,7 +63,7 @@ def preview(job: Job, out: Path, frames: int = 4) -> Path:
             text = "\n".join(f"{name}: {value.get('class', value.get('label', value))}"
                              + (f" ({value['score']:.2f})" if "score" in value else "")
                              for name, value in result.outputs.items())
-            tiles = [_tile(plain, spec), _tile(measurement, spec), _tile(unscrambled, spec)]
+            tiles = [_tile(plain, spec, plain_bits), _tile(measurement, spec), _tile(unscrambled, spec)]
             tiles.append(_answer(f"frame {frame.sequence}\n{text}", tiles[0].shape[1] * 2))
             rows.append(np.hstack(tiles))
             if len(rows) >= frames:

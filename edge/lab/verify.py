@@ -17,6 +17,7 @@ import numpy as np
 
 from edge.errors import ImageFileError, ModelError
 from edge.imageio import read_frame
+from edge.isp import sensor_rgb
 from edge.runtime import KeyedModel, open_session
 from edge.sensor import Readout
 from firmware_sim.keys import MasterKey
@@ -57,9 +58,15 @@ def prepare_frame(image: np.ndarray, readout: Readout, path: Path) -> np.ndarray
 
 
 def plain_input(frames: np.ndarray, manifest: Manifest) -> np.ndarray:
-    """The plain model's float input for a batch of sensor frames (N, H, W, C): NCHW, or NHWC for models that take it."""
+    """The plain model's float input for a batch of sensor frames (N, H, W, C): NCHW, or NHWC for models that take it.
+
+    A Bayer model's frames are mosaics (N, 2H, 2W, 1); its plain input is the plain model on the mini-ISP's
+    RGB frame, computed in numpy from the same cells (``edge.isp.sensor_rgb``)."""
     spec = manifest.input
-    x = frames.astype(np.float32)
+    if manifest.spec.is_bayer:
+        x = sensor_rgb(frames, manifest.spec, spec.isp)  # (N, H, W, 3), R, G, B on the 0..255 scale
+    else:
+        x = frames.astype(np.float32)
     if spec.channel_order != spec.model_channel_order:
         x = x[..., ::-1]
     if spec.code_scale != 1.0:

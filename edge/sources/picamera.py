@@ -46,7 +46,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from edge.errors import CameraError
-from edge.sensor import fit_frame
+from edge.sensor import fit_frame, fit_mosaic
 from edge.sources.base import Source, SourceConfig
 from edge.sources.picamera_formats import parse_raw_format, raw_words, rephase, to_spec_codes, yuv420_to_bgr
 from firmware_sim.spec import DEFAULT_SPEC, ReadoutSpec
@@ -177,7 +177,7 @@ class PicameraSource(Source):
         self.settings = settings or PicameraConfig()
         self._backend = backend
         self._camera = None
-        self.raw = getattr(spec, "is_bayer", False) or (spec.channels == 1 and spec.input_bits > 8)
+        self.raw = spec.is_bayer or (spec.channels == 1 and spec.input_bits > 8)
         if self.raw:
             self.channel_order = "raw"
         self.name = f"camera {self.settings.camera}"
@@ -231,7 +231,7 @@ class PicameraSource(Source):
         pi5 = getattr(getattr(type(camera), "platform", None), "name", "VC4") == "PISP"
         minimum = 2 if pi5 else 64
         if self.raw:
-            cells = 1 if getattr(self.spec, "is_bayer", False) else 2
+            cells = 1 if self.spec.is_bayer else 2
             need = (self.width * 2 // cells, self.height * 2 // cells)  # photosites the mosaic must hold
             main = {"format": "YUV420", "size": stream_size(64, 64, minimum)}
             lores = None
@@ -318,18 +318,16 @@ class PicameraSource(Source):
     def _raw(self, array: np.ndarray, width: int, height: int) -> np.ndarray:
         order, bits, msb = parse_raw_format(self._stream["format"], self._stream["bit_depth"])
         words = raw_words(array, width, height, bits, msb)
-        bayer = getattr(self.spec, "is_bayer", False)
+        bayer = self.spec.is_bayer
         if bayer and not order:
             raise CameraError(f"{self.name} is a monochrome sensor; compile the model for a 1-channel raw spec "
                               f"(raw10, raw12)")
         want = self.spec.cfa if bayer else "RGGB"
         mosaic = rephase(words, order, want) if order else words
-        codes = to_spec_codes(mosaic, self.spec.input_bits, getattr(self.spec, "input_alignment", "lsb") == "msb")
+        codes = to_spec_codes(mosaic, self.spec.input_bits, self.spec.is_msb)
         if bayer:
             return codes[:, :, np.newaxis]  # (h, w) -> (h, w, 1): the readout stage fits the mosaic
         if order:  # a 1-channel raw spec: photosites binned per colour to the model's size, the mosaic kept
-            from edge.sensor import fit_mosaic
-
             return fit_mosaic(codes[:, :, np.newaxis], want, self.height // 2, self.width // 2)
         return fit_frame(codes[:, :, np.newaxis], self.height, self.width)
 

@@ -19,7 +19,7 @@ import onnx
 from onnx import helper
 
 from export.compiler.compilation import FEATURES, MEASUREMENT, Compilation
-from export.compiler.inputs import input_spec
+from export.compiler.inputs import input_spec, measured_channels
 from export.compiler.split import Cut
 from export.errors import UnsupportedModel
 from export.prepare.graph import BATCH
@@ -43,7 +43,7 @@ class KeyifyResult:
 def assemble(job: Compilation, outputs: list[OutputSpec], cut: Cut | None = None) -> KeyifyResult:
     graph, options = job.graph, job.options
     elem = helper.np_dtype_to_tensor_dtype(options.spec.output_dtype)
-    measurement = _value_info(MEASUREMENT, elem, [None, graph.height, graph.width, graph.channels])
+    measurement = _value_info(MEASUREMENT, elem, [None, graph.height, graph.width, measured_channels(job)])
     out_infos = [_value_info(o.name, graph.dtypes.get(o.name, onnx.TensorProto.FLOAT), o.shape) for o in outputs]
     full = _model(job, [measurement], out_infos)
     base = dict(

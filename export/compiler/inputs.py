@@ -7,6 +7,10 @@ codes to the 0..255 scale, the channel order (RGB or BGR), then (x - mean) / std
 first puts the positions in natural order (:func:`natural_input`). When the input feeds a single
 Conv, the scale, the division by std and the channel order fold into that Conv's weights
 (:func:`fold_into_first_conv`).
+
+A Bayer spec's measurement is (N, H, W, 4) cells (R, Gr, Gb, B): the mini-ISP (``isp.py``) first
+turns each cell into R, G, B on the 0..255 scale, and what follows is the same as for an RGB
+measurement in that order (code scale 1).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import onnx
 
 from export.compiler.compilation import MEASUREMENT, Compilation
 from export.compiler.context import attrs
+from export.compiler.isp import emit_isp
 from export.compiler.values import Tokens
 from export.errors import UnsupportedModel
 from export.prepare.graph import PlainGraph
@@ -32,7 +37,12 @@ def check_options(graph: PlainGraph, options: KeyifyOptions) -> None:
     o, g = options, graph
     if o.policy not in ("fresh", "boundary"):
         raise UnsupportedModel("(options)", "policy", f"--layouts {o.policy!r}; use fresh or boundary")
-    if o.spec.channels != g.channels:
+    if o.spec.is_bayer:
+        _check_bayer(g, o)
+    elif o.isp is not None:
+        raise UnsupportedModel("(options)", "isp", f"the mini-ISP reads Bayer cells; the readout spec "
+                                                   f"({o.spec.describe()}) reads pixels: use a Bayer spec or drop --isp-*")
+    elif o.spec.channels != g.channels:
         raise UnsupportedModel(
             g.input_name, "input",
             f"the model takes {g.channels} channels, the readout spec delivers {o.spec.channels}; use a "
@@ -49,13 +59,29 @@ def check_options(graph: PlainGraph, options: KeyifyOptions) -> None:
             raise UnsupportedModel("(options)", what, f"--{what} {order!r}; use rgb or bgr")
 
 
+def _check_bayer(g: PlainGraph, o: KeyifyOptions) -> None:
+    if g.channels != 3:
+        raise UnsupportedModel(g.input_name, "input", f"a Bayer spec's mini-ISP gives RGB, the model takes "
+                                                      f"{g.channels} channel(s); use a 3-channel model or a pixel spec")
+    if o.channel_order != "rgb":
+        raise UnsupportedModel("(options)", "channel-order", f"--channel-order {o.channel_order}: a Bayer spec's cells "
+                                                             f"are (R, Gr, Gb, B) and its mini-ISP gives R, G, B; "
+                                                             f"drop the flag (--model-order sets the model's)")
+    o.isp_spec  # noqa: B018 - resolves the ISP for the spec: refuses a black level at or above the top code
+
+
+def measured_channels(job: Compilation) -> int:
+    """Codes per position of the measurement: the model's channels, or a Bayer cell's 4."""
+    return job.options.spec.channels if job.options.spec.is_bayer else job.graph.channels
+
+
 def _norm(job: Compilation) -> tuple[np.ndarray, np.ndarray, float]:
     """(mean, std) per model channel, and the factor that takes codes to the 0..255 scale."""
     c = job.graph.channels
     mean = np.broadcast_to(np.asarray(job.options.mean or (0.0,), np.float32), (c,)).copy()
     std = np.broadcast_to(np.asarray(job.options.std or (1.0,), np.float32), (c,)).copy()
     spec = job.options.spec
-    scale = 1.0 if spec.output_bits == 8 else 255.0 / spec.output_max
+    scale = 1.0 if spec.output_bits == 8 or spec.is_bayer else 255.0 / spec.output_max  # the ISP gives 0..255
     return mean, std, scale
 
 
@@ -72,10 +98,10 @@ def input_spec(job: Compilation) -> InputSpec:
     g, o = job.graph, job.options
     mean, std, scale = _norm(job)
     return InputSpec(
-        name=MEASUREMENT, shape=[None, g.height, g.width, g.channels], dtype=o.spec.output_dtype.name,
+        name=MEASUREMENT, shape=[None, g.height, g.width, measured_channels(job)], dtype=o.spec.output_dtype.name,
         channel_order=o.channel_order, model_channel_order=o.model_order,
         mean=[float(v) for v in mean], std=[float(v) for v in std], code_scale=scale,
-        plain_layout=g.input_layout,
+        plain_layout=g.input_layout, isp=o.isp_spec,
     )
 
 
@@ -134,8 +160,10 @@ def tokens_input(job: Compilation) -> Tokens:
     """``fresh``: the measurement as (N, HW, C) float tokens in the sensor layout, normalised."""
     g, b = job.graph, job.builder
     n, c = g.height * g.width, g.channels
-    x = b.reshape(MEASUREMENT, [-1, n, c], "tokens")  # (N, H, W, C) -> (N, HW, C), sensor layout
+    x = b.reshape(MEASUREMENT, [-1, n, measured_channels(job)], "tokens")  # (N, H, W, C) -> (N, HW, C), sensor layout
     x = b.node("Cast", [x], "float", to=onnx.TensorProto.FLOAT)
+    if job.options.spec.is_bayer:
+        x = emit_isp(job, x)  # (N, HW, 4) cells -> (N, HW, 3) RGB on the 0..255 scale, still in the sensor layout
     offset = fold_into_first_conv(job)
     if offset is not None:
         return Tokens(_offset(job, x, offset, [c]), c, g.height, g.width, job.sensor)
@@ -152,16 +180,20 @@ def natural_input(job: Compilation) -> None:
     g, b = job.graph, job.builder
     n, c = g.height * g.width, g.channels
     offset = fold_into_first_conv(job)
-    rows = b.reshape(MEASUREMENT, [-1, n, c], "rows")  # (N, H, W, C) -> (N, HW, C), sensor layout
+    rows = b.reshape(MEASUREMENT, [-1, n, measured_channels(job)], "rows")  # (N, H, W, C) -> (N, HW, C), sensor layout
     table = b.const(job.sensor.inv.astype(np.int32), "sensor-index")  # natural a <- physical inv[a]
     job.sensor_tables.append(table)
     job.epoch_recipes[table] = np.arange(n, dtype=np.int32)  # any epoch's table is inv_E[a]
     x = b.node("Gather", [rows, table], "natural", axis=1)  # (N, HW, C), natural order
+    bayer = job.options.spec.is_bayer
+    if bayer:  # (N, HW, 4) cells -> (N, HW, 3) RGB on the 0..255 scale
+        x = emit_isp(job, b.node("Cast", [x], "float", to=onnx.TensorProto.FLOAT))
     x = b.transpose(x, [0, 2, 1])  # -> (N, C, HW)
     order = np.arange(c) if offset is not None else _channel_map(job)
     if not np.array_equal(order, np.arange(c)):
         x = b.gather(x, order, axis=1, hint="channels")  # whole planes: cheap
-    x = b.node("Cast", [x], "float", to=onnx.TensorProto.FLOAT)
+    if not bayer:
+        x = b.node("Cast", [x], "float", to=onnx.TensorProto.FLOAT)
     x = b.reshape(x, [-1, c, g.height, g.width])  # (N, C, HW) -> (N, C, H, W)
     if offset is not None:
         x = _offset(job, x, offset, [1, c, 1, 1])

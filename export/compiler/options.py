@@ -2,9 +2,65 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+from export.errors import UnsupportedModel
+from firmware_sim.manifest import IspSpec
 from firmware_sim.spec import DEFAULT_SPEC, ReadoutSpec
+
+
+@dataclass(frozen=True)
+class IspOptions:
+    """The mini-ISP a keyed model for a Bayer spec begins with (see ``firmware_sim.manifest.IspSpec``).
+
+    ``black_level`` is subtracted from every code (output codes), ``wb_gains`` multiply R, G (the mean of
+    Gr and Gb) and B, ``ccm`` (9 numbers, row-major) mixes them, the result is clipped to [0, white]
+    (default: the spec's top output code minus the black level), raised to ``1 / gamma`` on [0, 1] when
+    ``gamma`` is given, and put on the 0..255 scale that ``mean`` and ``std`` are given in.
+    """
+
+    black_level: float = 0.0
+    wb_gains: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    ccm: tuple[float, ...] | None = None
+    gamma: float | None = None
+    white: float | None = None
+
+    def __post_init__(self) -> None:
+        def refuse(flag: str, reason: str) -> None:
+            raise UnsupportedModel("(options)", "isp", f"--isp-{flag} {reason}")
+
+        if not _finite(self.black_level) or self.black_level < 0:
+            refuse("black", f"{self.black_level!r}: the black level must be a finite number >= 0 (output codes)")
+        if len(self.wb_gains) != 3 or not all(_finite(g) and g > 0 for g in self.wb_gains):
+            refuse("wb", f"{_text(self.wb_gains)}: give 3 finite gains greater than 0 (R,G,B)")
+        if self.ccm is not None and (len(self.ccm) != 9 or not all(_finite(v) for v in self.ccm)):
+            refuse("ccm", f"{_text(self.ccm)}: give 9 finite numbers, the 3x3 colour matrix row by row")
+        if self.gamma is not None and not (_finite(self.gamma) and self.gamma > 0):
+            refuse("gamma", f"{self.gamma!r}: the gamma must be a finite number greater than 0 (e.g. 2.2)")
+        if self.white is not None and not (_finite(self.white) and self.white > 0):
+            refuse("white", f"{self.white!r}: the white level must be a finite number greater than 0")
+
+    def resolve(self, spec: ReadoutSpec) -> IspSpec:
+        """The manifest's record of this ISP for ``spec``'s output codes (the default white level filled in)."""
+        if self.black_level >= spec.output_max:
+            raise UnsupportedModel("(options)", "isp", f"--isp-black {self.black_level:g} is not below the spec's "
+                                                       f"top output code {spec.output_max}; use a smaller black level")
+        white = self.white if self.white is not None else spec.output_max - self.black_level
+        return IspSpec(black_level=float(self.black_level), wb_gains=[float(g) for g in self.wb_gains],
+                       ccm=None if self.ccm is None else [float(v) for v in self.ccm],
+                       gamma=None if self.gamma is None else float(self.gamma), white=float(white))
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _text(values) -> str:
+    try:
+        return ",".join(f"{v:g}" for v in values)
+    except (TypeError, ValueError):
+        return repr(values)
 
 
 @dataclass(frozen=True)
@@ -12,9 +68,17 @@ class KeyifyOptions:
     size: tuple[int, int] | None = None  # (H, W), for a model whose spatial size is dynamic
     mean: tuple[float, ...] | None = None  # per channel (or one for all), on the 0..255 scale
     std: tuple[float, ...] | None = None
-    channel_order: str = "rgb"  # the measurement's: rgb | bgr
+    channel_order: str = "rgb"  # the measurement's: rgb | bgr (a Bayer spec's cells are R, Gr, Gb, B: rgb)
     model_order: str = "rgb"  # what the plain model expects
     spec: ReadoutSpec = DEFAULT_SPEC
     policy: str = "fresh"  # fresh | boundary
     split_after: str | None = None  # a tensor or node name: cut into feature and task models there
     epoch: int = 0  # the key epoch of the sensor layout
+    isp: IspOptions | None = None  # Bayer specs: the mini-ISP (None: IspOptions(), identity gains, no ccm/gamma)
+
+    @property
+    def isp_spec(self) -> IspSpec | None:
+        """The mini-ISP for a Bayer spec (the default one when none is given), None for a pixel spec."""
+        if not self.spec.is_bayer:
+            return None
+        return (self.isp or IspOptions()).resolve(self.spec)

@@ -17,7 +17,11 @@ def _frame(spec: ReadoutSpec, height: int, width: int, seed: int = 0) -> np.ndar
     return rng.integers(0, spec.input_max + 1, (height, width, spec.channels)).astype(spec.input_dtype)
 
 
-@pytest.mark.parametrize("name", sorted(set(PRESETS) - {"rgb16to12"}))
+PIXEL_PRESETS = {name for name, spec in PRESETS.items() if not spec.is_bayer}  # Bayer presets: below
+BAYER_IDENTITY = sorted(name for name, spec in PRESETS.items() if spec.is_bayer and spec.is_identity)
+
+
+@pytest.mark.parametrize("name", sorted(PIXEL_PRESETS - {"rgb16to12"}))
 @pytest.mark.parametrize("size", [(1, 1), (1, 13), (13, 1), (31, 17), (48, 64)])
 def test_unscramble_inverts_scramble_for_identity_specs(key, name, size):
     spec = PRESETS[name]
@@ -28,6 +32,35 @@ def test_unscramble_inverts_scramble_for_identity_specs(key, name, size):
     assert np.array_equal(transform.inverse(measurement), frame)
     if size[0] * size[1] > 16:
         assert not np.array_equal(measurement, frame)
+
+
+@pytest.mark.parametrize("name", BAYER_IDENTITY)
+@pytest.mark.parametrize("size", [(1, 1), (1, 13), (13, 1), (31, 17), (48, 64)])
+def test_unscramble_gives_the_cells_of_the_mosaic_for_identity_bayer_specs(key, name, size):
+    spec = PRESETS[name]
+    transform = AdcTransform(key, spec)
+    rng = np.random.default_rng(1)
+    top = 0xFFFF if spec.is_msb else spec.input_max
+    mosaic = rng.integers(0, top + 1, (2 * size[0], 2 * size[1], 1)).astype(spec.input_dtype)
+    measurement = transform(mosaic)
+    assert measurement.shape == (*size, 4) and measurement.dtype == spec.output_dtype
+    cells = transform.inverse(measurement)
+    assert np.array_equal(cells, spec.cells(mosaic))  # (H, W, 4) in raster order, codes (R, Gr, Gb, B)
+    assert np.array_equal(spec.mosaic(cells), mosaic >> spec.alignment_shift << spec.alignment_shift)
+    if size[0] * size[1] > 16:
+        assert not np.array_equal(measurement, cells)
+
+
+def test_bayer_frames_and_measurements_are_validated(key):
+    transform = AdcTransform(key, PRESETS["bayer12"])
+    with pytest.raises(FrameError, match=r"shape \(4, 4, 3\), expected a \(2H, 2W\) or \(2H, 2W, 1\) RGGB mosaic"):
+        transform(np.zeros((4, 4, 3), np.uint16))
+    with pytest.raises(FrameError, match="even height and width"):
+        transform(np.zeros((4, 5), np.uint16))
+    with pytest.raises(FrameError, match="code 4096"):
+        transform(np.full((4, 4), 4096, np.uint16))
+    with pytest.raises(FrameError, match=r"expected \(H, W, 4\)"):
+        transform.inverse(np.zeros((4, 4, 1), np.uint16))
 
 
 def test_inverse_of_a_non_identity_spec_gives_the_transferred_frame(key):

@@ -337,3 +337,106 @@ def test_a_lores_stream_the_pi4_enlarges_is_decoded_at_its_real_size():
         lores = FakePicamera2.instances[-1].camera_configuration()["lores"]
     assert lores["size"] == (100, 64) and frame.image.shape == (64, 100, 3)
     assert error(fit_frame(frame.image, 28, 28), ideal(28, 28)) < 3.0
+
+
+# -- defect 5 and readout spec v2: raw Bayer as the sensor reads it ----------------------------------------------
+
+def ideal_cells(height: int, width: int, bits: int, sensor=IMX708) -> np.ndarray:
+    """(H, W, 4) codes R, Gr, Gb, B the model should see: the scene at each cell of the full field of view."""
+    x, y, w, h = (0, 0, *sensor.pixel_array)
+    if w / h > width / height:
+        keep = round(h * width / height)
+        x, w = x + (w - keep) // 2, keep
+    else:
+        keep = round(w * height / width)
+        y, h = y + (h - keep) // 2, keep
+    rgb = scene.render((width, height), (x, y, w, h), sensor.pixel_array) / 255 * ((1 << bits) - 1)
+    return np.stack([rgb[..., 0], rgb[..., 1], rgb[..., 1], rgb[..., 2]], axis=-1)  # (H, W, 3) -> (H, W, 4)
+
+
+def raw_cells(camera_source: PicameraSource, spec, height: int, width: int) -> np.ndarray:
+    """A frame through the readout stage's preparation, as the spec's canonical cells (alignment removed)."""
+    frame = camera_source.read()
+    readout = Readout(MasterKey.generate(), spec, height, width, source_order=camera_source.channel_order)
+    return spec.cells(readout.prepare(frame.image)).astype(float)
+
+
+@pytest.mark.parametrize("platform, sensor, preset, reported, bits", [
+    (Platform.VC4, IMX708, "bayer10", "SBGGR10", 10),  # Camera Module 3 on a Pi 4: BGGR (mounted 180), LSB
+    (Platform.PISP, IMX708, "bggr10msb", "SBGGR16", 10),  # on a Pi 5: 16-bit words, the code in the top bits
+    (Platform.VC4, IMX477, "bayer12", "SBGGR12", 12),  # the HQ camera's 12-bit raw on a Pi 4
+    (Platform.PISP, IMX477, "bayer12", "SBGGR16", 12),  # Pi 5 words read for an LSB spec
+])
+def test_raw_is_read_at_the_modes_size_depth_alignment_and_bayer_order(monkeypatch, platform, sensor, preset,
+                                                                        reported, bits):
+    from firmware_sim.spec import PRESETS
+
+    monkeypatch.setattr(FakePicamera2, "platform", platform)
+    monkeypatch.setattr(FakePicamera2, "attached", (sensor,))
+    spec = PRESETS[preset]
+    with source(24, 32, spec) as camera_source:
+        raw = FakePicamera2.instances[-1].camera_configuration()["raw"]
+        assert raw["format"] == reported and raw["size"] in [m.size for m in sensor.modes]
+        cells = raw_cells(camera_source, spec, 24, 32)
+    full_fov = max(sensor.modes, key=lambda m: (m.crop[2] * m.crop[3], -m.size[0]))
+    assert FakePicamera2.instances[-1].mode.crop == full_fov.crop  # the whole field of view, binned
+    want = ideal_cells(24, 32, spec.input_bits, sensor)
+    assert np.abs(cells - want).mean() < 0.01 * (1 << spec.input_bits)  # each colour where the spec says
+    if spec.is_msb:
+        assert camera_source.read().image.max() > 4095  # 16-bit words, no longer refused
+
+
+def test_flips_change_the_bayer_order_the_camera_reports_and_the_mosaic_is_re_phased():
+    from firmware_sim.spec import PRESETS
+
+    spec = PRESETS["bayer10"]
+    with source(24, 32, spec, hflip=True, vflip=True) as camera_source:  # undoes the 180-degree mounting
+        assert FakePicamera2.instances[-1].camera_configuration()["raw"]["format"] == "SRGGB10"
+        cells = raw_cells(camera_source, spec, 24, 32)
+    assert np.abs(cells - ideal_cells(24, 32, 10)).mean() < 0.01 * 1024
+    with source(24, 32, spec, hflip=True) as camera_source:
+        assert FakePicamera2.instances[-1].camera_configuration()["raw"]["format"] == "SGBRG10"
+        cells = raw_cells(camera_source, spec, 24, 32)
+    assert np.abs(cells - ideal_cells(24, 32, 10)).mean() < 0.01 * 1024
+
+
+def test_a_one_channel_raw_spec_reads_the_mosaic_and_a_mono_sensor_refuses_bayer(monkeypatch):
+    from firmware_sim.spec import PRESETS
+
+    with source(24, 32, PRESETS["raw10"]) as camera_source:  # a model of raw photosites, CFA kept (RGGB)
+        frame = camera_source.read()
+    assert frame.image.shape == (24, 32, 1) and frame.image.dtype == np.uint16
+    red = frame.image[0::2, 0::2, 0].astype(float)
+    assert np.abs(red - ideal_cells(12, 16, 10)[..., 0]).mean() < 0.01 * 1024
+    from tests.edge.sources.fake_picamera2 import OV9281
+
+    monkeypatch.setattr(FakePicamera2, "attached", (OV9281,))
+    with source(24, 32, PRESETS["bayer10"]) as camera_source:
+        with pytest.raises(CameraError, match="monochrome sensor"):
+            camera_source.read()
+
+
+def test_a_bayer_model_on_the_camera_runs_end_to_end(monkeypatch, tmp_path):
+    """keycam run with kind = "picamera" and a model keyed for a Bayer spec reads raw, not RGB888."""
+    import edge.sources.picamera as picamera
+    from edge.config import Config
+    from edge.job import build_job
+    from export.keyify import KeyifyOptions, keyify
+    from export.package.save import save
+    from export.zoo import CIFAR_MEAN, CIFAR_STD, resnet20
+    from firmware_sim.spec import PRESETS
+
+    key = MasterKey.generate()
+    key.save(tmp_path / "k.key")
+    save(keyify(resnet20(), key, KeyifyOptions(spec=PRESETS["bayer10"], policy="boundary", mean=CIFAR_MEAN,
+                                               std=CIFAR_STD)), tmp_path / "keyed.onnx")
+    monkeypatch.setattr(picamera, "load_backend", lambda: BACKEND)
+    config = Config()
+    config.source = PicameraConfig(frame_rate=10)
+    config.model.path, config.model.key = str(tmp_path / "keyed.onnx"), str(tmp_path / "k.key")
+    config.results.path, config.loop.max_frames = str(tmp_path / "r.jsonl"), 3
+    job = build_job(config)
+    summary = job.run()
+    assert summary["frames"] == 3 and job.plain_source.raw
+    assert FakePicamera2.instances[-1].mode.size == (2304, 1296)
+    assert len((tmp_path / "r.jsonl").read_text().splitlines()) == 3
