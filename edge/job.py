@@ -71,7 +71,8 @@ class Job:
         lines = [f"{summary['frames']} frames at {summary['fps']:.1f} fps, {summary['drops']} dropped, "
                  f"{summary['errors']} errors, {summary['skipped']} skipped; key {self.key.fingerprint}; "
                  f"mean ms per stage {summary['stage_ms_mean']}; stopped by {summary['stopped_by']}"]
-        return lines + [line for line in (sink.summary() for sink in self.sinks) if line]
+        parts = [self.source.summary()] + [sink.summary() for sink in self.sinks]
+        return lines + [line for line in parts if line]
 
 
 def epoch_schedule(readout: ReadoutConfig, manifest: Manifest, where: str) -> EpochSchedule:

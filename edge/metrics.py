@@ -41,8 +41,12 @@ class MetricsServer:
                                    ("rejected", "forwarded frames the server refused (4xx)"),
                                    ("failures", "requests that met an unavailable server (each retried)"),
                                    ("spooled", "frames written to the disk spool"),
-                                   ("dropped", "spooled frames dropped because the spool was full")):
+                                   ("dropped", "spooled frames dropped because the spool was full"),
+                                   ("quarantined", "damaged spool entries moved aside, never sent"),
+                                   ("misconfigured", "checks that found the server keyed for another key")):
                     yield CounterMetricFamily(f"keycam_forward_{name}", text, value=getattr(stats, name))
+                yield GaugeMetricFamily("keycam_forward_alarm", "1 while the server is misconfigured (frames kept)",
+                                        value=1.0 if sink.alarm else 0.0)
                 yield GaugeMetricFamily("keycam_forward_pending", "frames waiting for the server", value=sink.pending)
 
         self.registry.register(_Collector())

@@ -13,7 +13,8 @@ Layout of a keycam recording (``*.mcap``, profile ``keycam``):
 
 Chunks are small (256 KiB by default), so a process killed mid-write loses at most the chunk in
 flight: :func:`read_recording` reads a truncated file sequentially up to its last complete chunk
-and warns. Measurements only, by default: no plain frame is ever written unless asked, loudly.
+and warns. Every chunk's CRC is checked on read: a damaged chunk is skipped, never replayed, and
+counted with its frames (``RecordingInfo``), so a replay can say what it could not read. Measurements only, by default: no plain frame is ever written unless asked, loudly.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from pathlib import Path
 
 import numpy as np
 from mcap.exceptions import McapError
-from mcap.records import Channel, Message, Metadata
-from mcap.stream_reader import StreamReader
+from mcap.reader import SeekingReader
+from mcap.records import Channel, Chunk, Message, MessageIndex, Metadata
+from mcap.stream_reader import CRCValidationError, StreamReader, breakup_chunk
 from mcap.writer import CompressionType, Writer
 
 from edge.errors import ImageFileError
@@ -41,6 +43,7 @@ MEASUREMENT_TOPIC = "/keycam/measurement"
 PLAIN_TOPIC = "/keycam/plain"
 _HEADER = struct.Struct("<4sQIIHBB")  # magic, epoch, height, width, channels, bits, reserved
 _MAGIC = b"KCF1"
+MCAP_MAGIC = b"\x89MCAP0\r\n"
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,8 @@ class Recorder:
         if record_plain:
             log.warning("RECORDING PLAIN FRAMES to %s (debug flag): anyone with this file sees the scene", self.path)
         self._file = open(self.path, "wb")
-        self._writer = Writer(self._file, chunk_size=chunk_size, compression=CompressionType.NONE)
+        self._writer = Writer(self._file, chunk_size=chunk_size, compression=CompressionType.NONE,
+                              enable_data_crcs=True)
         self._writer.start(profile="keycam", library="keycam 0.1.0")
         self._channels: dict[str, int] = {}
         self.frames = 0
@@ -138,34 +142,125 @@ class Recorder:
 
 @dataclass
 class RecordingInfo:
+    """What a read found besides the frames: the recording's key and spec, and the damage it skipped."""
+
     fingerprint: str = ""
     spec: ReadoutSpec | None = None
-    truncated: bool = False
+    truncated: bool = False  # the file ends before its summary (a process killed mid-write)
+    frames: int = 0  # frames of the topic read
+    damaged_chunks: int = 0  # chunks whose CRC did not match (their frames skipped)
+    damaged_frames: int = 0  # frames lost in those chunks, or undecodable
+    damaged_other: int = 0  # damage outside the chunks (the data section's CRC)
+    expected: int | None = None  # frames of the topic the summary says the file holds
+
+    @property
+    def damaged(self) -> bool:
+        return bool(self.damaged_chunks or self.damaged_frames or self.damaged_other)
+
+    @property
+    def lost(self) -> int | None:
+        """Frames the summary promises that were not read (None without a summary)."""
+        return None if self.expected is None else max(0, self.expected - self.frames)
+
+    def describe(self, path: Path) -> str | None:
+        """One line about damage or truncation, or None for an intact file."""
+        if not (self.damaged or self.truncated or self.lost):
+            return None
+        parts = []
+        if self.damaged_chunks:
+            parts.append(f"{self.damaged_chunks} damaged chunk{'s' * (self.damaged_chunks != 1)} "
+                         f"({self.damaged_frames} frames) skipped")
+        elif self.damaged_frames:
+            parts.append(f"{self.damaged_frames} damaged frames skipped")
+        if self.damaged_other:
+            parts.append("damage outside the frames (metadata)")
+        if self.truncated:
+            parts.append("the file ends early (the recorder was killed): read up to its last complete chunk")
+        elif self.lost:
+            parts.append(f"{self.lost} of the {self.expected} frames the summary lists were not read")
+        return f"recording '{path}': {self.frames} frames read; " + "; ".join(parts)
+
+
+def _summary(handle, topic: str):
+    """(channel id -> topic, frames of ``topic``) from the file's summary section, or None when it has none."""
+    try:
+        summary = SeekingReader(handle).get_summary()
+    except Exception:  # noqa: BLE001 - a truncated or damaged summary: read the file as a stream instead
+        summary = None
+    finally:
+        handle.seek(0)
+    if summary is None:
+        return None
+    channels = {cid: c.topic for cid, c in summary.channels.items()}
+    wanted = [cid for cid, name in channels.items() if name == topic]
+    counts = summary.statistics.channel_message_counts if summary.statistics else {}
+    return channels, (sum(counts.get(cid, 0) for cid in wanted) if summary.statistics else None)
 
 
 def read_recording(path: str | Path, topic: str = MEASUREMENT_TOPIC,
                    info: RecordingInfo | None = None) -> Iterator[RecordedFrame]:
-    """The frames of one topic, in recorded order; a truncated file yields its complete chunks and warns."""
+    """The frames of one topic, in recorded order, every chunk's CRC checked.
+
+    A damaged chunk (its CRC does not match) is skipped and counted with the frames it held; a frame
+    that does not decode is skipped and counted; a truncated file yields its complete chunks. What was
+    skipped is in ``info`` (``info.describe`` says it in one line); nothing damaged is ever yielded.
+    """
     path = Path(path)
     if not path.is_file():
         raise ImageFileError(f"recording '{path}' does not exist")
     info = info if info is not None else RecordingInfo()
-    channels: dict[int, str] = {}
     with open(path, "rb") as handle:
+        if handle.read(len(MCAP_MAGIC)) != MCAP_MAGIC:
+            raise ImageFileError(f"'{path}' is not an MCAP recording (no MCAP magic at its start)")
+        handle.seek(0)
+        known = _summary(handle, topic)
+        channels: dict[int, str] = dict(known[0]) if known else {}
+        info.expected = known[1] if known else None
+        counting_damage = False  # the message indexes after a damaged chunk count its frames
         try:
-            for record in StreamReader(handle, skip_magic=False, emit_chunks=False).records:
-                if isinstance(record, Channel):
-                    channels[record.id] = record.topic
-                    if record.topic == topic and record.message_encoding != ENCODING:
-                        raise ImageFileError(f"recording '{path}': channel {topic} is {record.message_encoding}, "
-                                             f"not {ENCODING}")
-                elif isinstance(record, Metadata) and record.name == "keycam":
-                    info.fingerprint = record.metadata.get("fingerprint", "")
-                    info.spec = ReadoutSpec.model_validate(json.loads(record.metadata["spec"]))
-                elif isinstance(record, Message) and channels.get(record.channel_id) == topic:
-                    image, epoch = decode_frame(record.data)
-                    yield RecordedFrame(topic, image, epoch, record.sequence, record.log_time)
+            for record in StreamReader(handle, skip_magic=False, emit_chunks=True, validate_crcs=True).records:
+                if isinstance(record, Chunk):
+                    try:
+                        inner = breakup_chunk(record, validate_crc=True)
+                    except (CRCValidationError, McapError, struct.error, ValueError, EOFError):
+                        info.damaged_chunks += 1
+                        counting_damage = True
+                        continue
+                    counting_damage = False
+                    for item in inner:
+                        yield from _frames(item, channels, topic, info, path)
+                elif isinstance(record, MessageIndex):
+                    if counting_damage and channels.get(record.channel_id) == topic:
+                        info.damaged_frames += len(record.records)
+                else:
+                    yield from _frames(record, channels, topic, info, path)
+        except CRCValidationError:  # the data section's CRC: damage the chunk CRCs did not already explain
+            if not info.damaged:
+                info.damaged_other += 1
         except (McapError, EOFError, struct.error, ValueError) as error:
             info.truncated = True
             log.warning("recording '%s' ends early (%s): replaying up to its last complete chunk", path,
                         type(error).__name__)
+    if info.damaged:
+        log.warning("%s", info.describe(path))
+
+
+def _frames(record, channels: dict[int, str], topic: str, info: RecordingInfo, path: Path) -> Iterator[RecordedFrame]:
+    if isinstance(record, Channel):
+        channels[record.id] = record.topic
+        if record.topic == topic and record.message_encoding != ENCODING:
+            raise ImageFileError(f"recording '{path}': channel {topic} is {record.message_encoding}, not {ENCODING}")
+    elif isinstance(record, Metadata) and record.name == "keycam":
+        try:
+            info.fingerprint = record.metadata.get("fingerprint", "")
+            info.spec = ReadoutSpec.model_validate(json.loads(record.metadata["spec"]))
+        except (KeyError, ValueError):  # a damaged metadata record: the data section CRC reports it
+            info.damaged_other += 1
+    elif isinstance(record, Message) and channels.get(record.channel_id) == topic:
+        try:
+            image, epoch = decode_frame(record.data)
+        except ImageFileError:
+            info.damaged_frames += 1
+            return
+        info.frames += 1
+        yield RecordedFrame(topic, image, epoch, record.sequence, record.log_time)

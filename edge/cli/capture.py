@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from edge.cli.args import count, path, positive
+from edge.errors import ImageFileError
 
 
 def register(commands) -> None:
@@ -25,6 +26,8 @@ def register(commands) -> None:
     replay.add_argument("--output", default="-", metavar="RESULTS.jsonl", help="results (default: standard output)")
     replay.add_argument("--record", type=path, default=None, metavar="OUT.mcap", help="also record the measurements")
     replay.add_argument("--realtime", action="store_true", help="at recorded speed instead of as fast as possible")
+    replay.add_argument("--skip-damage", action="store_true",
+                        help="exit 0 although damaged frames of the recording were skipped (they are counted)")
     replay.set_defaults(handler=replay_command)
 
     record = commands.add_parser("record", help="run the capture loop and record the measurements (MCAP)")
@@ -107,7 +110,11 @@ def replay_command(args: argparse.Namespace) -> int:
     changes = {"results.path": args.output, "loop.realtime": args.realtime}
     if args.record is not None:
         changes["record.path"] = str(args.record)
-    _run(build_job(_configuration(args, **changes), replay=True), progress=True)
+    job = build_job(_configuration(args, **changes), replay=True)
+    _run(job, progress=True)
+    if job.source.damaged and not args.skip_damage:
+        raise ImageFileError(f"'{args.source}' is damaged: its damaged frames were skipped (above); pass "
+                             f"--skip-damage to accept what could be read")
     return 0
 
 

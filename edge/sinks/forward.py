@@ -20,7 +20,13 @@ and the server's answer becomes the frame's result, in frame order, exactly once
   restarts, so a server that already answered it (``keycam serve`` keeps recent answers) answers
   again instead of computing twice; the device writes one result per request and removes the
   request only after that. A 4xx answer will not improve by retrying: the frame's result records
-  the server's error, and the frame is not sent again.
+  the server's error, and the frame is not sent again, unless the server itself has changed.
+- After any failure or refusal the server's model is checked again: keyed for another key, or
+  another role or input, it is *misconfigured*: every frame stays in the spool, the alarm is raised
+  (``alarm``, the log, ``keycam_forward_misconfigured`` on the metrics endpoint), and the device
+  retries with backoff until it is fixed. No frame is dropped for it.
+- A damaged spool entry (its digest fails, or it is truncated) is moved to the spool's
+  ``quarantine/`` and counted, never sent, and delivery goes on.
 - ``close`` waits up to ``drain_s`` for the queue and spool to empty, then persists whatever is
   left to the spool for the next run. Results written by the sender carry the latency of the
   device's stages plus ``forward`` (the successful request's round trip).
@@ -41,7 +47,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge.errors import ConfigError, ServerRejected, ServerUnavailable, SpoolError
+from edge.errors import ConfigError, KeyMismatch, ServerRejected, ServerUnavailable, SpoolError, WireError
 from edge.frame import Frame, Result
 from edge.sinks.base import Sink
 from edge.tasks import summarise
@@ -68,7 +74,8 @@ class ForwardStats:
     spooled: int = 0
     dropped: int = 0  # spool full, oldest dropped
     waited: int = 0  # spool full, capture waited
-    damaged: int = 0  # spool entries that could not be read back
+    quarantined: int = 0  # damaged spool entries moved aside, never sent
+    misconfigured: int = 0  # times the server was found keyed for another key or serving another model
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -94,6 +101,8 @@ class ForwardSink(Sink):
         self._down = False
         self._sending: int | None = None
         self._closing = False
+        self._verified = True  # the server was checked by connect(); checked again after every failure
+        self.alarm = ""  # why the server is misconfigured, while it is
         self._abort = threading.Event()
         self._cond = threading.Condition()
         self._next = spool.next
@@ -189,11 +198,18 @@ class ForwardSink(Sink):
                     try:
                         meta, body = self.spool.read(item.counter)
                     except SpoolError as error:
-                        log.error("%s; skipped", error)
                         with self._cond:
-                            self.stats.damaged += 1
-                            self.spool.remove(item.counter)
+                            self.stats.quarantined += 1
+                            where = self.spool.quarantine(item.counter)
                             self._sending = None
+                        log.error("%s; moved to %s, not sent", error, where)
+                        continue
+                if not self._verified:  # after any failure: is it still the server the device checked at start?
+                    reason = self._mismatch()
+                    if reason is not None:
+                        if self._hold(reason, delay):
+                            return
+                        delay = min(delay * 2, self.retry_max_s)
                         continue
                 start = time.perf_counter()
                 try:
@@ -203,7 +219,7 @@ class ForwardSink(Sink):
                         self.stats.failures += 1
                         if not self._down:
                             log.warning("%s; spooling to '%s' and retrying", error, self.spool.folder)
-                        self._down = True
+                        self._down, self._verified = True, False
                         self._sending = None
                         self._spill()
                     if self._abort.wait(delay):
@@ -211,6 +227,12 @@ class ForwardSink(Sink):
                     delay = min(delay * 2, self.retry_max_s)
                     continue
                 except ServerRejected as error:
+                    reason = self._mismatch()  # a refusal of every frame is a misconfigured server, not bad frames
+                    if reason is not None:
+                        if self._hold(reason, delay):
+                            return
+                        delay = min(delay * 2, self.retry_max_s)
+                        continue
                     self._emit(meta, None, str(error), 0.0)
                     self._done(item, rejected=True)
                     continue
@@ -224,6 +246,39 @@ class ForwardSink(Sink):
             self._failure = error
             with self._cond:
                 self._cond.notify_all()
+
+    def _mismatch(self) -> str | None:
+        """Why the server's model is no longer the one the device checked at start, or None if it still is."""
+        try:
+            now = self.client.model(self.remote.name, self.remote.version)
+        except ServerUnavailable:
+            return None  # down, not misconfigured: the next send finds out again
+        except (KeyMismatch, WireError) as error:
+            return str(error)
+        expected = self.remote.manifest
+        if now.manifest.key_fingerprint != expected.key_fingerprint:
+            return (f"the server's model '{now.name}' at {self.client.url} is now keyed for "
+                    f"{now.manifest.key_fingerprint}, this device's key is {expected.key_fingerprint}")
+        if now.manifest.role != expected.role or now.input_shape != self.remote.input_shape:
+            return (f"the server's model '{now.name}' at {self.client.url} changed ({now.manifest.role} model, "
+                    f"input {now.input_shape}; expected {expected.role}, {self.remote.input_shape})")
+        with self._cond:
+            self._verified = True
+            if self.alarm:
+                log.warning("server %s is keyed for this device again; delivering the spool", self.client.url)
+            self.alarm = ""
+        return None
+
+    def _hold(self, reason: str, delay: float) -> bool:
+        """A misconfigured server: keep every frame in the spool, raise the alarm, retry later. True: stop."""
+        with self._cond:
+            self.stats.misconfigured += 1
+            if self.alarm != reason:
+                log.error("%s; keeping every frame in '%s' until it is fixed", reason, self.spool.folder)
+            self.alarm, self._down, self._verified = reason, True, False
+            self._sending = None
+            self._spill()
+        return self._abort.wait(delay)
 
     def _done(self, item: _Item, rejected: bool = False) -> None:
         with self._cond:
@@ -263,9 +318,10 @@ class ForwardSink(Sink):
 
     def summary(self) -> str:
         stats = self.stats
-        return (f"forwarded to {self.client.url}: {stats.answered} answered, {stats.rejected} refused, "
+        line = (f"forwarded to {self.client.url}: {stats.answered} answered, {stats.rejected} refused, "
                 f"{stats.failures} failed attempts, {stats.spooled} spooled, {stats.dropped} dropped (spool full), "
-                f"{len(self.spool)} waiting in '{self.spool.folder}'")
+                f"{stats.quarantined} quarantined, {len(self.spool)} waiting in '{self.spool.folder}'")
+        return line + (f"; SERVER MISCONFIGURED: {self.alarm}" if self.alarm else "")
 
     def close(self) -> None:
         with self._cond:

@@ -60,6 +60,12 @@ class Source(ABC):
     def _close(self) -> None:  # noqa: B027 - optional hook: most sources hold nothing to release
         """Release what ``_open`` acquired (nothing by default)."""
 
+    damaged = False  # a recorded source that skipped damaged frames says so
+
+    def summary(self) -> str | None:
+        """One line for the run's summary (what was skipped, for instance), or None."""
+        return None
+
     def health(self) -> dict[str, float]:
         """Gauges and counters of the device behind the source (frames it dropped, its temperature), for metrics."""
         return {}

@@ -1,7 +1,8 @@
 """Replaying a keycam recording (MCAP): its measurements, with their epochs and sensor times.
 
-A truncated recording (process killed mid-write) replays up to its last complete chunk, with a
-warning (see ``edge.recording``).
+A truncated recording (process killed mid-write) replays up to its last complete chunk; a chunk whose
+CRC does not match is skipped with its frames (see ``edge.recording``). Either is said in the run's
+summary (:meth:`RecordingSource.summary`), and ``damaged`` lets ``keycam replay`` exit non-zero.
 """
 
 from __future__ import annotations
@@ -34,7 +35,16 @@ class RecordingSource(Source):
     def _open(self) -> None:
         if not self.path.is_file():
             raise ImageFileError(f"recording '{self.path}' does not exist")
+        self.info = RecordingInfo()
         self._frames = read_recording(self.path, info=self.info)
+
+    @property
+    def damaged(self) -> bool:
+        """True when damaged frames were skipped (a file that merely ends early, after a crash, is not damaged)."""
+        return self.info.damaged or bool(not self.info.truncated and self.info.lost)
+
+    def summary(self) -> str | None:
+        return self.info.describe(self.path)
 
     def _read(self) -> tuple[np.ndarray, int, str] | None:
         self._current = next(self._frames, None)

@@ -141,10 +141,14 @@ def connect(client: V2Client, name: str, version: str, fingerprint: str, spool_f
             wait_s: float = 30.0) -> RemoteModel:
     """The server's model, checked against the device's key; from the spool's cache if the server is down.
 
-    The first start needs the server (to learn its model); later starts work offline with what the
-    last successful start saw, and spool until the server returns.
+    The first start needs the server (to learn its model) and waits up to ``wait_s`` for it; later
+    starts work offline at once with what the last successful start saw, and spool until the server
+    returns (the forwarding sink checks the server's model again when it answers).
     """
     cache = Path(spool_folder) / SERVER_CACHE
+    cached = _cached(cache)
+    if cached is not None and (cached.name != name or (version and cached.version != version)):
+        cached = None  # a description of another model
     deadline = time.monotonic() + wait_s
     delay = 0.2
     while True:
@@ -152,12 +156,11 @@ def connect(client: V2Client, name: str, version: str, fingerprint: str, spool_f
             remote = client.model(name, version)
             break
         except ServerUnavailable as error:
+            if cached is not None:  # a restart while the server is down: start at once and spool
+                log.warning("%s; using the model description cached at %s and spooling", error, cache)
+                remote = cached
+                break
             if time.monotonic() + delay > deadline:
-                cached = _cached(cache)
-                if cached is not None and cached.name == name and (not version or cached.version == version):
-                    log.warning("%s; using the model description cached at %s and spooling", error, cache)
-                    remote = cached
-                    break
                 raise ServerUnavailable(f"{error} (tried for {wait_s:.0f} s; the first start needs the server)") \
                     from None
             time.sleep(delay)

@@ -5,7 +5,12 @@ directory listing *is* the delivery order, and a device that restarts delivers w
 run left before anything new. Each file is written atomically (temporary file, fsync, rename):
 a crash leaves whole entries or none, never half of one::
 
-    entry = b"KCS1" || u32 little-endian L || L bytes of JSON metadata || request body
+    entry = b"KCS2" || u32 little-endian L || SHA-256(metadata || body) || L bytes of JSON metadata || body
+
+The digest is checked before an entry is sent, so a flipped byte on disk is never delivered: an
+entry that fails it, or is truncated, or whose metadata lacks what a request needs, is moved to
+``quarantine/`` inside the spool (:meth:`Spool.quarantine`) and counted, and delivery goes on with
+the next. Entries of the first format (``KCS1``, no digest) are still read.
 
 The spool is bounded in entries and in bytes; what happens when it is full is the caller's
 policy (``edge.sinks.forward``: drop the oldest, or stop capture until there is room).
@@ -13,15 +18,20 @@ policy (``edge.sinks.forward``: drop the oldest, or stop capture until there is 
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import struct
 from pathlib import Path
 
 from edge.errors import SpoolError
 from firmware_sim.files import write_atomic
 
-MAGIC = b"KCS1"
+MAGIC = b"KCS2"
+LEGACY = b"KCS1"
 SUFFIX = ".kcs"
+QUARANTINE = "quarantine"
+REQUIRED = ("id", "sequence", "timestamp_ns", "origin", "fingerprint", "epoch", "header_length")
 
 
 class Spool:
@@ -54,7 +64,7 @@ class Spool:
 
     def put(self, counter: int, meta: dict, body: bytes) -> None:
         header = json.dumps(meta, separators=(",", ":"), sort_keys=True).encode()
-        payload = MAGIC + struct.pack("<I", len(header)) + header + body
+        payload = MAGIC + struct.pack("<I", len(header)) + hashlib.sha256(header + body).digest() + header + body
         try:
             write_atomic(self._path(counter), payload)
         except OSError as error:
@@ -70,21 +80,43 @@ class Spool:
         return None
 
     def read(self, counter: int) -> tuple[dict, bytes]:
+        """The entry's metadata and request body, or SpoolError when it is damaged (then quarantine it)."""
         path = self._path(counter)
         try:
             payload = path.read_bytes()
         except OSError as error:
             raise SpoolError(f"spool entry '{path}' cannot be read: {error.strerror}") from None
-        if len(payload) < 8 or payload[:4] != MAGIC:
-            raise SpoolError(f"spool entry '{path}' is not a keycam spool entry")
+        if len(payload) < 8 or payload[:4] not in (MAGIC, LEGACY):
+            raise SpoolError(f"spool entry '{path}' is not a keycam spool entry ({len(payload)} bytes)")
         (length,) = struct.unpack("<I", payload[4:8])
-        try:
-            meta = json.loads(payload[8:8 + length])
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise SpoolError(f"spool entry '{path}' has damaged metadata") from None
-        if not isinstance(meta, dict) or len(payload) < 8 + length:
+        start = 8 + (32 if payload[:4] == MAGIC else 0)
+        if len(payload) < start + length:
             raise SpoolError(f"spool entry '{path}' is truncated")
-        return meta, payload[8 + length:]
+        header, body = payload[start:start + length], payload[start + length:]
+        if payload[:4] == MAGIC and hashlib.sha256(header + body).digest() != payload[8:40]:
+            raise SpoolError(f"spool entry '{path}' is damaged (its SHA-256 digest does not match)")
+        try:
+            meta = json.loads(header)
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            raise SpoolError(f"spool entry '{path}' has damaged metadata") from None
+        missing = [key for key in REQUIRED if not isinstance(meta, dict) or key not in meta]
+        if missing:
+            raise SpoolError(f"spool entry '{path}' lacks {', '.join(missing)} in its metadata")
+        return meta, body
+
+    def quarantine(self, counter: int) -> Path:
+        """Move a damaged entry aside (``quarantine/`` in the spool), out of the delivery order; its new path."""
+        folder = self.folder / QUARANTINE
+        folder.mkdir(exist_ok=True)
+        source, target = self._path(counter), folder / self._path(counter).name
+        try:
+            os.replace(source, target)
+        except FileNotFoundError:
+            pass
+        except OSError as error:
+            raise SpoolError(f"spool entry '{source}' cannot be moved to '{folder}': {error.strerror}") from None
+        self.bytes -= self.sizes.pop(counter, 0)
+        return target
 
     def remove(self, counter: int) -> None:
         self._path(counter).unlink(missing_ok=True)

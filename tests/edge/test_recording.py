@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -125,3 +126,63 @@ def test_keycam_replay_of_a_killed_recording_warns_and_replays_its_complete_chun
     assert done.returncode == 0, done.stderr
     assert "ends early" in done.stderr
     assert len((tmp_path / "r.jsonl").read_text().splitlines()) == recovered >= 32
+
+
+def _recording(path, key, count=40, chunk_size=4096):
+    """A recording of ``count`` 24x32 RGB measurements in small chunks (several frames each)."""
+    transform = AdcTransform(key, DEFAULT_SPEC)
+    with Recorder(path, DEFAULT_SPEC, key.fingerprint, chunk_size=chunk_size) as recorder:
+        for i, frame in enumerate(_frames(count)):
+            recorder.write(transform(frame), epoch=0, sequence=i, timestamp_ns=1_000_000 * i)
+
+
+def _flip(path, offsets):
+    data = bytearray(path.read_bytes())
+    for offset in offsets:
+        data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_a_damaged_chunk_is_skipped_and_counted_never_replayed(tmp_path, key):
+    path = tmp_path / "r.mcap"
+    _recording(path, key)
+    intact = list(read_recording(path))
+    size = path.stat().st_size
+    _flip(path, range(size // 3, size // 3 + 200, 7))  # damage inside the data, away from the summary
+    info = RecordingInfo()
+    frames = list(read_recording(path, info=info))
+    assert info.damaged_chunks >= 1 and info.damaged_frames >= 1
+    assert len(frames) + info.damaged_frames == len(intact) == info.expected
+    good = {f.sequence: f.image for f in intact}
+    assert all(np.array_equal(f.image, good[f.sequence]) for f in frames)  # nothing damaged comes through
+    assert "damaged chunk" in info.describe(path) and f"{len(frames)} frames read" in info.describe(path)
+
+
+def test_keycam_replay_of_a_damaged_recording_exits_1_unless_told_to_skip(tmp_path, key):
+    from edge.default import default_model
+
+    path = tmp_path / "r.mcap"
+    key.save(tmp_path / "k.key")
+    transform = AdcTransform(key, PRESETS["gray8"])
+    with Recorder(path, PRESETS["gray8"], key.fingerprint, chunk_size=2048) as recorder:
+        for i, frame in enumerate(_frames(30, PRESETS["gray8"], (28, 28))):
+            recorder.write(transform(frame), epoch=0, sequence=i, timestamp_ns=1_000_000 * i)
+    _flip(path, range(path.stat().st_size // 2, path.stat().st_size // 2 + 64, 5))
+    model = default_model(tmp_path, key)
+    keycam = str(Path(sys.executable).with_name("keycam"))
+    args = [keycam, "replay", str(path), "--model", str(model), "--key", str(tmp_path / "k.key"),
+            "--output", str(tmp_path / "out.jsonl")]
+    refused = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 1 and "damaged chunk" in refused.stderr and "--skip-damage" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    replayed = len((tmp_path / "out.jsonl").read_text().splitlines())
+    assert 0 < replayed < 30  # the undamaged frames were still replayed
+    accepted = subprocess.run(args + ["--skip-damage"], capture_output=True, text=True, timeout=120)
+    assert accepted.returncode == 0 and "damaged chunk" in accepted.stderr
+
+
+def test_a_file_that_is_not_mcap_is_refused(tmp_path):
+    path = tmp_path / "noise.mcap"
+    path.write_bytes(np.random.default_rng(1).bytes(5000))
+    with pytest.raises(ImageFileError, match="is not an MCAP recording"):
+        list(read_recording(path))
