@@ -8,3 +8,10 @@ loop, the job, configuration, metrics and recording. Beside it: ``server/`` (the
 line). The core never imports those three, nor ``export`` (except the default model's first-run
 compile, lazily). docs/architecture.md draws the rooms.
 """
+
+import os as _os
+
+# OpenCV's own "[ERROR]" and FFmpeg lines would reach stderr beside keycam's one-line errors; keycam reports
+# every failure itself. Set before any edge module imports cv2 (a user's own setting wins).
+_os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
+_os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")

@@ -25,6 +25,7 @@ from edge.errors import ImageFileError
 from firmware_sim.files import write_atomic
 
 WRITABLE = (".png", ".npy")
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # keycam reports failures in one line of its own
 
 
 def read_frame(path: str | Path) -> np.ndarray:
@@ -32,13 +33,19 @@ def read_frame(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise ImageFileError(f"input '{path}' does not exist or is not a file")
+    try:
+        data = path.read_bytes()  # bytes, then decoded: OpenCV's own file functions crash on non-UTF-8 names
+    except OSError as error:
+        raise ImageFileError(f"input '{path}' cannot be read: {error.strerror}") from None
     if path.suffix.lower() == ".npy":
         try:
-            frame = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as error:
-            raise ImageFileError(f"input '{path}' is not a readable .npy array ({error})") from None
+            frame = np.load(io.BytesIO(data), allow_pickle=False)
+        except (ValueError, OSError, EOFError) as error:
+            raise ImageFileError(f"input '{path}' is not a readable .npy array ({str(error) or 'empty'})") from None
+        if not isinstance(frame, np.ndarray) or frame.size == 0:
+            raise ImageFileError(f"input '{path}' holds an empty array; give a frame of shape (H, W) or (H, W, C)")
     else:
-        frame = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        frame = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
         if frame is None:
             raise ImageFileError(f"input '{path}' is not an image OpenCV can decode; use PNG, JPEG, TIFF or .npy")
     if frame.ndim == 2:
@@ -66,8 +73,10 @@ def check_writable(path: str | Path) -> Path:
     return path
 
 
-def write_image(path: str | Path, array: np.ndarray) -> Path:
-    """Write an (H, W, C) uint8/uint16 array losslessly (.png or .npy), atomically."""
+def write_image(path: str | Path, array: np.ndarray, private: bool = False) -> Path:
+    """Write an (H, W, C) uint8/uint16 array losslessly (.png or .npy), atomically.
+
+    ``private``: a plain picture (unscrambled, a preview): mode 0600, like a key file."""
     path = check_writable(path)
     suffix = path.suffix.lower()
     if array.dtype not in (np.uint8, np.uint16):
@@ -82,4 +91,4 @@ def write_image(path: str | Path, array: np.ndarray) -> Path:
         buffer = io.BytesIO()
         np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
         payload = buffer.getvalue()
-    return write_atomic(path, payload)
+    return write_atomic(path, payload, 0o600 if private else None)

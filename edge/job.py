@@ -40,6 +40,7 @@ class Job:
     sinks: list[Sink]
     key: MasterKey
     model_path: Path | None
+    last_summary: dict | None = None  # the loop's summary of the last run, also when it failed
 
     @property
     def readout(self) -> Readout:
@@ -62,7 +63,11 @@ class Job:
             capture = CaptureLoop(self.source, self.pipeline, self.sinks, queue_size=loop.queue,
                                   max_frames=loop.max_frames, realtime=loop.realtime, progress=progress,
                                   metrics_server=server)
-            return capture.run().summary()
+            try:
+                capture.run()
+            finally:  # a run that fails still says what it did (frames, spooled, lost) before its error
+                self.last_summary = capture.metrics.summary()
+            return self.last_summary
         finally:
             if server is not None:
                 server.close()

@@ -8,8 +8,10 @@ by bounded queues.
   plain) into a second bounded queue; the calling thread runs the task stage (a split's task model)
   and hands each result to every sink, in order. Stages after capture never drop: they only slow
   capture down.
-- SIGINT and SIGTERM stop the loop cleanly: capture stops, queued frames are finished, every sink is
-  closed (recordings finished, nothing half-written).
+- SIGINT and SIGTERM stop the loop cleanly and soon: capture stops, queued frames are finished,
+  sinks stop waiting (``Sink.interrupt``: a forwarding sink waiting for room in a full spool keeps the
+  frame anyway and persists its queue at once instead of draining), every sink is closed
+  (recordings finished, nothing half-written). ``stopped_by`` names the signal.
 - A camera that fails (``CameraError``) is reopened with exponential backoff, up to ``retries`` times,
   and each failure is counted and logged; a frame the pipeline rejects (``FrameError``) is skipped and
   counted, never fatal.
@@ -78,6 +80,12 @@ class CaptureLoop:
     def stop(self, reason: str = "stopped") -> None:
         self.metrics.stopped_by = reason
         self.stop_event.set()
+
+    def _signalled(self, number: int) -> None:
+        """SIGINT/SIGTERM: stop, and tell every sink to stop waiting (a full spool, a slow server)."""
+        self.stop(signal.Signals(number).name)
+        for sink in self.sinks:
+            sink.interrupt()
 
     # -- capture --------------------------------------------------------------
 
@@ -198,13 +206,15 @@ class CaptureLoop:
         handlers = {}
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
-                handlers[sig] = signal.signal(sig, lambda number, _: self.stop(signal.Signals(number).name))
+                handlers[sig] = signal.signal(sig, lambda number, _: self._signalled(number))
         capture = threading.Thread(target=self._capture, name="keycam-capture", daemon=True)
         device = threading.Thread(target=self._device_stage, name="keycam-device", daemon=True)
         start = time.perf_counter()
         self._consuming = True
         try:
             self.source.open()
+            for sink in self.sinks:  # outputs are opened only once the source is there
+                sink.start()
             capture.start()
             device.start()
             while True:
@@ -212,9 +222,9 @@ class CaptureLoop:
                 if item is _END:
                     break
                 result = self.pipeline.back(item)
+                self.metrics.frames += 1  # handed to the sinks (one that fails accounts for it: spooled or lost)
                 for sink in self.sinks:  # the plain frame (debug recording only) goes to no other sink
                     sink.write(result if sink.wants_plain else result.without_plain())
-                self.metrics.frames += 1
                 for stage, ms in result.latency_ms.items():
                     self.metrics.stage_ms[stage] = self.metrics.stage_ms.get(stage, 0.0) + ms
                 if self.server is not None:

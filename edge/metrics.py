@@ -14,6 +14,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Summary, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from edge.errors import ConfigError
+
 
 class MetricsServer:
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -27,7 +29,11 @@ class MetricsServer:
         self.stage = Summary("keycam_stage_seconds", "time per frame and stage", ["stage"], registry=r)
         self.fps = Gauge("keycam_fps", "frames per second since the start", registry=r)
         self.up = Gauge("keycam_up", "1 while the loop runs", registry=r)
-        self._server, self._thread = start_http_server(port, addr=host, registry=r)
+        try:
+            self._server, self._thread = start_http_server(port, addr=host, registry=r)
+        except OSError as error:
+            raise ConfigError(f"metrics port {port} on {host} cannot be used ({error.strerror}); choose another "
+                              f"[metrics] port, or 0 for none") from None
         self.port = self._server.server_port
         self.up.set(1)
 

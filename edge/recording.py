@@ -79,13 +79,7 @@ class Recorder:
 
     def __init__(self, path: str | Path, spec: ReadoutSpec, fingerprint: str, *, chunk_size: int = 256 * 1024,
                  record_plain: bool = False, force: bool = False) -> None:
-        self.path = Path(path)
-        if self.path.suffix != ".mcap":
-            raise ImageFileError(f"recording '{self.path}' should end in .mcap")
-        if self.path.exists() and not force:
-            raise ImageFileError(f"recording '{self.path}' already exists; choose another name or pass --force")
-        if not self.path.parent.is_dir():
-            raise ImageFileError(f"cannot record to '{self.path}': directory '{self.path.parent}' does not exist")
+        self.path = self.check(path, force=force)
         self.spec, self.fingerprint = spec, fingerprint
         self.record_plain = record_plain
         if record_plain:
@@ -97,6 +91,22 @@ class Recorder:
         self._channels: dict[str, int] = {}
         self.frames = 0
         self._writer.add_metadata("keycam", {"fingerprint": fingerprint, "spec": spec.model_dump_json()})
+        self._file.flush()  # the magic and header reach the disk now: a recording killed at once is still MCAP
+
+    @staticmethod
+    def check(path: str | Path, force: bool = False) -> Path:
+        """Refuse, before anything is written, a recording path keycam must not or cannot write."""
+        path = Path(path)
+        if path.suffix != ".mcap":
+            raise ImageFileError(f"recording '{path}' should end in .mcap")
+        if path.is_dir():
+            raise ImageFileError(f"recording '{path}' is a folder; name a file ending in .mcap")
+        if path.exists() and not force:
+            raise ImageFileError(f"recording '{path}' already exists; choose another name, or pass --force to "
+                                 f"replace it")
+        if not path.parent.is_dir():
+            raise ImageFileError(f"cannot record to '{path}': directory '{path.parent}' does not exist")
+        return path
 
     def _channel(self, topic: str, image: np.ndarray, epoch: int) -> int:
         if topic not in self._channels:
@@ -181,6 +191,22 @@ class RecordingInfo:
         return f"recording '{path}': {self.frames} frames read; " + "; ".join(parts)
 
 
+def check_recording(path: str | Path) -> Path:
+    """The path of a readable MCAP file, or one ImageFileError saying why not (checked before any frame)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageFileError(f"recording '{path}' does not exist or is not a file")
+    try:
+        with open(path, "rb") as handle:
+            magic = handle.read(len(MCAP_MAGIC))
+    except OSError as error:
+        raise ImageFileError(f"recording '{path}' cannot be read: {error.strerror}") from None
+    if magic != MCAP_MAGIC:
+        what = "is empty" if not magic else "has no MCAP magic at its start"
+        raise ImageFileError(f"'{path}' is not an MCAP recording (it {what}); give a recording keycam made")
+    return path
+
+
 def _summary(handle, topic: str):
     """(channel id -> topic, frames of ``topic``) from the file's summary section, or None when it has none."""
     try:
@@ -205,14 +231,9 @@ def read_recording(path: str | Path, topic: str = MEASUREMENT_TOPIC,
     that does not decode is skipped and counted; a truncated file yields its complete chunks. What was
     skipped is in ``info`` (``info.describe`` says it in one line); nothing damaged is ever yielded.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ImageFileError(f"recording '{path}' does not exist")
+    path = check_recording(path)
     info = info if info is not None else RecordingInfo()
     with open(path, "rb") as handle:
-        if handle.read(len(MCAP_MAGIC)) != MCAP_MAGIC:
-            raise ImageFileError(f"'{path}' is not an MCAP recording (no MCAP magic at its start)")
-        handle.seek(0)
         known = _summary(handle, topic)
         channels: dict[int, str] = dict(known[0]) if known else {}
         info.expected = known[1] if known else None
@@ -237,12 +258,10 @@ def read_recording(path: str | Path, topic: str = MEASUREMENT_TOPIC,
         except CRCValidationError:  # the data section's CRC: damage the chunk CRCs did not already explain
             if not info.damaged:
                 info.damaged_other += 1
-        except (McapError, EOFError, struct.error, ValueError) as error:
-            info.truncated = True
-            log.warning("recording '%s' ends early (%s): replaying up to its last complete chunk", path,
-                        type(error).__name__)
-    if info.damaged:
-        log.warning("%s", info.describe(path))
+        except (McapError, EOFError, struct.error, ValueError):
+            info.truncated = True  # said by info.describe (the run's summary), not logged twice
+    if info.damaged or info.truncated:
+        log.debug("%s", info.describe(path))
 
 
 def _frames(record, channels: dict[int, str], topic: str, info: RecordingInfo, path: Path) -> Iterator[RecordedFrame]:

@@ -11,11 +11,14 @@ import secrets
 from pathlib import Path
 
 
-def write_atomic(path: str | Path, payload: bytes) -> Path:
+def write_atomic(path: str | Path, payload: bytes, mode: int | None = None) -> Path:
+    """Write ``payload`` to ``path`` atomically; ``mode`` (e.g. 0o600) is set before the file appears."""
     path = Path(path)
     temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
         with open(temp, "xb") as handle:
+            if mode is not None:
+                os.fchmod(handle.fileno(), mode)
             handle.write(payload)
             handle.flush()
             os.fsync(handle.fileno())

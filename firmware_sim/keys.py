@@ -81,8 +81,13 @@ class MasterKey:
     def load(cls, path: str | Path) -> MasterKey:
         """Read a key file, refusing one that is missing, the wrong length, or open to group/others."""
         path = Path(path)
-        try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        if path.is_symlink():  # O_NOFOLLOW would say "too many levels of symbolic links"
+            target = os.readlink(path)
+            missing = "" if path.exists() else ", to a file that does not exist"
+            raise KeyFileError(f"key file '{path}' is a symbolic link (to '{target}'{missing}); keycam reads key "
+                               f"files only directly: pass the key file itself")
+        try:  # O_NONBLOCK: a FIFO must not block the open (it is refused below, as not a regular file)
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
         except FileNotFoundError:
             raise KeyFileError(f"key file '{path}' does not exist; create one with `keycam keygen {path}`") from None
         except IsADirectoryError:

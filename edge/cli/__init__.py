@@ -2,8 +2,9 @@
 
 Each group's module (``keys``, ``readout``, ``models``, ``capture``, ``lab``, ``serving``) registers
 its commands' parsers beside their handlers, and a handler only parses, calls the library and
-prints. Every known error (``KeycamError``) becomes one line on stderr and exit status 1; usage
-errors are one line too and exit 2; Ctrl-C exits 130. Keys are shown by fingerprint only. ``keycam --help``
+prints. Every known error (``KeycamError``), and any ``OSError`` or ``MemoryError`` the library did
+not name itself, becomes one line on stderr and exit status 1; usage errors are one line too and exit
+2; Ctrl-C exits 130 (a run stopped by SIGINT or SIGTERM: 130 or 143). Keys are shown by fingerprint only. ``keycam --help``
 lists the commands; README.md documents them.
 """
 
@@ -43,6 +44,15 @@ def main(argv: list[str] | None = None) -> int:
         return args.handler(args)
     except KeycamError as error:
         print(f"keycam {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as error:  # what the library did not name itself: a full disk, a read-only folder, ...
+        where = f"'{error.filename}': " if error.filename else ""
+        print(f"keycam {args.command}: error: {where}{error.strerror or error}; check the path, its permissions "
+              f"and the free space", file=sys.stderr)
+        return EXIT_ERROR
+    except MemoryError:
+        print(f"keycam {args.command}: error: out of memory: the model or the input is too large for this "
+              f"machine", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print(f"keycam {args.command}: interrupted", file=sys.stderr)

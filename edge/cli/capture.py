@@ -25,6 +25,7 @@ def register(commands) -> None:
     _model_options(replay)
     replay.add_argument("--output", default="-", metavar="RESULTS.jsonl", help="results (default: standard output)")
     replay.add_argument("--record", type=path, default=None, metavar="OUT.mcap", help="also record the measurements")
+    replay.add_argument("--force", action="store_true", help="replace an existing --record file")
     replay.add_argument("--realtime", action="store_true", help="at recorded speed instead of as fast as possible")
     replay.add_argument("--skip-damage", action="store_true",
                         help="exit 0 although damaged frames of the recording were skipped (they are counted)")
@@ -36,6 +37,7 @@ def register(commands) -> None:
     record.add_argument("--max-frames", type=count, default=None, help="stop after N frames (0: run to the end)")
     record.add_argument("--plain-debug", action="store_true",
                         help="DEBUG ONLY: also record the plain frames (anyone with the file sees the scene)")
+    record.add_argument("--force", action="store_true", help="replace an existing recording")
     record.set_defaults(handler=record_command)
 
     preview = commands.add_parser("preview", help="key holders: PNG of plain | measurement | unscrambled | answer")
@@ -57,6 +59,16 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--key", type=path, default=None, metavar="KEYFILE")
 
 
+def _inputs(args: argparse.Namespace, config) -> dict:
+    """Every file the command reads, by the name the user knows it by (for edge.outputs.check_outputs)."""
+    found = {"SOURCE": getattr(args, "source", None), "--config": getattr(args, "config", None),
+             "the model": config.model.path, "the task model": config.model.task, "the key": config.model.key}
+    source = config.source
+    if getattr(source, "path", None):
+        found["the source"] = source.path
+    return found
+
+
 def _configuration(args: argparse.Namespace, **changes):
     """The configuration file (or the embedded default) with the command's options laid over it."""
     from edge.config import default_config, load_config, override
@@ -76,42 +88,62 @@ def _configuration(args: argparse.Namespace, **changes):
     return override(config, **changes) if changes else config
 
 
+EXIT_BY_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}  # 128 + the signal's number, as shells report them
+
+
 def _run(job, progress: bool = False) -> dict:
     from tqdm import tqdm
 
-    with tqdm(unit="frame", desc="keycam", disable=not progress or None, leave=False, file=sys.stderr) as bar:
-        summary = job.run(progress=bar)
-    for line in job.summary_lines(summary):
-        print(f"keycam: {line}", file=sys.stderr)
+    failed = True
+    try:
+        with tqdm(unit="frame", desc="keycam", disable=not progress or None, leave=False, file=sys.stderr) as bar:
+            job.run(progress=bar)
+        failed = False
+    finally:  # a run that failed after some frames says what it did, then (from main) its one-line error
+        summary = job.last_summary
+        if summary is not None and (not failed or summary["frames"]):
+            for line in job.summary_lines(summary):
+                print(f"keycam: {line}", file=sys.stderr)
     return summary
 
 
 def run_command(args: argparse.Namespace) -> int:
     from edge.job import build_job
+    from edge.outputs import check_outputs
 
-    _run(build_job(_configuration(args)))
-    return 0
+    config = _configuration(args)
+    check_outputs({"results.path": config.results.path, "record.path": config.record.path}, _inputs(args, config))
+    summary = _run(build_job(config))
+    return EXIT_BY_SIGNAL.get(summary["stopped_by"], 0)
 
 
 def record_command(args: argparse.Namespace) -> int:
     from edge.job import build_job
+    from edge.outputs import check_outputs
 
     config = _configuration(args, **{"record.path": str(args.output), "record.plain_debug": args.plain_debug})
+    check_outputs({"OUT.mcap": args.output, "the results": config.results.path}, _inputs(args, config))
     if args.plain_debug:
         print("keycam record: WARNING: --plain-debug records PLAIN frames; anyone with the file sees the scene",
               file=sys.stderr)
-    _run(build_job(config))
-    return 0
+    summary = _run(build_job(config, force=args.force))
+    return EXIT_BY_SIGNAL.get(summary["stopped_by"], 0)
 
 
 def replay_command(args: argparse.Namespace) -> int:
     from edge.job import build_job
 
-    changes = {"results.path": args.output, "loop.realtime": args.realtime}
+    from edge.outputs import check_outputs
+
+    changes = {"results.path": args.output, "results.existing": "replace", "loop.realtime": args.realtime}
     if args.record is not None:
         changes["record.path"] = str(args.record)
-    job = build_job(_configuration(args, **changes), replay=True)
-    _run(job, progress=True)
+    config = _configuration(args, **changes)
+    check_outputs({"--output": args.output, "--record": args.record}, _inputs(args, config))
+    job = build_job(config, replay=True, force=args.force)
+    summary = _run(job, progress=True)
+    if summary["stopped_by"] in EXIT_BY_SIGNAL:
+        return EXIT_BY_SIGNAL[summary["stopped_by"]]
     if job.source.damaged and not args.skip_damage:
         raise ImageFileError(f"'{args.source}' is damaged: its damaged frames were skipped (above); pass "
                              f"--skip-damage to accept what could be read")
@@ -122,7 +154,11 @@ def preview_command(args: argparse.Namespace) -> int:
     from edge.job import build_job
     from edge.lab.preview import preview
 
-    job = build_job(_configuration(args), replay=True)
+    from edge.outputs import check_outputs
+
+    config = _configuration(args)
+    check_outputs({"-o": args.output}, _inputs(args, config))
+    job = build_job(config, replay=True)
     written = preview(job, args.output, frames=args.frames)
     print(f"keycam preview: WARNING: {written} shows PLAIN frames (key holders only); protect or delete it",
           file=sys.stderr)
@@ -131,8 +167,21 @@ def preview_command(args: argparse.Namespace) -> int:
 
 
 def validate_command(args: argparse.Namespace) -> int:
+    """The file's schema, and what ``run`` checks of it before opening anything: the key, the model's manifest
+    against the key and the readout settings (a camera or a server is not contacted)."""
     from edge.config import load_config
 
     config = load_config(args.config)
+    if config.model.path:
+        from edge.job import epoch_schedule
+        from edge.runtime import KeyedModel
+        from firmware_sim.keys import MasterKey
+
+        model = KeyedModel(config.model.path, MasterKey.load(config.model.key), optimisation="disable")
+        epoch_schedule(config.readout, model.manifest, f"model '{model.path}'")
+    elif config.model.key:
+        from firmware_sim.keys import MasterKey
+
+        MasterKey.load(config.model.key)
     print(f"{args.config}: valid ({config.source.describe()}, model {config.model.path or 'default'})")
     return 0

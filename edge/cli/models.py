@@ -77,8 +77,13 @@ def register(commands) -> None:
 def keyify_command(args: argparse.Namespace) -> int:
     from export.keyify import IspOptions, KeyifyOptions, keyify  # the compiler needs onnx; the device does not
     from export.package.save import save
+    from edge.outputs import check_outputs
     from firmware_sim.spec import load_spec
 
+    out = args.output
+    siblings = {"-o": out, "its feature model": out.with_name(out.stem + ".feature.onnx"),
+                "its task model": out.with_name(out.stem + ".task.onnx")}
+    check_outputs(siblings, {"PLAIN.onnx": args.plain, "--key": args.key, "--spec": args.spec})
     key = MasterKey.load(args.key)
     isp = None
     given = {"black_level": args.isp_black, "wb_gains": args.isp_wb, "ccm": args.isp_ccm, "gamma": args.isp_gamma,

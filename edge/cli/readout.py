@@ -45,6 +45,9 @@ def spec_command(args: argparse.Namespace) -> int:
 
 def _load(args: argparse.Namespace):
     """Key, spec and input of a readout command, each checked before any work is done."""
+    from edge.outputs import check_outputs
+
+    check_outputs({"OUT": args.output}, {"IN": args.input, "--key": args.key, "--spec": args.spec})
     key = MasterKey.load(args.key)
     spec = load_spec(args.spec)
     check_writable(args.output)
@@ -67,8 +70,9 @@ def unscramble_command(args: argparse.Namespace) -> int:
 
     key, spec, measurement = _load(args)
     restored = AdcTransform(key, spec).inverse(measurement, epoch=args.epoch)
-    write_image(args.output, restored)
-    print(f"warning: {args.output} holds a PLAIN (unscrambled) picture; protect or delete it", file=sys.stderr)
+    write_image(args.output, restored, private=True)
+    print(f"warning: {args.output} holds a PLAIN (unscrambled) picture (mode 0600); protect or delete it",
+          file=sys.stderr)
     print(f"wrote {args.output}: {restored.shape} {restored.dtype}, key {key.fingerprint}")
     return 0
 
@@ -91,5 +95,9 @@ def firmware_sim_command(args: argparse.Namespace) -> int:
 def golden_vectors_command(args: argparse.Namespace) -> int:
     from firmware_sim import vectors
 
+    if args.write and args.path is not None:
+        from edge.outputs import check_outputs
+
+        check_outputs({"PATH": args.path}, {})
     argv = ["--write" if args.write else "--check"] + ([str(args.path)] if args.path else [])
     return vectors.main(argv)

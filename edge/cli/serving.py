@@ -17,11 +17,25 @@ def register(commands) -> None:
     serve.add_argument("--port", type=port, default=8000, help="TCP port (default 8000)")
     serve.add_argument("--token-file", type=path, default=None, metavar="FILE",
                        help="require 'Authorization: Bearer TOKEN' (the token in FILE, mode 0600) except for health")
-    serve.add_argument("--max-body-mb", type=positive_float, default=64, help="largest request body, MiB (default 64)")
+    serve.add_argument("--max-body-mb", type=positive_float, default=64,
+                       help="largest request body, MiB, as sent and decompressed (default 64)")
     serve.add_argument("--threads", type=count, default=0, help="onnxruntime threads per model (0: its default)")
     serve.add_argument("--concurrency", type=positive, default=1, help="runs of one model at once (default 1)")
     serve.add_argument("--max-batch", type=positive, default=8,
                        help="batch up to N frames of requests waiting for a busy model (default 8; 1: never)")
+    serve.add_argument("--max-rows", type=positive, default=64,
+                       help="most rows (frames) in one request and in one model run; more: 413 (default 64)")
+    serve.add_argument("--max-inflight-mb", type=positive_float, default=128,
+                       help="memory for all requests in flight, MiB; past it: 503 + Retry-After (default 128)")
+    serve.add_argument("--max-connections", type=positive, default=None,
+                       help="open connections; past it the longest-idle one is closed (default 1000, or as many as "
+                            "the process's file descriptors hold)")
+    serve.add_argument("--header-timeout-s", type=positive_float, default=10,
+                       help="seconds for a request head to arrive (default 10)")
+    serve.add_argument("--body-timeout-s", type=positive_float, default=30,
+                       help="seconds for a request body to arrive after its head; then 408 (default 30)")
+    serve.add_argument("--keep-alive-s", type=positive_float, default=5,
+                       help="seconds an idle connection stays open between requests (default 5)")
     serve.set_defaults(handler=serve_command)
 
     exporter = commands.add_parser("export", help="package models for servers: `keycam export triton`")
@@ -42,20 +56,32 @@ def register(commands) -> None:
 def serve_command(args: argparse.Namespace) -> int:
     from edge.credentials import read_token
     from edge.server import serve
+    from edge.server.limits import Limits
 
     token = read_token(args.token_file) if args.token_file else os.environ.get("KEYCAM_SERVER_TOKEN") or None
 
-    def ready(models) -> None:
+    limits = Limits(max_body_bytes=_bytes(args.max_body_mb), max_rows=args.max_rows,
+                    max_inflight_bytes=_bytes(args.max_inflight_mb), header_timeout_s=args.header_timeout_s,
+                    body_timeout_s=args.body_timeout_s, keep_alive_s=args.keep_alive_s)
+
+    def ready(models, limits) -> None:
         for name, versions in models.models.items():
             for version, model in versions.items():
                 keyed = f"keyed for {model.fingerprint} ({model.manifest.role})" if model.manifest else "not keyed"
                 print(f"keycam serve: {name} v{version}: {keyed}", file=sys.stderr)
         auth = "bearer token required" if token else "no authentication"
-        print(f"keycam serve: starting on http://{args.host}:{args.port} ({auth})", file=sys.stderr, flush=True)
+        print(f"keycam serve: starting on http://{args.host}:{args.port} ({auth}; at most {limits.max_connections} "
+              f"connections, {limits.max_rows} rows per request, {args.max_inflight_mb:g} MiB in flight)",
+              file=sys.stderr, flush=True)
 
-    serve(args.model_repository, host=args.host, port=args.port, token=token, max_body_mb=args.max_body_mb,
-          threads=args.threads or None, concurrency=args.concurrency, max_batch=args.max_batch, ready=ready)
+    serve(args.model_repository, host=args.host, port=args.port, token=token, limits=limits,
+          max_connections=args.max_connections, threads=args.threads or None, concurrency=args.concurrency,
+          max_batch=args.max_batch, ready=ready)
     return 0
+
+
+def _bytes(mib: float) -> int:
+    return max(1, int(mib * (1 << 20)))
 
 
 def export_triton_command(args: argparse.Namespace) -> int:

@@ -79,18 +79,23 @@ def as_bgr8(image: np.ndarray, spec: ReadoutSpec, bits: int | None = None) -> np
 
 def run_demo(out_dir: Path, image: Path | None = None, key_path: Path | None = None) -> DemoResult:
     """Run the default job and write ``out_dir/keycam-demo.png``; raise on any disagreement."""
+    from edge.outputs import check_outputs
+
+    image = image or shipped_photo()
+    generated = key_path is None
+    panel_path = out_dir / "keycam-demo.png"
+    check_outputs({"the demo's picture": panel_path, "the demo's key": out_dir / "demo.key" if generated else None},
+                  {"--image": image, "--key": key_path}, folders_made=True)
+    frame = read_frame(image)  # the picture is checked before anything is written
+    if frame.dtype != np.uint8 or frame.shape[2] != 3:
+        raise ImageFileError(f"the demo reads an 8-bit colour picture; '{image}' is {frame.dtype} {frame.shape}")
+    key = None if generated else MasterKey.load(key_path)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if key_path is None:
+    if generated:
         key_path = out_dir / "demo.key"
         key = MasterKey.generate()
         key.save(key_path, force=True)
-    else:
-        key = MasterKey.load(key_path)
     spec = DEFAULT_SPEC
-    image = image or shipped_photo()
-    frame = read_frame(image)
-    if frame.dtype != np.uint8 or frame.shape[2] != 3:
-        raise ImageFileError(f"the demo reads an 8-bit colour picture; '{image}' is {frame.dtype} {frame.shape}")
 
     start = time.perf_counter()
     reference = readout(frame, key, spec)
@@ -114,7 +119,7 @@ def run_demo(out_dir: Path, image: Path | None = None, key_path: Path | None = N
             labelled(as_bgr8(wrong, spec), "unscrambled, wrong key"),
         ]
     )
-    panel_path = write_image(out_dir / "keycam-demo.png", panel)
+    panel_path = write_image(panel_path, panel)
     return DemoResult(
         fingerprint=key.fingerprint,
         image=image,

@@ -73,4 +73,4 @@ def preview(job: Job, out: Path, frames: int = 4) -> Path:
     width = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
     header = labelled(np.vstack(rows), "plain | private measurement | unscrambled (key) | answer")
-    return write_image(out, header)
+    return write_image(out, header, private=True)  # plain frames: mode 0600, like a key

@@ -2,22 +2,24 @@
 
 Endpoints (all JSON unless a request asks for binary outputs)::
 
-    GET  /v2/health/live                                   200 while the process serves
-    GET  /v2/health/ready                                  200 once every model is loaded
+    GET  /v2/health/live                                   200 while the process serves (never behind the token)
+    GET  /v2/health/ready                                  200 once every model is loaded (never behind the token)
     GET  /v2                                               server metadata and extensions
     GET  /v2/models/{name}[/versions/{v}]                  model metadata (+ keycam fingerprint, manifest)
     GET  /v2/models/{name}[/versions/{v}]/ready            200 when that model can run
     GET  /v2/models/{name}[/versions/{v}]/config           Triton's model-configuration extension
     POST /v2/models/{name}[/versions/{v}]/infer            inference, JSON or binary tensors
-    GET  /metrics                                          Prometheus counters and latencies
+    GET  /metrics                                          Prometheus counters and latencies (behind the token)
 
 Errors are ``{"error": "..."}`` with the status that names the fault: 400 malformed or mismatched
-input, 401 missing or wrong bearer token, 404 unknown model or version, 413 body over the limit,
-415 an unknown ``Content-Encoding``, 500 a model that failed on valid input. A bad request never
-takes the server down.
+input, 401 missing or wrong bearer token, 404 unknown model or version, 408 a body slower than
+``--body-timeout-s``, 413 a body, a row count or a memory need over its limit, 415 an unknown
+``Content-Encoding``, 503 (with ``Retry-After``) the in-flight memory budget is spent for now, 500
+a model that failed on valid input. A bad request never takes the server down, and is logged in
+one line. The bounds are ``edge.server.limits``; request bodies are read by ``edge.server.body``.
 
 Request ids make retries idempotent: a request that repeats an earlier request's ``id`` and body
-(a device retrying after a lost answer) gets the stored answer again, not a second computation.
+(a device retrying after a lost answer) gets the stored answer again (``edge.server.cache``).
 """
 
 from __future__ import annotations
@@ -26,11 +28,10 @@ import hashlib
 import hmac
 import logging
 import time
-import zlib
-from collections import OrderedDict
 from importlib.metadata import PackageNotFoundError, version
 
 import prometheus_client as prom
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -40,6 +41,10 @@ from starlette.routing import Route
 
 from edge.errors import ProtocolError
 from edge.server.batching import Batcher, batchable
+from edge.server.body import Offload, read_body
+from edge.server.cache import ReplayCache
+from edge.server.connections import ConnectionStats
+from edge.server.limits import JSON_COST, Budget, Limits, check_rows, json_length
 from edge.server.repository import ModelRepository
 from edge.wire.codec import HEADER_LENGTH, InferResponse, decode_request, encode_response
 
@@ -54,42 +59,47 @@ def _version() -> str:
         return "0"
 
 
-class ReplayCache:
-    """The last answers, by (model, version, request id, body digest), bounded in entries and bytes."""
-
-    def __init__(self, entries: int = 1024, max_bytes: int = 64 << 20) -> None:
-        self.entries, self.max_bytes = entries, max_bytes
-        self._items: OrderedDict = OrderedDict()
-        self._bytes = 0
-
-    def get(self, key):
-        item = self._items.get(key)
-        if item is not None:
-            self._items.move_to_end(key)
-        return item
-
-    def put(self, key, body: bytes, headers: dict, media_type: str) -> None:
-        if self.entries <= 0 or len(body) > self.max_bytes:
-            return
-        if key in self._items:
-            return
-        self._items[key] = (body, headers, media_type)
-        self._bytes += len(body)
-        while len(self._items) > self.entries or self._bytes > self.max_bytes:
-            _, (old, _, _) = self._items.popitem(last=False)
-            self._bytes -= len(old)
-
-
 def _error(message: str, status: int, headers: dict | None = None) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-def create_app(repository: ModelRepository, *, token: str | None = None, max_body_bytes: int = 64 << 20,
-               replay_entries: int = 1024, max_batch: int = 8) -> Starlette:
-    """The ASGI application; run it with uvicorn (``keycam serve``) or any ASGI server.
+def _decode(body: bytes, header_length: str | None):
+    """The request, and the body's digest when it has an id (for the replay cache)."""
+    inference = decode_request(body, header_length)
+    digest = hashlib.blake2b(body, digest_size=16).digest() if inference.id is not None else None
+    return inference, digest
 
-    ``max_batch`` > 1 batches requests that wait for a busy model (``edge.server.batching``); 0 or 1: never.
+
+class _Guards:
+    """/metrics' view of the bounds: memory in flight, open connections, and what each guard refused."""
+
+    def __init__(self, budget: Budget, connections: ConnectionStats) -> None:
+        self.budget, self.connections = budget, connections
+
+    def collect(self):
+        yield GaugeMetricFamily("keycam_server_inflight_bytes", "bytes held by requests in flight",
+                                value=self.budget.used)
+        yield GaugeMetricFamily("keycam_server_connections", "open connections", value=self.connections.open)
+        yield CounterMetricFamily("keycam_server_busy_refusals", "requests answered 503: in-flight memory spent",
+                                  value=self.budget.refused)
+        closed = CounterMetricFamily("keycam_server_closed_connections", "connections a guard closed",
+                                     labels=["reason"])
+        for reason, value in [("header_timeout", self.connections.head_timeouts),
+                              ("evicted_idle", self.connections.evicted), ("over_cap", self.connections.refused),
+                              ("unread_body", self.connections.unread_bodies)]:
+            closed.add_metric([reason], value)
+        yield closed
+
+
+def create_app(repository: ModelRepository, *, token: str | None = None, limits: Limits | None = None,
+               replay_entries: int = 1024, max_batch: int = 8) -> Starlette:
+    """The ASGI application; run it with uvicorn (``keycam serve``, ``edge.server.listen.uvicorn_config``).
+
+    ``max_batch`` > 1 batches requests that wait for a busy model (``edge.server.batching``) up to
+    ``min(max_batch, limits.max_rows)`` rows; 0 or 1: never.
     """
+    limits = limits or Limits()
+    budget, connections = Budget(limits.max_inflight_bytes), ConnectionStats()
     registry = prom.CollectorRegistry()
     requests = prom.Counter("keycam_server_requests", "HTTP requests by endpoint and status",
                             ["endpoint", "status"], registry=registry)
@@ -99,11 +109,21 @@ def create_app(repository: ModelRepository, *, token: str | None = None, max_bod
                            registry=registry)
     batch_sizes = prom.Histogram("keycam_server_batch_requests", "requests per model run (dynamic batching)",
                                  registry=registry, buckets=(1, 2, 4, 8, 16, 32, 64))
+    batch_rows = prom.Histogram("keycam_server_batch_rows", "rows per model run (at most --max-rows)",
+                                registry=registry, buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512))
+
+    def on_batch(requests: int, rows: int) -> None:
+        batch_sizes.observe(requests)
+        batch_rows.observe(rows)
+
+    registry.register(_Guards(budget, connections))
     cache = ReplayCache(replay_entries)
-    batchers = {(m.name, m.version): Batcher(m, max_batch, m.concurrency, batch_sizes.observe)
+    merge = min(max_batch, limits.max_rows)
+    batchers = {(m.name, m.version): Batcher(m, merge, m.concurrency, on_batch)
                 for versions in repository.models.values() for m in versions.values()
-                if max_batch > 1 and batchable(m)}
+                if merge > 1 and batchable(m)}
     expected = f"Bearer {token}".encode() if token else None
+    offload = Offload()
 
     def authorised(request: Request) -> JSONResponse | None:
         if expected is None:
@@ -114,6 +134,12 @@ def create_app(repository: ModelRepository, *, token: str | None = None, max_bod
         return _error("missing or wrong bearer token (send 'Authorization: Bearer <token>')", 401,
                       {"WWW-Authenticate": "Bearer"})
 
+    def refused(request: Request, status: int, message: str) -> JSONResponse:
+        client = f"{request.client.host}:{request.client.port}" if request.client else "?"
+        log.log(logging.INFO if status == 503 else logging.WARNING, "keycam serve: refused %s %s from %s: %d %s",
+                request.method, request.url.path, client, status, message)
+        return _error(message, status, {"Retry-After": "1"} if status == 503 else None)
+
     def endpoint(name: str, protected: bool = True):
         def wrap(handler):
             async def route(request: Request) -> Response:
@@ -122,7 +148,9 @@ def create_app(repository: ModelRepository, *, token: str | None = None, max_bod
                     try:
                         response = await handler(request)
                     except ProtocolError as error:
-                        response = _error(str(error), error.status)
+                        response = refused(request, error.status, str(error))
+                    except RecursionError:  # nesting deeper than the interpreter follows: the request's fault
+                        response = refused(request, 400, "the request nests too deeply to be read")
                     except ClientDisconnect:  # the body never arrived whole; nobody is left to answer
                         response = _error("the client disconnected before sending the whole body", 400)
                     except Exception as error:  # a model failing on valid input: answer 500 and keep serving
@@ -162,77 +190,53 @@ def create_app(repository: ModelRepository, *, token: str | None = None, max_bod
     async def model_config(request: Request) -> Response:
         return JSONResponse(model_of(request).config())
 
-    async def read_body(request: Request) -> bytes:
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > max_body_bytes:
-            raise ProtocolError(f"the request body is {declared} bytes, over this server's limit of "
-                                f"{max_body_bytes} (--max-body-mb)", status=413)
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > max_body_bytes:
-                raise ProtocolError(f"the request body exceeds this server's limit of {max_body_bytes} bytes "
-                                    f"(--max-body-mb)", status=413)
-            chunks.append(chunk)
-        body = b"".join(chunks)
-        encoding = request.headers.get("content-encoding", "identity").strip().lower()
-        if encoding in ("", "identity"):
-            return body
-        if encoding not in ("gzip", "deflate"):
-            raise ProtocolError(f"Content-Encoding {encoding!r} is not supported; use gzip, deflate or none",
-                                status=415)
-        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS)
-        try:
-            plain = inflater.decompress(body, max_body_bytes + 1)
-        except zlib.error as error:
-            raise ProtocolError(f"the {encoding} body cannot be decompressed: {error}") from None
-        if len(plain) > max_body_bytes or inflater.unconsumed_tail:
-            raise ProtocolError(f"the decompressed body exceeds this server's limit of {max_body_bytes} bytes",
-                                status=413)
-        if not inflater.eof:
-            raise ProtocolError(f"the {encoding} body is truncated")
-        return plain
-
     @endpoint("infer")
     async def infer(request: Request) -> Response:
         model = model_of(request)
-        body = await read_body(request)
-        header_length = request.headers.get(HEADER_LENGTH.lower())
-        inference = decode_request(body, header_length)
-        key = None
-        if inference.id is not None:
-            key = (model.name, model.version, inference.id, hashlib.blake2b(body, digest_size=16).digest(),
-                   header_length)
-            stored = cache.get(key)
-            if stored is not None:
-                replays.inc()
-                content, headers, media_type = stored
-                return Response(content, headers=headers, media_type=media_type)
-        model.check(inference.inputs, inference.parameters)
-        known = {o.name for o in model.outputs}
-        if inference.outputs is not None:
-            missing = sorted(set(inference.outputs) - known)
-            if missing:
-                raise ProtocolError(f"model '{model.name}' has no output {missing[0]!r}; its outputs are "
-                                    f"{sorted(known)}")
-            wanted, binary = list(inference.outputs), inference.outputs
-        else:
-            wanted = [o.name for o in model.outputs]
-            binary = {name: inference.binary_output for name in wanted}
-        start = time.perf_counter()
-        batcher = batchers.get((model.name, model.version))
-        if batcher is not None:
-            outputs = await batcher.run(inference.inputs, wanted)
-        else:
-            outputs = await run_in_threadpool(model.run, inference.inputs, wanted)
-        infer_seconds.labels(model.name).observe(time.perf_counter() - start)
-        content, length = encode_response(InferResponse(model.name, model.version, outputs, inference.id), binary)
+        with budget.charge() as charge:
+            body = await read_body(request, limits, charge, offload)
+            header_length = request.headers.get(HEADER_LENGTH.lower())
+            charge.add(JSON_COST * json_length(body, header_length), "parsing the JSON header")
+            inference, digest = await offload(len(body), _decode, body, header_length)
+            key = None
+            if inference.id is not None:
+                key = (model.name, model.version, inference.id, digest, header_length)
+                stored = cache.get(key)
+                if stored is not None:
+                    replays.inc()
+                    content, headers, media_type = stored
+                    return Response(content, headers=headers, media_type=media_type)
+            batched = {t.name for t in model.inputs if t.shape and t.shape[0] < 0}
+            check_rows(inference.inputs, batched, limits.max_rows, f"model '{model.name}' version {model.version}")
+            model.check(inference.inputs, inference.parameters)
+            known = {o.name for o in model.outputs}
+            if inference.outputs is not None:
+                missing = sorted(set(inference.outputs) - known)
+                if missing:
+                    raise ProtocolError(f"model '{model.name}' has no output {missing[0]!r}; its outputs are "
+                                        f"{sorted(known)}")
+                wanted, binary = list(inference.outputs), inference.outputs
+            else:
+                wanted = [o.name for o in model.outputs]
+                binary = {name: inference.binary_output for name in wanted}
+            start = time.perf_counter()
+            batcher = batchers.get((model.name, model.version))
+            if batcher is not None:
+                outputs = await batcher.run(inference.inputs, wanted)
+            else:
+                on_batch(1, max((a.shape[0] for a in inference.inputs.values() if a.ndim), default=1))
+                outputs = await run_in_threadpool(model.run, inference.inputs, wanted)
+            infer_seconds.labels(model.name).observe(time.perf_counter() - start)
+            request_id = inference.id
+            del inference, body  # the request's memory goes with its charge
+        content, length = encode_response(InferResponse(model.name, model.version, outputs, request_id), binary)
         headers = {HEADER_LENGTH: str(length)} if length is not None else {}
         media_type = "application/octet-stream" if length is not None else "application/json"
         if key is not None:
             cache.put(key, content, headers, media_type)
         return Response(content, headers=headers, media_type=media_type)
 
+    @endpoint("metrics")
     async def metrics(request: Request) -> Response:
         return Response(prom.generate_latest(registry), media_type=prom.CONTENT_TYPE_LATEST)
 
@@ -247,5 +251,5 @@ def create_app(repository: ModelRepository, *, token: str | None = None, max_bod
                    Route(base + "/config", model_config, methods=["GET"]),
                    Route(base + "/infer", infer, methods=["POST"])]
     app = Starlette(routes=routes, exception_handlers={HTTPException: not_found})
-    app.state.repository = repository
+    app.state.repository, app.state.limits, app.state.connections = repository, limits, connections
     return app

@@ -1,7 +1,8 @@
 """Dynamic batching without added delay: requests that queue while a model is busy run together.
 
 A worker takes the oldest waiting request and every other waiting request with the same
-per-frame shapes and requested outputs, up to ``max_batch`` rows, stacks them along the batch
+per-frame shapes and requested outputs, up to ``max_batch`` rows (the server passes
+``min(--max-batch, --max-rows)``, and no request has more than ``--max-rows``), stacks them along the batch
 axis, runs the model once, and splits the outputs back by each request's row count::
 
     requests r_1 (n_1 rows), ..., r_k (n_k rows) waiting, n_1 + ... + n_k <= max_batch
@@ -42,7 +43,7 @@ def batchable(model: ServedModel) -> bool:
 class Batcher:
     def __init__(self, model: ServedModel, max_batch: int, workers: int = 1, on_batch=None) -> None:
         self.model, self.max_batch, self.workers = model, max(1, max_batch), max(1, workers)
-        self.on_batch = on_batch  # called with the number of requests of each model run
+        self.on_batch = on_batch  # called with the requests and the rows of each model run
         self._waiting: deque[_Waiting] = deque()
         self._wakeup: asyncio.Event | None = None
         self._tasks: list[asyncio.Task] = []
@@ -82,7 +83,7 @@ class Batcher:
             self.batches += 1
             self.requests += len(batch)
             if self.on_batch is not None:
-                self.on_batch(len(batch))
+                self.on_batch(len(batch), sum(item.rows for item in batch))
             try:
                 if len(batch) == 1:
                     outputs = [await run_in_threadpool(self.model.run, batch[0].inputs, batch[0].wanted)]

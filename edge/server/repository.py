@@ -103,10 +103,16 @@ class ServedModel:
             if array.ndim and array.shape[0] == 0:
                 raise ProtocolError(f"{where}: input '{info.name}' has an empty batch")
         fingerprint = parameters.get("keycam_fingerprint")
+        if fingerprint is not None and not isinstance(fingerprint, str):
+            raise ProtocolError(f"{where}: parameter keycam_fingerprint is {fingerprint!r} "
+                                f"({type(fingerprint).__name__}); send the key's fingerprint as a string, e.g. kc1:...")
+        epoch = parameters.get("keycam_epoch")
+        if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0):
+            raise ProtocolError(f"{where}: parameter keycam_epoch is {epoch!r} ({type(epoch).__name__}); send the "
+                                f"key epoch as a whole number >= 0")
         if fingerprint is not None and self.manifest is not None and fingerprint != self.manifest.key_fingerprint:
             raise ProtocolError(f"{where} is keyed for {self.manifest.key_fingerprint}, the request was made with "
                                 f"key {fingerprint}; send it to a model compiled for that key")
-        epoch = parameters.get("keycam_epoch")
         if (epoch is not None and self.manifest is not None and self.manifest.role != "task"
                 and epoch != self.manifest.epoch):
             raise ProtocolError(f"{where} reads key epoch {self.manifest.epoch}, the request is from epoch {epoch}; "

@@ -1,7 +1,8 @@
 """The sink interface, and the base of each sink's configuration section.
 
 A sink receives each frame's :class:`~edge.frame.Result` in frame order (the measurement is
-``result.measurement``) and is closed once. It must leave nothing half-written when closed, including
+``result.measurement``) and is closed once. It checks its settings when it is made and opens its
+files only in ``start``, which the loop calls once the source has opened. It must leave nothing half-written when closed, including
 on SIGINT/SIGTERM: the loop always calls ``close``. A sink's ``role`` says what it is for:
 
 - ``answers``: it consumes results (the results file, event publishers);
@@ -31,11 +32,21 @@ class Sink(ABC):
     role = "answers"
     wants_plain = False  # only a recorder started with the explicit debug flag asks for plain frames
 
+    def start(self) -> None:  # noqa: B027 - optional hook
+        """Open what the sink writes to; the loop calls it once the source has opened (nothing by default).
+
+        Until then a sink has only checked its settings, so a run that cannot start touches no output."""
+
     @abstractmethod
     def write(self, result: Result) -> None: ...
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Flush and release (nothing by default)."""
+
+    def interrupt(self) -> None:  # noqa: B027 - optional hook
+        """A stop signal arrived: stop waiting for anything slow and persist at close (nothing by default).
+
+        Called from the signal handler, in the thread that may be inside ``write``: it must only set flags."""
 
     def summary(self) -> str | None:
         """One line for the run's summary, or None."""

@@ -76,6 +76,7 @@ class ForwardStats:
     waited: int = 0  # spool full, capture waited
     quarantined: int = 0  # damaged spool entries moved aside, never sent
     misconfigured: int = 0  # times the server was found keyed for another key or serving another model
+    lost: int = 0  # frames that could be neither sent nor spooled (the spool's disk full or failing)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -104,6 +105,7 @@ class ForwardSink(Sink):
         self._verified = True  # the server was checked by connect(); checked again after every failure
         self.alarm = ""  # why the server is misconfigured, while it is
         self._abort = threading.Event()
+        self._interrupted = threading.Event()  # a stop signal: no waiting for room, no draining at close
         self._cond = threading.Condition()
         self._next = spool.next
         self._failure: BaseException | None = None
@@ -132,20 +134,24 @@ class ForwardSink(Sink):
         item = _Item(counter, meta, body)
         with self._cond:
             while (not self._spooling and not self._down and len(self._memory) >= self.inflight
-                   and not self._abort.is_set()):
+                   and not self._abort.is_set() and not self._interrupted.is_set()):
                 self._cond.wait(0.1)  # back-pressure from a slow server
             if not self._spooling and not self._down:
                 self._memory.append(item)
             else:
                 self._spooling = True
-                self._to_spool(item)
+                try:
+                    self._to_spool(item)
+                except SpoolError as error:
+                    self._lose(error, 1)
+                    raise
             self._cond.notify_all()
 
     def _to_spool(self, item: _Item) -> None:
         """Persist one request (lock held), applying the full-spool policy."""
         size = len(item.body) + 512
         while not self.spool.fits(size):
-            if self.when_full == "stop_capture" and not self._abort.is_set():
+            if self.when_full == "stop_capture" and not self._abort.is_set() and not self._interrupted.is_set():
                 if not self.stats.waited or self.stats.waited % 100 == 0:
                     log.warning("spool '%s' is full: capture waits for the server", self.spool.folder)
                 self.stats.waited += 1
@@ -153,7 +159,7 @@ class ForwardSink(Sink):
                 continue
             oldest = self.spool.oldest(skip=self._sending)
             if oldest is None or self.when_full == "stop_capture":
-                break  # a single request larger than the spool, or closing: keep it anyway
+                break  # a request larger than the spool, or stopping: keep it anyway (the bound, not a frame, gives)
             self.spool.remove(oldest)
             self.stats.dropped += 1
             log.warning("spool '%s' is full: dropped the oldest waiting frame", self.spool.folder)
@@ -174,13 +180,27 @@ class ForwardSink(Sink):
         return _Item(oldest, {}, None)
 
     def _spill(self) -> None:
-        """The server is down: move the memory queue to the spool, in order (lock held)."""
+        """The server is down: move the memory queue to the spool, in order (lock held).
+
+        A spool that cannot be written (a full disk) loses the frames it could not take: they are counted
+        in ``lost`` and the first error ends the run (raised at the next write, or at close)."""
         while self._memory:
             item = self._memory.popleft()
-            self.spool.put(item.counter, item.meta, item.body)
+            try:
+                self.spool.put(item.counter, item.meta, item.body)
+            except SpoolError as error:
+                self._lose(error, 1 + len(self._memory))
+                self._memory.clear()
+                break
             self.stats.spooled += 1
         self._spooling = True
         self._cond.notify_all()
+
+    def _lose(self, error: SpoolError, count: int) -> None:
+        self.stats.lost += count
+        if self._failure is None:
+            log.error("%s: %d frame(s) lost", error, count)
+            self._failure = error
 
     def _send_loop(self) -> None:
         delay = self.retry_min_s
@@ -320,16 +340,23 @@ class ForwardSink(Sink):
         stats = self.stats
         line = (f"forwarded to {self.client.url}: {stats.answered} answered, {stats.rejected} refused, "
                 f"{stats.failures} failed attempts, {stats.spooled} spooled, {stats.dropped} dropped (spool full), "
-                f"{stats.quarantined} quarantined, {len(self.spool)} waiting in '{self.spool.folder}'")
+                f"{stats.quarantined} quarantined, {stats.lost} lost (spool not writable), {len(self.spool)} waiting "
+                f"in '{self.spool.folder}'")
         return line + (f"; SERVER MISCONFIGURED: {self.alarm}" if self.alarm else "")
+
+    def interrupt(self) -> None:
+        self._interrupted.set()
+
+    def start(self) -> None:
+        self.results.start()
 
     def close(self) -> None:
         with self._cond:
             self._closing = True
             self._cond.notify_all()
-        self._thread.join(timeout=self.drain_s)
+        self._thread.join(timeout=0.5 if self._interrupted.is_set() else self.drain_s)
         if self._thread.is_alive():
-            log.warning("server %s did not take every frame within %.0f s; %d wait in '%s' for the next run",
+            log.warning("server %s did not take every frame within %g s; %d wait in '%s' for the next run",
                         self.client.url, self.drain_s, self.pending, self.spool.folder)
         self._abort.set()
         with self._cond:

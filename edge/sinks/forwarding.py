@@ -117,6 +117,10 @@ class FanOut(Sink):
     def __init__(self, sinks: list[Sink]) -> None:
         self.sinks = sinks
 
+    def start(self) -> None:
+        for sink in self.sinks:
+            sink.start()
+
     def write(self, result) -> None:
         for sink in self.sinks:
             sink.write(result)

@@ -17,20 +17,30 @@ class RecordingSink(Sink):
 
     def __init__(self, path: str | Path, spec: ReadoutSpec, fingerprint: str, *, force: bool = False,
                  chunk_size: int = 256 * 1024, record_plain: bool = False) -> None:
-        self.recorder = Recorder(path, spec, fingerprint, force=force, chunk_size=chunk_size,
-                                 record_plain=record_plain)
+        self._open = lambda: Recorder(path, spec, fingerprint, force=force, chunk_size=chunk_size,
+                                      record_plain=record_plain)
+        Recorder.check(path, force=force)  # refused now, before the run touches anything
+        self.path = Path(path)
+        self.recorder: Recorder | None = None
         self.wants_plain = record_plain
 
+    def start(self) -> None:
+        if self.recorder is None:
+            self.recorder = self._open()
+
     def write(self, result: Result) -> None:
+        self.start()
         frame = result.frame
         self.recorder.write(frame.image, frame.epoch, frame.sequence, frame.timestamp_ns,
                             plain=frame.plain if self.wants_plain else None)
 
     def close(self) -> None:
-        self.recorder.close()
+        if self.recorder is not None:
+            self.recorder.close()
 
     def summary(self) -> str:
-        return f"recorded {self.recorder.frames} measurements to {self.recorder.path}"
+        frames = self.recorder.frames if self.recorder is not None else 0
+        return f"recorded {frames} measurements to {self.path}"
 
 
 class RecordConfig(SinkConfig):

@@ -31,7 +31,11 @@ SourceSettings = Annotated[Union[tuple(KINDS.values())], Field(discriminator="ki
 def config_for_path(path: Path) -> SourceConfig:
     """The source settings for a path given on the command line: the first kind that reads it."""
     for kind in KINDS.values():
-        found = kind.for_path(path)
+        try:
+            found = kind.for_path(path)
+        except ValueError as error:  # pydantic's ValidationError
+            raise ConfigError(f"source '{path}' cannot be read as a {kind.model_fields['kind'].default}: "
+                              f"{error.errors()[0]['msg'] if hasattr(error, 'errors') else error}") from None
         if found is not None:
             return found
     if not path.exists():

@@ -23,9 +23,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
+from pydantic import BeforeValidator
 
 from edge.frame import Frame
 from edge.schema import Section
@@ -100,6 +101,16 @@ class Source(ABC):
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _not_empty(value):
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("the path is empty; name a file or a folder")
+    return value
+
+
+PathSetting = Annotated[Path, BeforeValidator(_not_empty)]
+"""A path in a source's settings: not empty; a Path, so that any file name the system allows is kept as it is."""
 
 
 class SourceConfig(Section):

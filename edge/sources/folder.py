@@ -15,7 +15,7 @@ from pydantic import Field
 
 from edge.errors import ImageFileError
 from edge.imageio import read_frame
-from edge.sources.base import Source, SourceConfig
+from edge.sources.base import PathSetting, Source, SourceConfig
 
 log = logging.getLogger(__name__)
 SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".npy"}
@@ -55,7 +55,7 @@ class FolderSource(Source):
 
 class FolderConfig(SourceConfig):
     kind: Literal["folder"] = "folder"
-    path: str = Field(min_length=1, description="the image folder (unit: path)")
+    path: PathSetting = Field(description="the image folder (unit: path)")
     pattern: str = Field(default="*", min_length=1, description="glob pattern of the files to read, in name order")
 
     def build(self, readout) -> Source:
@@ -65,9 +65,9 @@ class FolderConfig(SourceConfig):
     def for_path(cls, path: Path) -> FolderConfig | None:
         """A folder, or one image file (read as a folder of one)."""
         if path.is_dir():
-            return cls(path=str(path))
+            return cls(path=path)
         if path.is_file() and path.suffix.lower() in SUFFIXES:
-            return cls(path=str(path.parent), pattern=glob.escape(path.name))
+            return cls(path=path.parent, pattern=glob.escape(path.name))
         return None
 
     def describe(self) -> str:

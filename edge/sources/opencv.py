@@ -7,6 +7,7 @@ is counted in ``skipped``; the capture loop decides when a camera has gone away.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Literal
@@ -17,6 +18,14 @@ from pydantic import Field, model_validator
 
 from edge.errors import ImageFileError
 from edge.sources.base import Source, SourceConfig
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a file name that is not UTF-8 (os.fsdecode's surrogates)
+        return False
+    return True
 
 
 class OpenCVSource(Source):
@@ -33,11 +42,15 @@ class OpenCVSource(Source):
         self.live = not is_file
         self.grab_retries = grab_retries
         self._capture: cv2.VideoCapture | None = None
+        self._fd: int | None = None
 
     def _open(self) -> None:
         if not self.live and not Path(str(self.target)).is_file():
             raise ImageFileError(f"video file '{self.target}' does not exist")
         target = int(self.target) if self.is_camera else str(self.target)
+        if not self.live and not _utf8(target):  # OpenCV crashes on such names: open the file, pass its fd path
+            self._fd = os.open(target, os.O_RDONLY)
+            target = f"/proc/self/fd/{self._fd}"
         capture = cv2.VideoCapture(target)
         if not capture.isOpened():
             capture.release()
@@ -65,6 +78,9 @@ class OpenCVSource(Source):
         if self._capture is not None:
             self._capture.release()
             self._capture = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 class OpenCVConfig(SourceConfig):

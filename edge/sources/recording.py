@@ -14,10 +14,9 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from edge.errors import ImageFileError
 from edge.frame import Frame
-from edge.recording import RecordedFrame, RecordingInfo, read_recording
-from edge.sources.base import Source, SourceConfig
+from edge.recording import RecordedFrame, RecordingInfo, check_recording, read_recording
+from edge.sources.base import PathSetting, Source, SourceConfig
 
 
 class RecordingSource(Source):
@@ -33,15 +32,15 @@ class RecordingSource(Source):
         self._current: RecordedFrame | None = None
 
     def _open(self) -> None:
-        if not self.path.is_file():
-            raise ImageFileError(f"recording '{self.path}' does not exist")
+        check_recording(self.path)  # now, before the run opens any output
         self.info = RecordingInfo()
         self._frames = read_recording(self.path, info=self.info)
 
     @property
     def damaged(self) -> bool:
         """True when damaged frames were skipped (a file that merely ends early, after a crash, is not damaged)."""
-        return self.info.damaged or bool(not self.info.truncated and self.info.lost)
+        info = self.info
+        return info.damaged or bool(not info.truncated and info.lost) or (info.truncated and info.frames == 0)
 
     def summary(self) -> str | None:
         return self.info.describe(self.path)
@@ -59,14 +58,14 @@ class RecordingSource(Source):
 
 class RecordingConfig(SourceConfig):
     kind: Literal["recording"] = "recording"
-    path: str = Field(min_length=1, description="a keycam recording, .mcap (unit: path)")
+    path: PathSetting = Field(description="a keycam recording, .mcap (unit: path)")
 
     def build(self, readout) -> Source:
         return RecordingSource(self.path)
 
     @classmethod
     def for_path(cls, path: Path) -> RecordingConfig | None:
-        return cls(path=str(path)) if path.suffix.lower() == ".mcap" else None
+        return cls(path=path) if path.suffix.lower() == ".mcap" else None
 
     def describe(self) -> str:
         return f"recording '{self.path}'"

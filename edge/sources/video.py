@@ -10,14 +10,14 @@ from typing import Literal
 
 from pydantic import Field
 
-from edge.sources.base import Source, SourceConfig
+from edge.sources.base import PathSetting, Source, SourceConfig
 from edge.sources.folder import SUFFIXES as IMAGE_SUFFIXES
 from edge.sources.opencv import OpenCVSource
 
 
 class VideoConfig(SourceConfig):
     kind: Literal["video"] = "video"
-    path: str = Field(min_length=1, description="a video file OpenCV can read, e.g. clip.mp4 (unit: path)")
+    path: PathSetting = Field(description="a video file OpenCV can read, e.g. clip.mp4 (unit: path)")
 
     def build(self, readout) -> Source:
         return OpenCVSource(self.path, is_file=True)
@@ -25,7 +25,7 @@ class VideoConfig(SourceConfig):
     @classmethod
     def for_path(cls, path: Path) -> VideoConfig | None:
         if path.is_file() and path.suffix.lower() not in IMAGE_SUFFIXES | {".mcap"}:
-            return cls(path=str(path))
+            return cls(path=path)
         return None
 
     def describe(self) -> str:

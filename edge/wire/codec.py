@@ -15,14 +15,18 @@ header, in the order the tensors are listed. A request asks for binary outputs p
 (``outputs[i].parameters.binary_data``) or for all (``parameters.binary_data_output``).
 
 Every malformed body raises :class:`ProtocolError` with the HTTP status to answer and a message
-that names the field, the value and what was expected; nothing here trusts a length or a shape
-before checking it against the bytes actually received.
+that names the field, the value (shortened) and what was expected; nothing here trusts a length or
+a shape before checking it against the bytes actually received. A JSON header nesting deeper than
+``MAX_DEPTH`` arrays and objects is refused before it is parsed (a tensor needs its rank plus the
+document's four levels), so no decoder recurses without bound.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
+import reprlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,6 +34,26 @@ import numpy as np
 from edge.errors import ProtocolError
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
+MAX_DEPTH = 64  # nesting levels of arrays and objects in a JSON header
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')  # a JSON string, escapes included
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxstring, _SHORT.maxother = 2, 6, 6, 60, 60
+
+
+def _show(value: object) -> str:
+    """A value for a message: its repr, shortened (a request can send anything, of any size)."""
+    return _SHORT.repr(value)
+
+
+def json_depth(text: bytes) -> int:
+    """How deeply arrays and objects nest in JSON ``text`` (brackets inside strings do not count)."""
+    opened = text.count(b"[") + text.count(b"{")
+    if opened <= MAX_DEPTH:
+        return opened  # it cannot nest deeper than it opens
+    codes = np.frombuffer(_STRING.sub(b"", text), np.uint8)
+    brackets = codes[np.isin(codes, np.frombuffer(b"[]{}", np.uint8))]
+    steps = np.where((brackets == ord("[")) | (brackets == ord("{")), 1, -1).astype(np.int32)
+    return int(np.cumsum(steps).max(initial=0))
 
 # v2 datatype <-> numpy (little-endian on the wire). BYTES (strings) is not a camera's data.
 DATATYPES: dict[str, np.dtype] = {
@@ -57,13 +81,13 @@ def _dtype(datatype: object, where: str) -> np.dtype:
     if datatype == "BYTES":
         raise ProtocolError(f"{where}: datatype BYTES is not supported (camera tensors are numeric)")
     if not isinstance(datatype, str) or datatype not in DATATYPES:
-        raise ProtocolError(f"{where}: unknown datatype {datatype!r}; use one of {', '.join(DATATYPES)}")
+        raise ProtocolError(f"{where}: unknown datatype {_show(datatype)}; use one of {', '.join(DATATYPES)}")
     return DATATYPES[datatype]
 
 
 def _shape(shape: object, where: str) -> tuple[int, ...]:
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
-        raise ProtocolError(f"{where}: 'shape' must be a list of integers, got {shape!r}")
+        raise ProtocolError(f"{where}: 'shape' must be a list of integers, got {_show(shape)}")
     if any(d < 0 for d in shape):
         raise ProtocolError(f"{where}: 'shape' {shape} has a negative dimension")
     return tuple(shape)
@@ -123,14 +147,21 @@ def _split(body: bytes, header_length: str | int | None) -> tuple[dict, memoryvi
         try:
             length = int(header_length)
         except (TypeError, ValueError):
-            raise ProtocolError(f"{HEADER_LENGTH} {header_length!r} is not an integer") from None
+            raise ProtocolError(f"{HEADER_LENGTH} {_show(header_length)} is not an integer") from None
         if not 0 <= length <= len(body):
             raise ProtocolError(f"{HEADER_LENGTH} is {length} but the body has {len(body)} bytes")
         header, tail = body[:length], memoryview(body)[length:]
+    header = bytes(header)
+    depth = json_depth(header)
+    if depth > MAX_DEPTH:
+        raise ProtocolError(f"the JSON header nests arrays and objects {depth} levels deep, over the limit of "
+                            f"{MAX_DEPTH}; send tensors flat or nested only by their shape")
     try:
-        document = json.loads(bytes(header))
+        document = json.loads(header)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ProtocolError(f"the JSON header is not valid JSON: {error}") from None
+    except RecursionError:  # pragma: no cover - MAX_DEPTH is far below the interpreter's limit
+        raise ProtocolError(f"the JSON header nests too deeply (over {MAX_DEPTH} levels)") from None
     if not isinstance(document, dict):
         raise ProtocolError(f"the JSON header must be an object, got {type(document).__name__}")
     return document, tail
@@ -139,7 +170,7 @@ def _split(body: bytes, header_length: str | int | None) -> tuple[dict, memoryvi
 def _parameters(item: dict, where: str) -> dict:
     parameters = item.get("parameters", {})
     if not isinstance(parameters, dict):
-        raise ProtocolError(f"{where}: 'parameters' must be an object, got {parameters!r}")
+        raise ProtocolError(f"{where}: 'parameters' must be an object, got {_show(parameters)}")
     return parameters
 
 
@@ -166,7 +197,7 @@ def _tensors(items: object, tail: memoryview, what: str) -> dict[str, np.ndarray
             if "data" in item:
                 raise ProtocolError(f"{where}: has both 'data' and parameters.binary_data_size")
             if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-                raise ProtocolError(f"{where}: binary_data_size must be a non-negative integer, got {size!r}")
+                raise ProtocolError(f"{where}: binary_data_size must be a non-negative integer, got {_show(size)}")
             expected = math.prod(shape) * dtype.itemsize
             if size != expected:
                 raise ProtocolError(f"{where}: binary_data_size is {size} bytes, shape {list(shape)} of "
@@ -221,24 +252,24 @@ def decode_request(body: bytes, header_length: str | int | None = None) -> Infer
     document, tail = _split(body, header_length)
     request_id = document.get("id")
     if request_id is not None and not isinstance(request_id, str):
-        raise ProtocolError(f"'id' must be a string, got {request_id!r}")
+        raise ProtocolError(f"'id' must be a string, got {_show(request_id)}")
     parameters = _parameters(document, "the request")
     binary_output = parameters.get("binary_data_output", False)
     if not isinstance(binary_output, bool):
-        raise ProtocolError(f"parameters.binary_data_output must be true or false, got {binary_output!r}")
+        raise ProtocolError(f"parameters.binary_data_output must be true or false, got {_show(binary_output)}")
     inputs = _tensors(document.get("inputs"), tail, "inputs")
     outputs = None
     if "outputs" in document:
         items = document["outputs"]
         if not isinstance(items, list):
-            raise ProtocolError(f"'outputs' must be a list, got {items!r}")
+            raise ProtocolError(f"'outputs' must be a list, got {_show(items)}")
         outputs = {}
         for index, item in enumerate(items):
             if not isinstance(item, dict) or not isinstance(item.get("name"), str):
                 raise ProtocolError(f"outputs[{index}] must be an object with a string 'name'")
             binary = _parameters(item, f"outputs[{index}]").get("binary_data", binary_output)
             if not isinstance(binary, bool):
-                raise ProtocolError(f"outputs[{index}]: binary_data must be true or false, got {binary!r}")
+                raise ProtocolError(f"outputs[{index}]: binary_data must be true or false, got {_show(binary)}")
             outputs[item["name"]] = binary
     return InferRequest(inputs, request_id, outputs, binary_output, parameters)
 

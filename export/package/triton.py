@@ -113,6 +113,12 @@ def export_triton(model_path: str | Path, repository: str | Path, name: str,
         model = onnx.load(str(model_path))
     except Exception as error:  # onnx raises DecodeError and others for files that are not models
         raise ModelError(f"'{model_path}' is not an ONNX model: {str(error).splitlines()[0]}") from None
+    try:
+        onnx.checker.check_model(model)  # an empty file parses as an empty model: check what was read
+    except Exception as error:  # onnx.checker.ValidationError and friends
+        raise ModelError(f"'{model_path}' is not a valid ONNX model ({str(error).splitlines()[0]})") from None
+    if not model.graph.input or not model.graph.output:
+        raise ModelError(f"'{model_path}' has no graph inputs or outputs; it is not a model a server can run")
     text = config_text(model, name, options)
     folder = repository / name
     if repository.exists() and not repository.is_dir():

@@ -133,3 +133,79 @@ def test_demo_is_the_main_job(tmp_path):
     assert not np.array_equal(quarters[1], plain) and not np.array_equal(quarters[3], plain)
     # the measurement is the same multiset of pixels, only reordered
     assert np.array_equal(np.sort(quarters[1].reshape(-1, 3), axis=0), np.sort(plain.reshape(-1, 3), axis=0))
+
+
+def test_plain_pictures_written_on_request_are_private(tmp_path, key_file, photo):
+    scrambled, plain = tmp_path / "s.png", tmp_path / "p.png"
+    assert run("scramble", "--key", str(key_file), str(photo), str(scrambled)).returncode == 0
+    done = run("unscramble", "--key", str(key_file), str(scrambled), str(plain))
+    assert done.returncode == 0 and "PLAIN" in done.stderr
+    assert stat.S_IMODE(plain.stat().st_mode) == 0o600 and stat.S_IMODE(scrambled.stat().st_mode) != 0o600
+
+
+def test_a_fifo_or_a_symlink_as_key_is_refused_at_once(tmp_path, key_file, photo):
+    import os
+
+    fifo = tmp_path / "fifo.key"
+    os.mkfifo(fifo)
+    done = subprocess.run([KEYCAM, "fingerprint", str(fifo)], capture_output=True, text=True, timeout=20)
+    assert done.returncode == 1 and "not a regular file" in done.stderr  # and it did not hang
+    (tmp_path / "dangling.key").symlink_to(tmp_path / "gone.key")
+    done = run("fingerprint", str(tmp_path / "dangling.key"))
+    assert done.returncode == 1 and "symbolic link" in done.stderr and "does not exist" in done.stderr
+    assert "too many levels" not in done.stderr
+
+
+def test_results_files_are_appended_or_rotated_never_truncated_by_a_restart(tmp_path):
+    config = tmp_path / "keycam.toml"
+    results = tmp_path / "results.jsonl"
+    config.write_text(f'[results]\npath = "{results}"\n')
+    for _ in range(2):
+        assert run("run", "--config", str(config), "--max-frames", "3", cwd=tmp_path).returncode == 0
+    assert len(results.read_text().splitlines()) == 6  # the first run's results survive the second
+    config.write_text(f'[results]\npath = "{results}"\nexisting = "rotate"\n')
+    assert run("run", "--config", str(config), "--max-frames", "2", cwd=tmp_path).returncode == 0
+    assert len(results.read_text().splitlines()) == 2
+    assert len((tmp_path / "results.jsonl.1").read_text().splitlines()) == 6
+
+
+def test_validate_config_refuses_what_run_refuses(tmp_path, key_file):
+    from edge.default import default_model
+    from firmware_sim.keys import MasterKey
+
+    model = default_model(tmp_path, MasterKey.load(key_file))
+    MasterKey.generate().save(tmp_path / "other.key")
+    cases = {
+        '[record]\nplain_debug = true\n': "record.plain_debug needs record.path",
+        '[forward]\nurl = "http://h:1"\nmodel = "m"\nretry_min_s = 5\nretry_max_s = 1\n': "retry_min_s (5.0) is larger",
+        '[loop]\nqueue = "4"\n': "loop.queue = '4'",
+        f'[model]\npath = "{model}"\nkey = "{tmp_path / "other.key"}"\n': "is keyed for",
+        f'[model]\npath = "{model}"\nkey = "{tmp_path / "absent.key"}"\n': "does not exist",
+    }
+    for text, fragment in cases.items():
+        (tmp_path / "c.toml").write_text(text)
+        validated = run("validate-config", str(tmp_path / "c.toml"))
+        ran = run("run", "--config", str(tmp_path / "c.toml"), "--max-frames", "1", cwd=tmp_path)
+        assert validated.returncode == ran.returncode == 1, (text, validated.stderr, ran.stderr)
+        assert fragment in validated.stderr and fragment in ran.stderr, (text, validated.stderr, ran.stderr)
+
+
+def test_a_busy_metrics_port_is_one_line(tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        (tmp_path / "c.toml").write_text(f"[metrics]\nport = {port}\n")
+        done = run("run", "--config", str(tmp_path / "c.toml"), "--max-frames", "1", cwd=tmp_path)
+    assert done.returncode == 1 and f"metrics port {port}" in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_record_replaces_an_existing_recording_only_with_force(tmp_path):
+    out = tmp_path / "r.mcap"
+    assert run("record", str(out), "--max-frames", "2", cwd=tmp_path).returncode == 0
+    refused = run("record", str(out), "--max-frames", "2", cwd=tmp_path)
+    assert refused.returncode == 1 and "pass --force to replace it" in refused.stderr
+    assert run("record", str(out), "--max-frames", "3", "--force", cwd=tmp_path).returncode == 0

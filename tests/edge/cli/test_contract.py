@@ -75,3 +75,192 @@ def test_a_bad_argument_is_one_line_and_no_traceback(argv, places):
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert done.stderr.startswith("keycam"), done.stderr
     assert not [p for p in places["tmp"].rglob("*") if p.name.startswith("out")]  # nothing written
+
+
+# -- hostile and careless inputs: every command's input files, broken every way a file can be ---------------------
+
+BROKEN = ("missing", "folder", "empty", "truncated", "corrupt", "huge-header", "not-utf8-name")
+
+
+@pytest.fixture(scope="module")
+def samples(tmp_path_factory):
+    """One valid file of each kind a command reads: a picture, a .npy, a plain and a keyed model, a recording,
+    a configuration, a key and a golden-vectors file."""
+    import cv2
+    import numpy as np
+
+    from edge.default import ASSET, default_model
+    from edge.recording import Recorder
+    from edge.transform import AdcTransform
+    from firmware_sim.keys import MasterKey
+    from firmware_sim.spec import PRESETS
+    from firmware_sim.vectors import GOLDEN_PATH
+
+    folder = tmp_path_factory.mktemp("samples")
+    key = MasterKey.generate()
+    key.save(folder / "k.key")
+    cv2.imwrite(str(folder / "p.png"), np.random.default_rng(0).integers(0, 256, (28, 28, 3), np.uint8))
+    np.save(folder / "f.npy", np.zeros((28, 28, 3), np.uint8))
+    (folder / "plain.onnx").write_bytes(ASSET.read_bytes())
+    keyed = default_model(folder, key)
+    with Recorder(folder / "r.mcap", PRESETS["gray8"], key.fingerprint) as recorder:
+        for i in range(3):
+            recorder.write(AdcTransform(key, PRESETS["gray8"])(np.zeros((28, 28, 1), np.uint8)), 0, i, i)
+    (folder / "c.toml").write_text(f'[model]\npath = "{keyed}"\nkey = "{folder / "k.key"}"\n')
+    (folder / "g.json").write_bytes(GOLDEN_PATH.read_bytes())
+    return {"png": folder / "p.png", "npy": folder / "f.npy", "onnx": folder / "plain.onnx", "keyed": keyed,
+            "mcap": folder / "r.mcap", "toml": folder / "c.toml", "key": folder / "k.key", "json": folder / "g.json"}
+
+
+def _broken(kind: str, sample: Path, where: Path) -> Path:
+    import os
+
+    target = where / f"bad{sample.suffix}"
+    data = sample.read_bytes()
+    if kind == "missing":
+        return where / f"absent{sample.suffix}"
+    if kind == "folder":
+        target.mkdir()
+    elif kind == "empty":
+        target.write_bytes(b"")
+    elif kind == "truncated":
+        target.write_bytes(data[: max(1, len(data) // 3)])
+    elif kind == "corrupt":
+        noisy = bytearray(data)
+        for offset in range(16, len(noisy), max(1, len(noisy) // 200)):
+            noisy[offset] ^= 0x5A
+        target.write_bytes(bytes(noisy))
+    elif kind == "huge-header":  # a header that promises far more than the file holds
+        target.write_bytes(b"\x93NUMPY\x01\x00v\x00{'descr': '|u1', 'fortran_order': False, 'shape': "
+                           b"(100000, 100000, 3), }" + b" " * 40 + b"\n" + data[:64])
+    elif kind == "not-utf8-name":
+        target = Path(os.fsdecode(bytes(where) + b"/caf\xe9" + sample.suffix.encode()))
+        target.write_bytes(data)
+    if kind == "empty" and sample.suffix == ".key":
+        target.chmod(0o600)
+    if target.exists() and target.is_file():
+        target.chmod(0o600)
+    return target
+
+
+# (command line with {BAD} for the input under test, the kind of file it should be); {out} is an empty folder
+INPUTS = [
+    (["fingerprint", "{BAD}"], "key"),
+    (["spec", "{BAD}"], "toml"),
+    (["scramble", "--key", "{key}", "{BAD}", "{out}/o.png"], "png"),
+    (["scramble", "--key", "{key}", "{BAD}", "{out}/o.npy"], "npy"),
+    (["scramble", "--key", "{BAD}", "{png}", "{out}/o.png"], "key"),
+    (["unscramble", "--key", "{key}", "{BAD}", "{out}/o.png"], "png"),
+    (["firmware-sim", "--key", "{key}", "{BAD}", "{out}/o.npy"], "npy"),
+    (["golden-vectors", "--check", "{BAD}"], "json"),
+    (["keyify", "{BAD}", "--key", "{key}", "-o", "{out}/o.onnx", "--spec", "gray8"], "onnx"),
+    (["verify", "{BAD}", "{keyed}", "--key", "{key}", "--images", "{out}"], "onnx"),
+    (["verify", "{onnx}", "{BAD}", "--key", "{key}", "--images", "{out}"], "keyed"),
+    (["inspect", "{BAD}"], "keyed"),
+    (["run", "--config", "{BAD}", "--max-frames", "2"], "toml"),
+    (["replay", "{BAD}", "--model", "{keyed}", "--key", "{key}", "--output", "{out}/o.jsonl"], "mcap"),
+    (["replay", "{mcap}", "--model", "{BAD}", "--key", "{key}", "--output", "{out}/o.jsonl"], "keyed"),
+    (["preview", "{BAD}", "-o", "{out}/o.png", "--model", "{keyed}", "--key", "{key}"], "mcap"),
+    (["validate-config", "{BAD}"], "toml"),
+    (["demo", "--out", "{out}/demo", "--image", "{BAD}"], "png"),
+    (["export", "triton", "{BAD}", "--name", "m", "--repository", "{out}/repo"], "keyed"),
+]
+
+
+def _digests(folder: Path) -> dict:
+    import hashlib
+
+    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()}
+
+
+CASES_BROKEN = [(argv, sample, kind) for argv, sample in INPUTS for kind in BROKEN
+                if kind != "huge-header" or sample == "npy"]  # a header that lies is a .npy's
+
+
+@pytest.mark.parametrize("argv, sample, kind", CASES_BROKEN,
+                         ids=[" ".join(a[:2]) + f" <{s}> {k}" for a, s, k in CASES_BROKEN])
+def test_a_broken_input_file_is_one_line_never_a_traceback_and_changes_nothing(argv, sample, kind, samples,
+                                                                              tmp_path):
+    where, out = tmp_path / "in", tmp_path / "out"
+    where.mkdir()
+    out.mkdir()
+    bad = _broken(kind, samples[sample], where)
+    before = _digests(samples["png"].parent) | _digests(where)
+    args = [a.format(BAD=bad, out=out, **samples) for a in argv]
+    done = subprocess.run([KEYCAM, *args], capture_output=True, text=True, errors="replace", timeout=180,
+                          cwd=tmp_path)
+    assert done.returncode != 139 and "Traceback" not in done.stderr, done.stderr  # no crash, no traceback
+    legitimate = (kind == "not-utf8-name" or (kind == "corrupt" and sample in ("key", "npy"))
+                  or (kind in ("empty", "truncated") and sample == "toml")  # an empty configuration is the default
+                  or (kind == "truncated" and sample == "mcap"))  # a recording cut short replays what it holds
+    if legitimate and done.returncode == 0:
+        # a good file with an awkward name is read, not refused; flipped bits in a format without a checksum
+        # (a key is any 32 bytes, a .npy's codes any codes) cannot be told from data: either way, no crash
+        assert done.returncode in (0, 1), done.stderr
+        return
+    assert done.returncode in (1, 2), (done.returncode, done.stdout, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    if any(line.startswith("keycam: ") and " frames at " in line for line in lines):  # a run started, then judged
+        assert lines[-1].startswith(f"keycam {argv[0]}: error: ") and "Traceback" not in done.stderr, done.stderr
+        assert not [p for p in out.rglob("*") if p.is_file() and p.stat().st_size]  # no frame came out of it
+    else:
+        assert len(lines) == 1 and done.stderr.startswith("keycam"), done.stderr
+        assert not [p for p in out.rglob("*") if p.is_file()]  # no partial output
+    assert _digests(samples["png"].parent) | _digests(where) == before  # every input as it was
+
+
+# (command line with {OUT} for the output under test)
+OUTPUTS = [
+    ["scramble", "--key", "{key}", "{png}", "{OUT}"],
+    ["unscramble", "--key", "{key}", "{png}", "{OUT}"],
+    ["keyify", "{onnx}", "--key", "{key}", "-o", "{OUT}", "--spec", "gray8", "--mean", "72.94", "--std", "90"],
+    ["replay", "{mcap}", "--model", "{keyed}", "--key", "{key}", "--output", "{OUT}"],
+    ["replay", "{mcap}", "--model", "{keyed}", "--key", "{key}", "--record", "{OUT}"],
+    ["record", "{OUT}", "--config", "{toml}", "--max-frames", "2"],
+    ["preview", "{mcap}", "-o", "{OUT}", "--model", "{keyed}", "--key", "{key}"],
+    ["keygen", "{OUT}"],
+    ["golden-vectors", "--write", "{OUT}"],
+]
+SUFFIX = {"scramble": ".png", "unscramble": ".png", "keyify": ".onnx", "replay": ".jsonl", "record": ".mcap",
+          "preview": ".png", "keygen": ".key", "golden-vectors": ".json"}
+
+
+@pytest.mark.parametrize("case", ["is-an-input", "read-only-folder", "is-a-folder", "folder-missing"])
+@pytest.mark.parametrize("argv", OUTPUTS, ids=[" ".join(a[:1] + a[-3:-1]) for a in OUTPUTS])
+def test_an_output_that_cannot_or_must_not_be_written_is_refused_and_nothing_is_lost(argv, case, samples, tmp_path):
+    import os
+
+    suffix = ".mcap" if "--record" in argv else SUFFIX[argv[0]]
+    inputs = {name: value for name, value in samples.items()}
+    if case == "is-an-input":
+        if argv[0] == "golden-vectors":
+            pytest.skip("--write PATH replaces a vectors file: that is what it is for")
+        name = {"scramble": "png", "unscramble": "png", "keyify": "onnx", "replay": "mcap", "record": "toml",
+                "preview": "mcap", "keygen": "key"}[argv[0]]
+        target = samples[name]
+    elif case == "read-only-folder":
+        folder = tmp_path / "ro"
+        folder.mkdir()
+        folder.chmod(0o500)
+        target = folder / f"o{suffix}"
+        if os.geteuid() == 0:  # root writes into any folder: a read-only file system stops it
+            mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)],
+                                     capture_output=True)
+            if mounted.returncode != 0:
+                pytest.skip("root writes into read-only folders, and no read-only tmpfs could be mounted")
+            request_unmount = folder
+    elif case == "is-a-folder":
+        target = tmp_path / f"o{suffix}"
+        target.mkdir()
+    else:
+        target = tmp_path / "nowhere" / f"o{suffix}"
+    before = _digests(samples["png"].parent)
+    args = [a.format(OUT=target, **inputs) for a in argv]
+    try:
+        done = subprocess.run([KEYCAM, *args], capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    finally:
+        if case == "read-only-folder" and os.geteuid() == 0:
+            subprocess.run(["umount", "-l", str(request_unmount)], capture_output=True)
+    assert done.returncode in (1, 2) and "Traceback" not in done.stderr, (done.returncode, done.stderr)
+    assert done.stderr.strip().splitlines()[-1].startswith("keycam") and "error" in done.stderr
+    assert _digests(samples["png"].parent) == before  # the inputs, byte for byte

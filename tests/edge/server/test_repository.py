@@ -55,6 +55,15 @@ def test_versions_latest_wins(repository, tmp_path):
     (["--model-repository", ".", "--port", "70000"], "70000 is not a TCP port", 2),
     (["--model-repository", ".", "--max-batch", "0"], "--max-batch: 0 must be 1 or more", 2),
     (["--model-repository", ".", "--token-file", "/nonexistent/token"], "does not exist", 1),
+    (["--model-repository", ".", "--max-body-mb", "nan"], "--max-body-mb: 'nan' must be a finite number greater", 2),
+    (["--model-repository", ".", "--max-inflight-mb", "inf"], "--max-inflight-mb: 'inf' must be a finite", 2),
+    (["--model-repository", ".", "--max-inflight-mb", "0"], "--max-inflight-mb: '0' must be a finite number", 2),
+    (["--model-repository", ".", "--max-rows", "0"], "--max-rows: 0 must be 1 or more", 2),
+    (["--model-repository", ".", "--max-rows", "many"], "--max-rows: 'many' is not a whole number", 2),
+    (["--model-repository", ".", "--max-connections", "0"], "--max-connections: 0 must be 1 or more", 2),
+    (["--model-repository", ".", "--header-timeout-s", "-1"], "--header-timeout-s: '-1' must be a finite", 2),
+    (["--model-repository", ".", "--body-timeout-s", "soon"], "--body-timeout-s: 'soon' is not a number", 2),
+    (["--model-repository", ".", "--keep-alive-s", "nan"], "--keep-alive-s: 'nan' must be a finite", 2),
 ])
 def test_serve_errors_are_one_line(arguments, words, status):
     done = subprocess.run([KEYCAM, "serve", *arguments], capture_output=True, text=True, timeout=60)

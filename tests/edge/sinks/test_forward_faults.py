@@ -147,3 +147,35 @@ def test_a_server_that_refuses_frames_but_is_still_right_gets_them_recorded_as_r
     results = _lines(tmp_path / "out.jsonl")
     assert "error" not in results[0] and "has shape" in results[1]["error"]
     assert sink.stats.rejected == 1 and sink.alarm == ""
+
+
+def test_sigterm_while_capture_waits_for_a_full_spool_persists_everything_and_exits_143(repository, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    folder, key = repository
+    with ThreadServer(folder / "repo") as server:  # the first start needs the server once, to cache its model
+        connect(V2Client(server.url), "fmnist", "", key.fingerprint, tmp_path / "spool")
+        url = server.url
+    config = tmp_path / "keycam.toml"
+    config.write_text(f'[source]\nkind = "default"\n[model]\nkey = "{folder / "device.key"}"\n'
+                      f'[results]\npath = "{tmp_path / "out.jsonl"}"\n'
+                      f'[forward]\nurl = "{url}"\nmodel = "fmnist"\nspool = "{tmp_path / "spool"}"\n'
+                      f'spool_max_frames = 3\nwhen_full = "stop_capture"\nretry_min_s = 0.05\nretry_max_s = 0.2\n')
+    keycam = str(Path(sys.executable).with_name("keycam"))
+    process = subprocess.Popen([keycam, "run", "--config", str(config)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        _wait(lambda: len(list((tmp_path / "spool").glob("*.kcs"))) >= 3, 60)
+        time.sleep(0.5)  # capture is now waiting for room that will not come
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=15)  # bounded: not the drain time, not for ever
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 143, stderr
+    assert "Traceback" not in stderr and "stopped by SIGTERM" in stderr
+    spooled = len(list((tmp_path / "spool").glob("*.kcs")))
+    frames = int(stderr.split("keycam: ")[1].split(" frames")[0])
+    assert spooled == frames >= 3  # every frame the loop took is in the spool: none lost, none sent

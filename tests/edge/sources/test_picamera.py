@@ -118,18 +118,13 @@ def test_the_loop_reopens_a_camera_after_a_frontend_timeout_and_leaks_nothing():
     FakePicamera2.timeout_after = 3
     readout = Readout(MasterKey.generate(), DEFAULT_SPEC, 32, 48)
     camera_source = source(timeout_s=0.2)
-    from edge.pipeline import Pipeline  # noqa: F401 - the loop below needs only the source side
-
     frames = []
 
-    class _Collect:
-        role, wants_plain = "answers", False
+    from edge.sinks.base import Sink
 
+    class _Collect(Sink):
         def write(self, result):
             frames.append(result)
-
-        def close(self):
-            pass
 
     class _Front:
         def front(self, frame):

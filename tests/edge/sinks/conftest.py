@@ -1,3 +1,0 @@
-"""Fixtures: real servers on 127.0.0.1 (tests/edge/servers.py)."""
-
-from tests.edge.servers import repository, served  # noqa: F401

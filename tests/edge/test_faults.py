@@ -1,0 +1,141 @@
+"""Faults, as a device meets them: stop signals at random points, SIGKILL mid-recording, a full disk under the
+recording and under the spool. Every frame is counted as delivered, spooled, or reported lost, and the counts
+add up; nothing ends in a traceback; a damaged file is never read back as good."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.recording import RecordingInfo, read_recording
+from edge.wire.client import V2Client, connect
+from tests.edge.servers import ProcessServer, ThreadServer, free_port
+
+KEYCAM = str(Path(sys.executable).with_name("keycam"))
+
+
+@contextlib.contextmanager
+def small_disk(where: Path, size: str):
+    """A tmpfs of ``size`` mounted at ``where`` (needs root: skipped elsewhere)."""
+    where.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+def _frames(folder: Path, count: int, period_ms: int = 40) -> Path:
+    """``count`` 28x28 frames whose file times are ``period_ms`` apart (a realtime replay paces them)."""
+    folder.mkdir()
+    rng = np.random.default_rng(5)
+    for i in range(count):
+        path = folder / f"f{i:04d}.png"
+        cv2.imwrite(str(path), rng.integers(0, 256, (28, 28), np.uint8))
+        os.utime(path, ns=(i * period_ms * 1_000_000, i * period_ms * 1_000_000))
+    return folder
+
+
+def _frames_in(stderr: str) -> int:
+    line = next(line for line in stderr.splitlines() if line.startswith("keycam: ") and " frames at " in line)
+    return int(line.split("keycam: ")[1].split(" frames")[0])
+
+
+def test_a_full_disk_under_the_recording_ends_the_run_in_one_line_and_the_file_stays_readable(tmp_path):
+    with small_disk(tmp_path / "disk", "8k") as disk:
+        done = subprocess.run([KEYCAM, "record", str(disk / "r.mcap"), "--max-frames", "20"], capture_output=True,
+                              text=True, timeout=120, cwd=tmp_path)
+        assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+        last = done.stderr.strip().splitlines()[-1]
+        assert last.startswith("keycam record: error:") and "No space left on device" in last
+        info = RecordingInfo()
+        frames = list(read_recording(disk / "r.mcap", info=info))  # what reached the disk reads back, intact
+        assert len(frames) < 20 and not info.damaged
+
+
+def test_a_full_disk_under_the_spool_counts_every_frame_as_spooled_or_lost(repository, tmp_path):
+    folder, key = repository
+    with small_disk(tmp_path / "disk", "48k") as disk:
+        with ThreadServer(folder / "repo") as server:  # to cache the server's model, then it is gone
+            connect(V2Client(server.url), "fmnist", "", key.fingerprint, disk / "spool")
+            url = server.url
+        config = tmp_path / "keycam.toml"
+        config.write_text(f'[source]\nkind = "folder"\npath = "{_frames(tmp_path / "frames", 200, 1)}"\n'
+                          f'[model]\nkey = "{folder / "device.key"}"\n[results]\npath = "{tmp_path / "out.jsonl"}"\n'
+                          f'[forward]\nurl = "{url}"\nmodel = "fmnist"\nspool = "{disk / "spool"}"\ndrain_s = 0.5\n'
+                          f'retry_min_s = 0.05\n')
+        done = subprocess.run([KEYCAM, "run", "--config", str(config)], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+        assert done.stderr.strip().splitlines()[-1].startswith("keycam run: error: spool")
+        summary = next(line for line in done.stderr.splitlines() if "forwarded to" in line)
+        spooled = int(summary.split(" spooled")[0].rsplit(" ", 1)[1])
+        lost = int(summary.split(" lost")[0].rsplit(" ", 1)[1])
+        on_disk = len(list((disk / "spool").glob("*.kcs")))
+        assert lost >= 1 and spooled == on_disk and spooled + lost == _frames_in(done.stderr)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_sigterm_at_a_random_point_of_forwarding_persists_every_frame(repository, tmp_path, seed):
+    folder, key = repository
+    port = free_port()
+    frames = _frames(tmp_path / "frames", 80)
+    server = ProcessServer(folder / "repo", port).start()
+    config = tmp_path / "keycam.toml"
+    config.write_text(f'[source]\nkind = "folder"\npath = "{frames}"\n[loop]\nrealtime = true\n'
+                      f'[model]\nkey = "{folder / "device.key"}"\n[results]\npath = "{tmp_path / "out.jsonl"}"\n'
+                      f'[forward]\nurl = "{server.url}"\nmodel = "fmnist"\nspool = "{tmp_path / "spool"}"\n'
+                      f'retry_min_s = 0.05\nretry_max_s = 0.2\n')
+    rng = random.Random(seed)
+    try:
+        process = subprocess.Popen([KEYCAM, "run", "--config", str(config)], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while not ((tmp_path / "out.jsonl").exists() and (tmp_path / "out.jsonl").read_text()):  # running
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.1, 1.5))
+        if seed == 2:
+            server.kill()  # the server gone too: some frames go to the spool
+            time.sleep(0.3)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        server.stop()
+    assert process.returncode == 143 and "Traceback" not in stderr, stderr
+    answered = len((tmp_path / "out.jsonl").read_text().splitlines())
+    waiting = len(list((tmp_path / "spool").glob("*.kcs")))
+    assert answered + waiting == _frames_in(stderr) < 80  # stopped early, and not one frame unaccounted for
+
+
+def test_sigkill_at_random_points_of_a_recording_leaves_only_intact_frames(tmp_path):
+    frames = _frames(tmp_path / "frames", 400, 5)
+    rng = random.Random(7)
+    for attempt in range(3):
+        out = tmp_path / f"r{attempt}.mcap"
+        process = subprocess.Popen([KEYCAM, "replay", str(frames), "--record", str(out), "--output",
+                                    str(tmp_path / f"o{attempt}.jsonl"), "--realtime"], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, cwd=tmp_path)
+        time.sleep(rng.uniform(1.0, 2.0))
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+        if not out.exists():
+            continue
+        info = RecordingInfo()
+        read = list(read_recording(out, info=info))
+        assert not info.damaged  # cut short, never damaged: every frame read back is whole
+        assert [f.sequence for f in read] == list(range(len(read)))
+        done = subprocess.run([KEYCAM, "replay", str(out), "--output", str(tmp_path / "back.jsonl")],
+                              capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        assert "Traceback" not in done.stderr and done.returncode in (0, 1), done.stderr
