@@ -209,3 +209,38 @@ def test_record_replaces_an_existing_recording_only_with_force(tmp_path):
     refused = run("record", str(out), "--max-frames", "2", cwd=tmp_path)
     assert refused.returncode == 1 and "pass --force to replace it" in refused.stderr
     assert run("record", str(out), "--max-frames", "3", "--force", cwd=tmp_path).returncode == 0
+
+
+def test_memory_errors_and_unnamed_os_errors_become_one_line(capsys, monkeypatch):
+    from edge.cli import build_parser
+
+    args = build_parser().parse_args(["fingerprint", "x.key"])
+
+    class Parser:  # the real arguments, with a handler that fails as a huge model or a full disk would
+        def parse_args(self, argv):
+            return args
+
+    monkeypatch.setattr("edge.cli.build_parser", Parser)
+
+    def exhausted(_):
+        raise MemoryError()
+
+    def disk_full(_):
+        raise OSError(28, "No space left on device", "/mnt/full/out.png")
+
+    args.handler = exhausted
+    assert main([]) == 1
+    assert capsys.readouterr().err.strip() == ("keycam fingerprint: error: out of memory: the model or the input is "
+                                               "too large for this machine")
+    args.handler = disk_full
+    assert main([]) == 1
+    assert "'/mnt/full/out.png': No space left on device" in capsys.readouterr().err
+
+
+def test_opencv_prints_nothing_of_its_own_and_a_bad_demo_picture_leaves_no_key(tmp_path):
+    (tmp_path / "broken.avi").write_bytes(b"RIFF" + bytes(200))
+    done = run("replay", str(tmp_path / "broken.avi"), "--output", str(tmp_path / "o.jsonl"), cwd=tmp_path)
+    assert done.returncode == 1 and "[ERROR" not in done.stderr and "[ WARN" not in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    done = run("demo", "--out", str(tmp_path / "demo"), "--image", str(tmp_path / "broken.avi"))
+    assert done.returncode == 1 and not (tmp_path / "demo").exists()
