@@ -87,6 +87,15 @@ class InputSpec(_Strict):
         return data
 
 
+class Segment(_Strict):
+    """A run of consecutive entries along an output's position axis that keeps one layout of its own (the heads
+    of a detector concatenated along the anchors: each head's positions in its own keyed order)."""
+
+    length: int = Field(ge=1, description="entries of the position axis in this segment")
+    layout: LayoutRef | None = Field(default=None, description="its layout; None: natural order")
+    group: int = Field(default=1, ge=1, description="consecutive entries per position")
+
+
 class OutputSpec(_Strict):
     name: str
     shape: list[int | None]
@@ -94,6 +103,29 @@ class OutputSpec(_Strict):
     form: Literal["plain", "nchw", "flat-chw", "flat-hwc", "channels-last", "anchors", "tokens"] = "plain"
     layout: LayoutRef | None = None
     group: int = Field(default=1, ge=1, description="anchors: consecutive entries per position")
+    segments: list[Segment] | None = Field(default=None, description="positions in segments of their own "
+                                                                     "layouts, in order (see Segment)")
+    axis: int | None = Field(default=None, description="the position axis, where it is not the form's own")
+
+    @model_serializer(mode="wrap")
+    def _compact(self, handler):
+        data = handler(self)
+        if isinstance(data, dict):
+            for name in ("segments", "axis"):
+                if data.get(name) is None:
+                    data.pop(name, None)
+        return data
+
+
+class QuantizationSpec(_Strict):
+    """How a model was quantised (``keycam quantize``), for ``keycam inspect`` and the device's summary."""
+
+    format: Literal["QDQ", "QOperator"] = "QDQ"
+    weights: str = Field(description="e.g. 'int8, per channel'")
+    activations: str = Field(description="e.g. 'uint8, per tensor'")
+    calibration: str = Field(description="what it was calibrated on: frames, where, through which readout")
+    method: str = Field(default="MinMax", description="the calibration method")
+    tool: str = Field(description="the quantiser and its version, e.g. 'onnxruntime 1.32.0'")
 
 
 class SplitSpec(_Strict):
@@ -117,6 +149,22 @@ class Manifest(_Strict):
     sensor_tables: list[str] = Field(default_factory=list, description="initializers that depend on the sensor layout")
     epoch_rotation: bool = Field(default=False, description="the device can rebuild the sensor tables for another "
                                                              "key epoch from the recipes beside the model")
+    task: Literal["", "classify", "detect", "segment"] = Field(
+        default="", description="what the outputs are ('': unknown; the device summarises tensors)")
+    labels: list[str] = Field(default_factory=list, description="class names, in class-index order")
+    batch: int | None = Field(default=None, ge=1, description="the fixed batch size the model was exported with "
+                                                              "(None: dynamic)")
+    quantization: QuantizationSpec | None = None
+
+    @model_serializer(mode="wrap")
+    def _compact(self, handler):
+        """Fields added after the first release are written only when set: older manifests stay as they were."""
+        data = handler(self)
+        if isinstance(data, dict):
+            for name, empty in (("task", ""), ("labels", []), ("batch", None), ("quantization", None)):
+                if data.get(name, empty) == empty:
+                    data.pop(name, None)
+        return data
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2)

@@ -435,3 +435,22 @@ def test_a_bayer_model_on_the_camera_runs_end_to_end(monkeypatch, tmp_path):
     assert summary["frames"] == 3 and job.plain_source.raw
     assert FakePicamera2.instances[-1].mode.size == (2304, 1296)
     assert len((tmp_path / "r.jsonl").read_text().splitlines()) == 3
+
+
+def test_the_cameras_health_is_on_the_metrics_endpoint():
+    import urllib.request
+
+    from edge.metrics import MetricsServer
+
+    server = MetricsServer("127.0.0.1", 0)
+    try:
+        with source() as camera_source:
+            server.watch_source(camera_source)
+            camera_source.read()
+            FakePicamera2.instances[-1].skip_next = 3
+            camera_source.read()
+            text = urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5).read().decode()
+    finally:
+        server.close()
+    assert "keycam_source_camera_dropped_frames_total 3.0" in text
+    assert f"keycam_source_sensor_temperature_celsius {IMX708.temperature}" in text
