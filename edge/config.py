@@ -14,6 +14,9 @@ with the same checks ``keycam run`` makes before it opens anything::
     [readout]
     epoch = -1                 # key epoch of the first frame (-1: the model's own)
     rotate_frames = 0          # or rotate_seconds: key epochs
+    [task]                     # what the outputs are (edge.tasks): auto | classify | detect | segment | tensors
+    kind = "auto"
+    score_threshold = 0.5      # detect: ... and iou_threshold, max_detections, labels, classes, [task.anchors]
     [loop]
     queue = 4
     max_frames = 0
@@ -40,6 +43,7 @@ from edge.schema import Section
 from edge.sinks import SECTIONS
 from edge.sources import KINDS, SourceSettings
 from edge.sources.default import DefaultConfig
+from edge.tasks import TaskConfig
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -108,6 +112,7 @@ def _root() -> type[Section]:
         "source": (SourceSettings, Field(default_factory=DefaultConfig, description="where frames come from")),
         "model": (ModelConfig, Field(default_factory=ModelConfig)),
         "readout": (ReadoutConfig, Field(default_factory=ReadoutConfig)),
+        "task": (TaskConfig, Field(default_factory=TaskConfig)),
         "loop": (LoopConfig, Field(default_factory=LoopConfig)),
         "metrics": (MetricsConfig, Field(default_factory=MetricsConfig)),
     }

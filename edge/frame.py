@@ -29,6 +29,7 @@ class Frame:
     fingerprint: str = ""  # the key a measurement was made with ("" when the source does not know it)
     plain: np.ndarray | None = field(default=None, repr=False, compare=False)  # debug recording only
     readout_ms: float = field(default=0.0, repr=False, compare=False)  # time the readout stage took, if it ran
+    source_size: tuple[int, int] | None = None  # (width, height) of the camera frame before it was fitted
 
     def replace(self, **changes) -> Frame:
         return dataclasses.replace(self, **changes)

@@ -25,6 +25,7 @@ from edge.sensor import Readout
 from edge.sinks import SECTIONS, Sink, SinkContext
 from edge.sources.base import Source
 from edge.sources.virtual import VirtualSensor
+from edge.tasks import make_decoder
 from firmware_sim.keys import MasterKey
 from firmware_sim.manifest import Manifest
 
@@ -120,8 +121,11 @@ def build_job(config: Section | None = None, *, replay: bool = False, folder: Pa
     if not source.measured:
         plain_source, source = source, VirtualSensor(source, readout)
         readout.source_order = plain_source.channel_order
+    final = forwarding.remote.manifest if forwarding else (task.manifest if task is not None else manifest)
+    decoder = make_decoder(config.task, final, labels)  # a model whose outputs do not fit is refused here
     pipeline = Pipeline(model, key, task=task, labels=labels, readout=readout, forward=forwarding_on,
-                        manifest=manifest)
+                        manifest=manifest, decoder=decoder)
+    context.decoder = decoder
     answers, frames, front = [], [], []
     for name, _ in SECTIONS.items():
         sink = getattr(config, name).build(context)

@@ -7,7 +7,8 @@ stage and the class names. Two stages, which the capture loop runs in two thread
   :class:`~edge.sensor.Readout`; frames from the virtual sensor or a recording arrive measured), then
   the keyed (or feature) model for the frame's key epoch. Returns a :class:`~edge.frame.Result` whose
   ``tensors`` are the model's outputs.
-- :meth:`Pipeline.back`, the task stage: a split's task model, and the summaries of the outputs.
+- :meth:`Pipeline.back`, the task stage: a split's task model, and the decoder (``edge.tasks``): the
+  outputs turned into the frame's answer (labels, detections in the camera frame's pixels, areas).
 
 :meth:`Pipeline.process` runs both. The capture loop and replay both call these, so live runs and
 replays compute the same results.
@@ -21,7 +22,7 @@ from edge.errors import KeyMismatch, ModelError
 from edge.frame import Frame, Result
 from edge.runtime import KeyedModel
 from edge.sensor import Readout
-from edge.tasks import summarise
+from edge.tasks import Decoder, Geometry, TaskConfig, make_decoder
 from firmware_sim.keys import MasterKey
 from firmware_sim.manifest import Manifest
 
@@ -34,7 +35,7 @@ class Pipeline:
 
     def __init__(self, model: KeyedModel | None, key: MasterKey, *, task: KeyedModel | None = None,
                  labels: list[str] | None = None, readout: Readout | None = None, source_order: str = "bgr",
-                 forward: bool = False, manifest: Manifest | None = None) -> None:
+                 forward: bool = False, manifest: Manifest | None = None, decoder: Decoder | None = None) -> None:
         self.model, self.task, self.key, self.labels = model, task, key, labels
         self.forward = forward
         if model is None and (manifest is None or not forward):
@@ -43,6 +44,11 @@ class Pipeline:
         self.readout = readout or Readout.for_model(self.manifest, key, source_order=source_order)
         final = task.manifest if task is not None else self.manifest
         self.output_specs = final.outputs
+        self.decoder = decoder or make_decoder(TaskConfig(), final, labels)
+        # dense outputs back in natural order before decoding, where the decoder needs it and some are scrambled
+        self._restore = self.decoder.natural_order and any(spec.kind == "dense" for spec in final.outputs)
+        _, height, width, _ = self.manifest.input.shape
+        self.input_size = (width, height)
         self._models = {model.epoch: model} if model is not None else {}  # the keyed (or feature) model per epoch
 
     def model_for(self, epoch: int) -> KeyedModel:
@@ -87,6 +93,10 @@ class Pipeline:
             tensors = self.task.run(tensors[0])
             timings["task"] = (time.perf_counter() - start) * 1e3
             result.tensors = tensors
-        result.outputs = {spec.name: summarise(spec.name, out, spec.kind, self.labels)
-                          for spec, out in zip(self.output_specs, tensors)}
+        start = time.perf_counter()
+        if self._restore:  # dense outputs back in order first: the device holds the key
+            tensors = (self.task or self.model_for(result.frame.epoch)).restore(tensors)
+        geometry = Geometry.of(*self.input_size, result.frame.source_size)
+        result.outputs = self.decoder.decode(tensors, geometry)
+        timings["decode"] = (time.perf_counter() - start) * 1e3
         return result

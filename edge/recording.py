@@ -7,8 +7,10 @@ Layout of a keycam recording (``*.mcap``, profile ``keycam``):
   channel metadata: the readout spec (JSON), the key fingerprint, frame height, width, channels,
   dtype and the key epoch of the first frame (each frame carries its own epoch);
 - one message per frame: log time = the frame's sensor time (ns), sequence = frame number, data =
-  a 24-byte header (``KCF1``, key epoch u64, height u32, width u32, channels u16, bits u8, 0 u8;
-  little-endian) followed by the (H, W, C) codes, C order, little-endian;
+  a 32-byte header (``KCF2``, key epoch u64, height u32, width u32, channels u16, bits u8, 0 u8, then
+  the width and height u32 of the camera frame the measurement was fitted from, which maps detections
+  back to camera pixels; little-endian) followed by the (H, W, C) codes, C order, little-endian
+  (recordings of the first version have the 24-byte ``KCF1`` header, without the source size);
 - a ``keycam`` metadata record (fingerprint, spec, keycam version).
 
 Chunks are small (256 KiB by default), so a process killed mid-write loses at most the chunk in
@@ -41,8 +43,9 @@ log = logging.getLogger(__name__)
 ENCODING = "keycam.frame/1"
 MEASUREMENT_TOPIC = "/keycam/measurement"
 PLAIN_TOPIC = "/keycam/plain"
-_HEADER = struct.Struct("<4sQIIHBB")  # magic, epoch, height, width, channels, bits, reserved
-_MAGIC = b"KCF1"
+_HEADER = struct.Struct("<4sQIIHBB")  # KCF1: magic, epoch, height, width, channels, bits, reserved
+_HEADER2 = struct.Struct("<4sQIIHBBII")  # KCF2: KCF1's fields, then the source frame's width and height
+_MAGIC, _MAGIC2 = b"KCF1", b"KCF2"
 MCAP_MAGIC = b"\x89MCAP0\r\n"
 
 
@@ -53,25 +56,42 @@ class RecordedFrame:
     epoch: int
     sequence: int
     timestamp_ns: int
+    source_size: tuple[int, int] | None = None  # (width, height) of the camera frame it was fitted from
 
 
-def encode_frame(image: np.ndarray, epoch: int, bits: int) -> bytes:
+def encode_frame(image: np.ndarray, epoch: int, bits: int, source_size: tuple[int, int] | None = None) -> bytes:
+    """One message: KCF2 (with the source frame's size, which maps detections back to camera pixels) or KCF1."""
     height, width, channels = image.shape
-    little = image.astype(image.dtype.newbyteorder("<"), copy=False)
-    return _HEADER.pack(_MAGIC, epoch, height, width, channels, bits, 0) + np.ascontiguousarray(little).tobytes()
+    little = np.ascontiguousarray(image.astype(image.dtype.newbyteorder("<"), copy=False)).tobytes()
+    if source_size is None:
+        return _HEADER.pack(_MAGIC, epoch, height, width, channels, bits, 0) + little
+    return _HEADER2.pack(_MAGIC2, epoch, height, width, channels, bits, 0, *source_size) + little
+
+
+def decode_recorded(data: bytes) -> tuple[np.ndarray, int, tuple[int, int] | None]:
+    """(codes (H, W, C), key epoch, source frame size or None) of one message (KCF1 or KCF2)."""
+    if len(data) < _HEADER.size:
+        raise ImageFileError("recorded frame is shorter than its header")
+    magic = data[:4]
+    if magic == _MAGIC2 and len(data) >= _HEADER2.size:
+        _, epoch, height, width, channels, bits, _, source_w, source_h = _HEADER2.unpack_from(data)
+        offset, source = _HEADER2.size, (source_w, source_h)
+    elif magic == _MAGIC:
+        _, epoch, height, width, channels, bits, _ = _HEADER.unpack_from(data)
+        offset, source = _HEADER.size, None
+    else:
+        raise ImageFileError(f"recorded frame has magic {magic!r}, expected {_MAGIC2!r} or {_MAGIC!r}")
+    dtype = np.dtype("<u1" if bits <= 8 else "<u2")
+    body = np.frombuffer(data, dtype=dtype, offset=offset)
+    if body.size != height * width * channels:
+        raise ImageFileError(f"recorded frame holds {body.size} codes, its header says {height}x{width}x{channels}")
+    return body.reshape(height, width, channels).astype(dtype.newbyteorder("="), copy=False), epoch, source
 
 
 def decode_frame(data: bytes) -> tuple[np.ndarray, int]:
-    if len(data) < _HEADER.size:
-        raise ImageFileError("recorded frame is shorter than its header")
-    magic, epoch, height, width, channels, bits, _ = _HEADER.unpack_from(data)
-    if magic != _MAGIC:
-        raise ImageFileError(f"recorded frame has magic {magic!r}, expected {_MAGIC!r}")
-    dtype = np.dtype("<u1" if bits <= 8 else "<u2")
-    body = np.frombuffer(data, dtype=dtype, offset=_HEADER.size)
-    if body.size != height * width * channels:
-        raise ImageFileError(f"recorded frame holds {body.size} codes, its header says {height}x{width}x{channels}")
-    return body.reshape(height, width, channels).astype(dtype.newbyteorder("="), copy=False), epoch
+    """(codes (H, W, C), key epoch) of one message."""
+    image, epoch, _ = decode_recorded(data)
+    return image, epoch
 
 
 class Recorder:
@@ -120,13 +140,13 @@ class Recorder:
         return self._channels[topic]
 
     def write(self, measurement: np.ndarray, epoch: int, sequence: int, timestamp_ns: int,
-              plain: np.ndarray | None = None) -> None:
+              plain: np.ndarray | None = None, source_size: tuple[int, int] | None = None) -> None:
         if measurement.dtype != self.spec.output_dtype or measurement.ndim != 3:
             raise ImageFileError(f"measurement {measurement.shape} {measurement.dtype} does not match the spec "
                                  f"({self.spec.output_dtype}, (H, W, C))")
         channel = self._channel(MEASUREMENT_TOPIC, measurement, epoch)
         self._writer.add_message(channel, log_time=timestamp_ns, data=encode_frame(measurement, epoch,
-                                 self.spec.output_bits), publish_time=timestamp_ns, sequence=sequence)
+                                 self.spec.output_bits, source_size), publish_time=timestamp_ns, sequence=sequence)
         if plain is not None:
             if not self.record_plain:
                 raise ImageFileError("plain frames are recorded only with the explicit debug flag")
@@ -277,9 +297,9 @@ def _frames(record, channels: dict[int, str], topic: str, info: RecordingInfo, p
             info.damaged_other += 1
     elif isinstance(record, Message) and channels.get(record.channel_id) == topic:
         try:
-            image, epoch = decode_frame(record.data)
+            image, epoch, source = decode_recorded(record.data)
         except ImageFileError:
             info.damaged_frames += 1
             return
         info.frames += 1
-        yield RecordedFrame(topic, image, epoch, record.sequence, record.log_time)
+        yield RecordedFrame(topic, image, epoch, record.sequence, record.log_time, source)

@@ -203,6 +203,7 @@ class Readout:
         image = self.prepare(frame.image, source_order)
         epoch = self.schedule.epoch(frame.sequence, frame.timestamp_ns)
         measurement = self.measure(image, epoch)
+        height, width = frame.image.shape[:2]
         return frame.replace(image=measurement, measured=True, epoch=epoch, fingerprint=self.fingerprint,
-                             plain=image if self.keep_plain else None,
+                             plain=image if self.keep_plain else None, source_size=(width, height),
                              readout_ms=(time.perf_counter() - start) * 1e3)

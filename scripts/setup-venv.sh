@@ -51,3 +51,15 @@ if [[ ",$extras," == *",test,"* ]] && [ ! -d /usr/share/datasets/fashion-mnist ]
         exit 1
     fi
 fi
+# The trained face detector (BlazeFace from mediapipe's wheel, converted to ONNX; nothing committed).
+bash "$root/scripts/face-detector.sh" "$venv"
+if [[ ",$extras," == *",test,"* ]] && ! command -v mosquitto > /dev/null && [ ! -x /usr/sbin/mosquitto ]; then
+    # Debian's MQTT broker, started by the tests of the [mqtt] sink on 127.0.0.1.
+    if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
+        echo "setup: installing Debian's mosquitto" >&2
+        apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >&2
+    else
+        echo "setup: the MQTT broker is missing; run: sudo apt-get install mosquitto" >&2
+        exit 1
+    fi
+fi

@@ -2,7 +2,9 @@
 unscrambled | the model's answer.
 
 The plain column comes from the source (or, for a recording, from unscrambling its measurement with
-the key). The file shows the scene: the command warns, and it is meant for setting a camera up.
+the key). A detector's boxes are drawn on the plain frame and on the measurement too: over the noise,
+the answer without the picture. The file shows the scene: the command warns, it is written with mode
+0600, and it is meant for setting a camera up.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from edge.errors import LabError
 from edge.imageio import write_image
 from edge.job import Job
 from edge.lab.demo import as_bgr8, labelled
+from edge.tasks import Geometry
 
 TILE = 160  # pixels of height per tile
 
@@ -25,6 +28,29 @@ def _tile(image: np.ndarray, spec, bits: int | None = None) -> np.ndarray:
     scale = TILE / picture.shape[0]
     size = (max(1, round(picture.shape[1] * scale)), TILE)
     return cv2.resize(picture, size, interpolation=cv2.INTER_NEAREST)
+
+
+def _draw(tiles: list[np.ndarray], outputs: dict, geometry: Geometry) -> None:
+    """A detector's boxes (camera pixels) drawn on tiles that show the model's input."""
+    for item in outputs.get("detections", []) if isinstance(outputs, dict) else []:
+        box = geometry.to_model(np.asarray(item["box"], np.float64))
+        for tile in tiles:
+            scale = tile.shape[0] / geometry.height
+            x0, y0, x1, y1 = (int(round(v * scale)) for v in box)
+            cv2.rectangle(tile, (x0, y0), (x1, y1), (0, 255, 0), 2)
+            cv2.putText(tile, f"{item['class']} {item['score']:.2f}", (x0, max(12, y0 - 4)),
+                        cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 255, 0), 1, cv2.LINE_AA)
+
+
+def _describe(outputs: dict) -> str:
+    if "counts" in outputs:
+        counts = ", ".join(f"{n} {name}" for name, n in outputs["counts"].items()) or "nothing found"
+        return f"detections: {counts}"
+    if "classes" in outputs:
+        return "\n".join(f"{name}: {value['area']:.1%}" for name, value in outputs["classes"].items())
+    return "\n".join(f"{name}: {value.get('class', value.get('label', value))}"
+                     + (f" ({value['score']:.2f})" if isinstance(value, dict) and "score" in value else "")
+                     for name, value in outputs.items())
 
 
 def _answer(text: str, width: int) -> np.ndarray:
@@ -60,10 +86,9 @@ def preview(job: Job, out: Path, frames: int = 4) -> Path:
             unscrambled = readout.inverse(measurement, measured.epoch)
             if spec.channels == 3 and manifest.input.channel_order == "rgb":  # show pictures in OpenCV's B,G,R
                 plain, measurement, unscrambled = plain[..., ::-1], measurement[..., ::-1], unscrambled[..., ::-1]
-            text = "\n".join(f"{name}: {value.get('class', value.get('label', value))}"
-                             + (f" ({value['score']:.2f})" if "score" in value else "")
-                             for name, value in result.outputs.items())
+            text = _describe(result.outputs)
             tiles = [_tile(plain, spec, plain_bits), _tile(measurement, spec), _tile(unscrambled, spec)]
+            _draw(tiles[:2], result.outputs, Geometry.of(*pipeline.input_size, measured.source_size))
             tiles.append(_answer(f"frame {frame.sequence}\n{text}", tiles[0].shape[1] * 2))
             rows.append(np.hstack(tiles))
             if len(rows) >= frames:

@@ -10,11 +10,13 @@ from __future__ import annotations
 from edge.registry import Registry
 from edge.sinks.base import Sink, SinkConfig, SinkContext
 from edge.sinks.forwarding import ForwardConfig
+from edge.sinks.mqtt import MqttConfig
 from edge.sinks.recorder import RecordConfig
 from edge.sinks.results import ResultsConfig
 
 SECTIONS: Registry[type[SinkConfig]] = Registry("sink")
 SECTIONS.add("results", ResultsConfig)
+SECTIONS.add("mqtt", MqttConfig)
 SECTIONS.add("record", RecordConfig)
 SECTIONS.add("forward", ForwardConfig)
 

@@ -73,6 +73,7 @@ class SinkContext:
     labels: list[str] | None = None
     answers: list[Sink] = field(default_factory=list)  # forwarding hands the server's answers to these
     forwarding: object | None = None  # edge.sinks.forwarding.Forwarding, when the run forwards
+    decoder: object | None = None  # edge.tasks.Decoder: how the final outputs become answers
 
 
 class SinkConfig(Section):

@@ -50,7 +50,8 @@ import numpy as np
 from edge.errors import ConfigError, KeyMismatch, ServerRejected, ServerUnavailable, SpoolError, WireError
 from edge.frame import Frame, Result
 from edge.sinks.base import Sink
-from edge.tasks import summarise
+from edge.restore import restore_output
+from edge.tasks import Geometry, TaskConfig, make_decoder
 from edge.wire.client import RemoteModel, V2Client
 from edge.wire.codec import encode_request
 from edge.wire.spool import Spool
@@ -88,7 +89,7 @@ class ForwardSink(Sink):
     def __init__(self, client: V2Client, remote: RemoteModel, results: Sink, spool: Spool, *,
                  labels: list[str] | None = None, when_full: str = "drop_oldest", inflight: int = 8,
                  retry_min_s: float = 0.2, retry_max_s: float = 10.0, drain_s: float = 30.0,
-                 device_id: str = "") -> None:
+                 device_id: str = "", decoder=None, key=None) -> None:
         if when_full not in POLICIES:
             raise ConfigError(f"forward.when_full {when_full!r}; use one of {', '.join(POLICIES)}")
         self.client, self.remote, self.results, self.spool = client, remote, results, spool
@@ -97,6 +98,10 @@ class ForwardSink(Sink):
         self.run_id = f"{device_id or socket.gethostname()}:{time.time_ns():x}"
         self.stats = ForwardStats()
         self._specs = {o.name: o for o in remote.manifest.outputs}
+        self.decoder = decoder or make_decoder(TaskConfig(), remote.manifest, labels)  # the server's answers decoded
+        self.key = key  # to restore dense answers, for decoders that need natural order
+        _, height, width, _ = remote.manifest.input.shape
+        self.input_size = (width, height)
         self._memory: collections.deque[_Item] = collections.deque()
         self._spooling = len(spool) > 0  # an earlier run's requests go first
         self._down = False
@@ -130,7 +135,8 @@ class ForwardSink(Sink):
         frame = result.frame
         meta = {"id": request_id, "sequence": frame.sequence, "timestamp_ns": frame.timestamp_ns,
                 "origin": frame.origin, "fingerprint": frame.fingerprint, "epoch": frame.epoch,
-                "header_length": header_length, "latency_ms": result.latency_ms}
+                "header_length": header_length, "latency_ms": result.latency_ms,
+                "source_size": list(frame.source_size) if frame.source_size else None}
         item = _Item(counter, meta, body)
         with self._cond:
             while (not self._spooling and not self._down and len(self._memory) >= self.inflight
@@ -317,13 +323,19 @@ class ForwardSink(Sink):
     def _emit(self, meta: dict, outputs: dict | None, error: str | None, forward_ms: float) -> None:
         summaries = {}
         if outputs is not None:
-            for name in self.remote.output_names:
-                spec = self._specs.get(name)
-                summaries[name] = summarise(name, outputs[name], spec.kind if spec else "plain", self.labels)
+            names = [spec.name for spec in self.decoder.outputs if spec.name in outputs] or self.remote.output_names
+            tensors = [outputs[name] for name in names]
+            if self.decoder.natural_order and self.key is not None:
+                specs = [self._specs.get(name) for name in names]
+                tensors = [restore_output(t, spec, self.key) if spec is not None else t for t, spec in zip(tensors,
+                                                                                                             specs)]
+            source = tuple(meta["source_size"]) if meta.get("source_size") else None
+            summaries = self.decoder.decode(tensors, Geometry.of(*self.input_size, source))
         latency = dict(meta.get("latency_ms") or {})
         latency["forward"] = forward_ms
         frame = Frame(None, meta["sequence"], meta["timestamp_ns"], meta["origin"], measured=True,
-                      epoch=meta["epoch"], fingerprint=meta["fingerprint"])
+                      epoch=meta["epoch"], fingerprint=meta["fingerprint"],
+                      source_size=tuple(meta["source_size"]) if meta.get("source_size") else None)
         self.results.write(Result(frame, summaries, latency, error=error))
 
     # -- closing --------------------------------------------------------------------------------

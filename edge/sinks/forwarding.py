@@ -89,7 +89,7 @@ class ForwardConfig(SinkConfig):
         if context.forwarding is None:
             return None
         answers = context.answers[0] if len(context.answers) == 1 else FanOut(context.answers)
-        return context.forwarding.sink(answers, context.labels)
+        return context.forwarding.sink(answers, context.labels, context.decoder, context.key)
 
 
 @dataclass
@@ -102,11 +102,12 @@ class Forwarding:
     manifest: Manifest
     where: str  # the model the readout serves, in words
 
-    def sink(self, answers: Sink, labels: list[str] | None) -> ForwardSink:
+    def sink(self, answers: Sink, labels: list[str] | None, decoder=None, key=None) -> ForwardSink:
         settings = self.settings
         spool = Spool(settings.spool, max_entries=settings.spool_max_frames,
                       max_bytes=int(settings.spool_max_mb * (1 << 20)))
-        return ForwardSink(self.client, self.remote, answers, spool, labels=labels, when_full=settings.when_full,
+        return ForwardSink(self.client, self.remote, answers, spool, labels=labels, decoder=decoder, key=key,
+                           when_full=settings.when_full,
                            inflight=settings.inflight, retry_min_s=settings.retry_min_s,
                            retry_max_s=settings.retry_max_s, drain_s=settings.drain_s, device_id=settings.device_id)
 

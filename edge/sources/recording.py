@@ -53,7 +53,7 @@ class RecordingSource(Source):
 
     def _frame(self, image: np.ndarray, timestamp_ns: int, origin: str) -> Frame:
         return Frame(image, self._sequence, timestamp_ns, origin, measured=True, epoch=self._current.epoch,
-                     fingerprint=self.info.fingerprint)
+                     fingerprint=self.info.fingerprint, source_size=self._current.source_size)
 
 
 class RecordingConfig(SourceConfig):

@@ -1,0 +1,102 @@
+"""Benchmark: end-to-end detection replay through the capture loop, and what decoding and NMS cost per frame.
+
+For each detector (the shipped BlazeFace face detector at 128x128; YOLOv8n at 320x320 when ultralytics is
+installed), keyed under the given policies, the loop replays a folder of package-shipped photos (repeated
+to N frames) as fast as it can, results to /dev/null, in one process; reported: frames per second, the
+mean milliseconds of the model and of the decode stage (decoder + NMS, ``edge.tasks``) per frame, and their
+ratio (target: decode + NMS <= 5 % of the model). Median of the repetitions.
+
+    python benchmarks/bench_detect.py [--frames 200] [--reps 5] [--policies boundary,fresh]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+from datetime import date
+from pathlib import Path
+
+import cv2
+
+from edge.config import Config
+from edge.faces import MEAN, SPEC, STD, face_model, task_settings
+from edge.job import build_job
+from edge.lab.demo import shipped_photo
+from edge.sources.folder import FolderConfig
+from edge.tasks import TaskConfig
+from export.keyify import KeyifyOptions, keyify
+from export.package.save import save
+from firmware_sim.keys import MasterKey
+
+PHOTOS = ("astronaut", "camera", "chelsea", "coffee", "motorcycle_left")
+
+
+def _photos(folder: Path, count: int) -> Path:
+    folder.mkdir()
+    pictures = [cv2.imread(str(shipped_photo(name)), cv2.IMREAD_COLOR) for name in PHOTOS]
+    for i in range(count):
+        cv2.imwrite(str(folder / f"{i:05d}.png"), pictures[i % len(pictures)])
+    return folder
+
+
+def _yolo(folder: Path, size: int) -> Path | None:
+    try:
+        from ultralytics import YOLO
+    except ImportError:
+        return None
+    exported = YOLO("yolov8n.yaml").export(format="onnx", imgsz=size, dynamic=False, simplify=False, verbose=False)
+    return Path(exported)
+
+
+def _run(model: Path, key_file: Path, frames: Path, task: TaskConfig) -> tuple[float, float, float]:
+    config = Config()
+    config.source = FolderConfig(path=frames)
+    config.model.path, config.model.key, config.model.threads = str(model), str(key_file), 1
+    config.task = task
+    config.results.path = os.devnull
+    summary = build_job(config, replay=True).run()
+    stages = summary["stage_ms_mean"]
+    return summary["fps"], stages.get("model", 0.0), stages.get("decode", 0.0)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--frames", type=int, default=200)
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--policies", default="boundary,fresh")
+    args = parser.parse_args()
+    key = MasterKey.generate()
+    print(f"Run on {date.today().isoformat()}, {platform.machine()}, {os.cpu_count()} cores, {args.frames} frames, "
+          f"median of {args.reps} runs, onnxruntime on 1 thread\n")
+    print("| detector | policy | replay fps | model ms | decode + NMS ms | decode / model |")
+    print("|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        key.save(folder / "k.key")
+        frames = _photos(folder / "frames", args.frames)
+        cases = [("BlazeFace 128x128", face_model(), KeyifyOptions(spec=SPEC, mean=MEAN, std=STD), task_settings())]
+        yolo = _yolo(folder, 320)
+        if yolo is not None:
+            cases.append(("YOLOv8n 320x320", yolo, KeyifyOptions(mean=(0, 0, 0), std=(255, 255, 255)),
+                          TaskConfig(kind="detect", decoder="yolo", score_threshold=0.25)))
+        for name, plain, options, task in cases:
+            for policy in args.policies.split(","):
+                keyed = folder / f"{name.split()[0]}-{policy}.onnx"
+                try:
+                    save(keyify(plain, key, KeyifyOptions(**{**options.__dict__, "policy": policy})), keyed)
+                except Exception as error:  # noqa: BLE001 - a policy the compiler refuses for this model
+                    print(f"| {name} | {policy} | refused: {str(error).splitlines()[0]} | | | |")
+                    continue
+                runs = [_run(keyed, folder / "k.key", frames, task) for _ in range(args.reps)]
+                fps, model_ms, decode_ms = (statistics.median(r[i] for r in runs) for i in range(3))
+                print(f"| {name} | {policy} | {fps:.1f} | {model_ms:.2f} | {decode_ms:.3f} | "
+                      f"{decode_ms / model_ms:.1%} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""The decoder interface, and the ``[task]`` section that configures it.
+
+A decoder turns a model's output tensors (batch of one) into the frame's answer, a JSON-able dict.
+It checks the model's outputs once, at start-up (:meth:`Decoder.check`: a detector whose outputs do
+not fit is refused in one line naming the expected and the actual shapes), and then decodes each
+frame, mapping what it finds to the camera frame's pixels through the frame's
+:class:`~edge.tasks.geometry.Geometry`. ``natural_order``: the decoder needs dense outputs back in
+natural order first (the pipeline restores them with the key, which the device holds).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from edge.errors import ConfigError
+from edge.schema import Section
+from edge.tasks.geometry import Geometry
+from firmware_sim.manifest import OutputSpec
+
+
+class AnchorsConfig(Section):
+    """SSD-style anchors (MediaPipe's SsdAnchors options; the defaults are BlazeFace short range's, 128x128)."""
+
+    strides: list[int] = Field(default=[8, 16, 16, 16], min_length=1, description="feature map stride per layer")
+    min_scale: float = Field(default=0.1484375, gt=0, le=1, description="anchor scale of the first layer")
+    max_scale: float = Field(default=0.75, gt=0, le=1, description="anchor scale of the last layer")
+    aspect_ratios: list[float] = Field(default=[1.0], min_length=1, description="width / height of each anchor")
+    interpolated_scale_aspect_ratio: float = Field(default=1.0, ge=0, description="an extra anchor of this aspect "
+                                                                                   "ratio between scales (0: none)")
+    offset: float = Field(default=0.5, ge=0, le=1, description="anchor centre inside its cell (0.5: the middle)")
+    fixed_anchor_size: bool = Field(default=True, description="anchors of size 1 (the regressors carry the size)")
+
+
+class TaskConfig(Section):
+    """``[task]``: what the model's outputs are, and how to read them."""
+
+    kind: Literal["auto", "classify", "detect", "segment", "tensors"] = Field(
+        default="auto", description="auto: the model's manifest says (else: per-tensor summaries)")
+    decoder: Literal["auto", "yolo", "ssd"] = Field(default="auto", description="detect: the output family "
+                                                                                "(auto: from the output shapes)")
+    score_threshold: float = Field(default=0.5, ge=0, le=1, description="detect: lowest score kept")
+    iou_threshold: float = Field(default=0.45, gt=0, le=1, description="detect: overlap above which NMS keeps "
+                                                                       "only the best box")
+    max_detections: int = Field(default=100, ge=1, le=10_000, description="detect: most boxes per frame")
+    labels: str = Field(default="", description="a file of class names, one per line (empty: the model's own)")
+    names: list[str] = Field(default_factory=list, description="the class names, in class-index order, instead "
+                                                               "of a labels file (empty: the model's own)")
+    classes: list[str] = Field(default_factory=list, description="report only these classes (empty: all)")
+    box_order: Literal["xywh", "yxhw"] = Field(default="xywh", description="ssd: the order of a regressor's first "
+                                                                          "four values")
+    anchors: AnchorsConfig = Field(default_factory=AnchorsConfig, description="ssd: how the anchors are made")
+
+    @model_validator(mode="after")
+    def _labels_exist(self) -> TaskConfig:
+        if self.labels and self.names:
+            raise ValueError("task.labels and task.names are both set; give the class names one way")
+        if self.labels and not Path(self.labels).is_file():
+            raise ValueError(f"task.labels = {self.labels!r} does not exist; give a file of class names, one per line")
+        return self
+
+    def read_labels(self) -> list[str] | None:
+        if self.names:
+            return list(self.names)
+        if not self.labels:
+            return None
+        try:
+            names = [line.strip() for line in Path(self.labels).read_text(encoding="utf-8").splitlines()]
+        except (OSError, UnicodeDecodeError) as error:
+            raise ConfigError(f"task.labels '{self.labels}' cannot be read ({error})") from None
+        return [name for name in names if name]
+
+
+def shape_text(shape) -> str:
+    return "(" + ", ".join("N" if d is None else str(d) for d in shape) + ")"
+
+
+class Decoder(ABC):
+    name = "tensors"
+    natural_order = False
+
+    def __init__(self, settings: TaskConfig, outputs: list[OutputSpec], labels: list[str] | None,
+                 input_size: tuple[int, int]) -> None:
+        self.settings, self.outputs, self.labels = settings, outputs, labels or []
+        self.input_size = input_size  # (width, height) of the model's input, pixels
+        self.check()
+
+    def check(self) -> None:  # noqa: B027 - optional hook
+        """Refuse, in one line with the expected and actual shapes, a model whose outputs do not fit."""
+
+    def label(self, index: int) -> str:
+        return self.labels[index] if index < len(self.labels) else str(index)
+
+    @abstractmethod
+    def decode(self, tensors: list[np.ndarray], geometry: Geometry) -> dict: ...

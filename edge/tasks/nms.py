@@ -1,0 +1,30 @@
+"""Non-maximum suppression by OpenCV (``cv2.dnn.NMSBoxesBatched``: class by class), and a detection's JSON.
+
+Boxes are (x0, y0, x1, y1) in the camera frame's pixels; OpenCV takes (x, y, w, h). What is kept is
+ordered by score, highest first, ties by index, so that the same outputs always give the same list.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def suppress(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, score_threshold: float,
+             iou_threshold: float, limit: int) -> np.ndarray:
+    """Indices of the boxes kept, best first. boxes: (K, 4) x0, y0, x1, y1; scores, classes: (K,)."""
+    if len(boxes) == 0:
+        return np.zeros(0, np.int64)
+    xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1).astype(np.float64)  # (K, 4)
+    kept = cv2.dnn.NMSBoxesBatched(xywh.tolist(), scores.astype(np.float64).tolist(),
+                                   classes.astype(np.int64).tolist(), score_threshold, iou_threshold)
+    kept = np.asarray(kept, np.int64).reshape(-1)
+    order = np.lexsort((kept, -scores[kept]))  # by score, then index: deterministic
+    return kept[order][:limit]
+
+
+def detection(box: np.ndarray, score: float, index: int, name: str, extra: dict | None = None) -> dict:
+    """``{box: [x0, y0, x1, y1], score, label, class}`` (pixels rounded to 0.01, score to 1e-6)."""
+    found = {"box": np.round(np.asarray(box, np.float64), 2).tolist(), "score": round(float(score), 6),
+             "label": int(index), "class": name}
+    return found | (extra or {})
