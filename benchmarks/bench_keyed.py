@@ -1,12 +1,14 @@
 """Benchmark: keyed against plain onnxruntime latency, both layout policies.
 
-For each network (export/zoo/networks.py), batch size and thread count, in one process: the plain
+For each network (export/zoo/networks.py, and ultralytics' YOLOv8n at 320x320: ``yolov8n``, exported with a
+dynamic batch by ultralytics itself in a child process, export/zoo/yolo.py, when ultralytics and PyTorch are
+installed), batch size and thread count, in one process: the plain
 model (float NCHW input, as its users feed it) and the keyed models (uint8 measurement input, the
 preprocessing inside), each an onnxruntime session at ORT_ENABLE_ALL, timed in interleaved
 repetitions; medians and the ratio keyed / plain. Also: compile time, keyed / plain file size and
 peak memory ratio (resident set growth while running, measured in child processes).
 
-    python benchmarks/bench_keyed.py [--nets resnet18,resnet20,vgg16_bn,mobilenet_v2] [--reps 30]
+    python benchmarks/bench_keyed.py [--nets resnet18,resnet20,vgg16_bn,mobilenet_v2,yolov8n] [--reps 30]
         [--batches 1,32] [--threads 1,2]
 """
 
@@ -34,6 +36,18 @@ sys.path.insert(0, str(ROOT))
 from export.keyify import KeyifyOptions, keyify  # noqa: E402
 from export.zoo import NETWORKS  # noqa: E402
 from firmware_sim.keys import MasterKey  # noqa: E402
+
+
+def yolov8n(size: int = 320) -> onnx.ModelProto:
+    """ultralytics' own ONNX export of YOLOv8n (random weights), dynamic batch, cached between runs."""
+    from export.zoo.yolo import export_yolov8n
+
+    folder = Path(tempfile.gettempdir()) / "keycam-bench-yolov8n"
+    return onnx.load(export_yolov8n(folder, [((size, size), True)])[0])
+
+
+# name: (builder, (H, W), mean, std) as in export.zoo.NETWORKS; YOLOv8n reads images / 255
+BENCHMARKED = {**NETWORKS, "yolov8n": (yolov8n, (320, 320), None, (255.0,))}
 
 
 def session(path: Path, threads: int) -> ort.InferenceSession:
@@ -65,7 +79,7 @@ for _ in range(3):
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--nets", default="resnet18,resnet20,vgg16_bn,mobilenet_v2")
+    parser.add_argument("--nets", default="resnet18,resnet20,vgg16_bn,mobilenet_v2,yolov8n")
     parser.add_argument("--reps", type=int, default=30)
     parser.add_argument("--batches", default="1,32")
     parser.add_argument("--threads", default="1,2")
@@ -79,21 +93,22 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         for name in args.nets.split(","):
-            build, (height, width), mean, std = NETWORKS[name]
+            build, (height, width), mean, std = BENCHMARKED[name]
             plain = build()
+            feed_name = plain.graph.input[0].name
             plain_path = folder / f"{name}.onnx"
             onnx.save(plain, plain_path)
             keyed_paths = {}
             for policy in ("fresh", "boundary"):
                 start = time.perf_counter()
-                result = keyify(plain, key, KeyifyOptions(policy=policy, mean=mean, std=std))
+                result = keyify(plain, key, KeyifyOptions(policy=policy, mean=mean, std=std, size=(height, width)))
                 compile_s = time.perf_counter() - start
                 path = folder / f"{name}-{policy}.onnx"
                 onnx.save(result.model, path)
                 keyed_paths[policy] = path
                 size_ratio = path.stat().st_size / plain_path.stat().st_size
                 base = peak_memory(None)
-                mem_plain = peak_memory(plain_path, "input", [32, 3, height, width], "float32", 2) - base
+                mem_plain = peak_memory(plain_path, feed_name, [32, 3, height, width], "float32", 2) - base
                 mem_keyed = peak_memory(path, "measurement", [32, height, width, 3], "uint8", 2) - base
                 extras.append((name, policy, compile_s, size_ratio, mem_plain / 1024, mem_keyed / 1024))
             for batch in ([] if args.no_latency else (int(b) for b in args.batches.split(","))):
@@ -101,7 +116,7 @@ def main() -> int:
                 x = rng.standard_normal((batch, 3, height, width)).astype(np.float32)
                 m = rng.integers(0, 256, (batch, height, width, 3)).astype(np.uint8)
                 for threads in (int(t) for t in args.threads.split(",")):
-                    runs = {"plain": (session(plain_path, threads), {"input": x})}
+                    runs = {"plain": (session(plain_path, threads), {feed_name: x})}
                     for policy, path in keyed_paths.items():
                         runs[policy] = (session(path, threads), {"measurement": m})
                     for sess, feed in runs.values():

@@ -1,9 +1,13 @@
-"""The embedded default's model: keycam's own Fashion-MNIST CNN, keyed for the default job's key.
+"""The embedded default's models, keyed for the default job's key on first use and cached beside it.
 
-The frames are the default source's (``edge.sources.default``: the 20 Fashion-MNIST test images that
-ship inside the ``foolbox`` package). The model: keycam's own Fashion-MNIST CNN (``edge/assets/fashion_mnist_cnn.onnx``,
-trained by ``training/train_fashion_mnist.py``), compiled for the key on first use (that step needs
-the ``export`` package and onnx; the result is cached beside the key).
+- The default job's: the trained face detector (BlazeFace, ``edge.faces``: set-up converts it from
+  mediapipe's wheel), on the photos that ship inside scikit-image (``edge.sources.default``);
+  :func:`default_detector`.
+- keycam's own Fashion-MNIST CNN (``edge/assets/fashion_mnist_cnn.onnx``, trained by
+  ``training/train_fashion_mnist.py``), for the 20 Fashion-MNIST test images that ship inside
+  ``foolbox`` (``kind = "fashion-mnist"``); :func:`default_model`.
+
+Compiling needs the ``export`` package and onnx (only the first time).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ ASSET = Path(__file__).with_name("assets") / "fashion_mnist_cnn.onnx"
 LABELS = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 MEAN, STD = (72.94,), (90.0,)
 SPEC = PRESETS["gray8"]
+POLICY = "boundary"  # keyify's default layout policy (`fresh`, the paper's, is chosen explicitly)
 
 
 def load_or_create_key(path: Path) -> MasterKey:
@@ -29,12 +34,29 @@ def load_or_create_key(path: Path) -> MasterKey:
 
 
 def default_model(folder: Path, key: MasterKey) -> Path:
-    """The default model keyed for ``key`` (compiled once, cached as ``folder/default-<fingerprint>.onnx``)."""
-    target = folder / f"default-{key.fingerprint.replace(':', '-')}.onnx"
+    """The default model keyed for ``key`` (compiled once, cached as ``folder/default-boundary-<fingerprint>.onnx``;
+    the policy is in the name, so a ``fresh`` model cached before ``boundary`` became the default is not reused)."""
+    target = folder / f"default-{POLICY}-{key.fingerprint.replace(':', '-')}.onnx"
     if not target.exists():
         from export.keyify import KeyifyOptions, keyify  # the compiler; only needed the first time
         from export.package.save import save
 
         folder.mkdir(parents=True, exist_ok=True)
-        save(keyify(ASSET, key, KeyifyOptions(spec=SPEC, mean=MEAN, std=STD)), target)
+        save(keyify(ASSET, key, KeyifyOptions(spec=SPEC, mean=MEAN, std=STD, policy=POLICY)), target)
+    return target
+
+
+def default_detector(folder: Path, key: MasterKey) -> Path:
+    """The face detector keyed for ``key`` (compiled once, cached as ``folder/face-boundary-<fingerprint>.onnx``)."""
+    from edge.faces import LABELS as FACE_LABELS, MEAN as FACE_MEAN, SPEC as FACE_SPEC, STD as FACE_STD, face_model
+
+    target = folder / f"face-{POLICY}-{key.fingerprint.replace(':', '-')}.onnx"
+    if not target.exists():
+        from export.keyify import KeyifyOptions, keyify
+        from export.package.save import save
+
+        folder.mkdir(parents=True, exist_ok=True)
+        options = KeyifyOptions(spec=FACE_SPEC, mean=FACE_MEAN, std=FACE_STD, policy=POLICY, task="detect",
+                                labels=tuple(FACE_LABELS))
+        save(keyify(face_model(), key, options), target)
     return target

@@ -88,25 +88,29 @@ def epoch_schedule(readout: ReadoutConfig, manifest: Manifest, where: str) -> Ep
     return EpochSchedule(base, readout.rotate_frames, readout.rotate_seconds)
 
 
-def _models(settings: ModelConfig, forwarding: bool, folder: Path):
-    """(key, model path or None, labels) of the [model] section."""
+def _models(settings: ModelConfig, forwarding: bool, folder: Path, source_kind: str):
+    """(key, model path or None, labels, task settings or None) of the [model] section. No model: the default
+    job's keyed face detector, with its decoder settings; for the Fashion-MNIST frames, keycam's own CNN."""
     if settings.path:
-        return MasterKey.load(settings.key), Path(settings.path), None
+        return MasterKey.load(settings.key), Path(settings.path), None, None
     if forwarding:
         if not settings.key:
             raise ConfigError("forward.url is set but model.key is not; name this device's key file")
-        return MasterKey.load(settings.key), None, None
-    from edge.default import LABELS, default_model, load_or_create_key
+        return MasterKey.load(settings.key), None, None, None
+    from edge import default
+    from edge.faces import LABELS, task_settings
 
-    key = load_or_create_key(Path(settings.key) if settings.key else folder / "default.key")
-    return key, default_model(folder, key), LABELS
+    key = default.load_or_create_key(Path(settings.key) if settings.key else folder / "default.key")
+    if source_kind == "fashion-mnist":
+        return key, default.default_model(folder, key), default.LABELS, None
+    return key, default.default_detector(folder, key), LABELS, task_settings()
 
 
 def build_job(config: Section | None = None, *, replay: bool = False, folder: Path = DEFAULT_FOLDER,
               force: bool = False) -> Job:
     config = validated(config or default_config())
     forwarding_on = bool(config.forward.url)
-    key, model_path, labels = _models(config.model, forwarding_on, folder)
+    key, model_path, labels, default_task = _models(config.model, forwarding_on, folder, config.source.kind)
     threads = config.model.threads or None
     model = KeyedModel(model_path, key, threads=threads, optimisation=config.model.optimisation) if model_path else None
     task = KeyedModel(config.model.task, key, threads=threads) if config.model.task else None
@@ -121,8 +125,14 @@ def build_job(config: Section | None = None, *, replay: bool = False, folder: Pa
     if not source.measured:
         plain_source, source = source, VirtualSensor(source, readout)
         readout.source_order = plain_source.channel_order
+    for loaded in (m for m in (model, task) if m is not None):
+        batch = loaded.manifest.input.shape[0]
+        if batch not in (None, 1):
+            raise ConfigError(f"model '{loaded.path}' takes batches of exactly {batch} frames, and the device runs "
+                              f"one frame at a time; export it with batch 1 or a dynamic batch and compile it again")
     final = forwarding.remote.manifest if forwarding else (task.manifest if task is not None else manifest)
-    decoder = make_decoder(config.task, final, labels)  # a model whose outputs do not fit is refused here
+    settings = default_task if default_task is not None and config.task.kind == "auto" else config.task
+    decoder = make_decoder(settings, final, labels)  # a model whose outputs do not fit is refused here
     pipeline = Pipeline(model, key, task=task, labels=labels, readout=readout, forward=forwarding_on,
                         manifest=manifest, decoder=decoder)
     context.decoder = decoder

@@ -5,6 +5,12 @@ scrambled features) keep their positions in a layout named in the manifest by
 its key-schedule coordinates. With the key, :func:`layout_perm` rebuilds the
 permutation (physical q holds logical ``perm[q]``) and :func:`restore_output`
 moves every position back to raster order.
+
+An anchor list (``form = "anchors"``) has ``group`` consecutive entries per position along its
+position axis (``axis``, 1 unless the manifest says otherwise): physical entry ``j`` holds logical
+entry ``perm[j // group] * group + j % group``. A detector's heads concatenated along that axis
+(``segments``) are runs of their own lengths, layouts and groups; a run at offset ``o`` maps its
+entry ``o + j`` to ``o + perm[j // group] * group + j % group`` (``layout`` None: in order).
 """
 
 from __future__ import annotations
@@ -26,8 +32,10 @@ def layout_perm(ref: LayoutRef, key: MasterKey) -> np.ndarray:
 
 def restore_output(output: np.ndarray, spec: OutputSpec, key: MasterKey) -> np.ndarray:
     """The plain model's output from the keyed model's dense output ``output`` (batched)."""
-    if spec.kind != "dense" or spec.layout is None:
+    if spec.kind != "dense" or (spec.layout is None and not spec.segments):
         return output
+    if spec.form == "anchors":
+        return _restore_anchors(output, spec, key)
     perm = layout_perm(spec.layout, key)
     n = perm.size
     restored = np.empty_like(output)
@@ -48,10 +56,38 @@ def restore_output(output: np.ndarray, spec: OutputSpec, key: MasterKey) -> np.n
             restored = natural.transpose(0, 2, 1).reshape(output.shape)  # (N, C, HW) -> (N, C*HW)
         else:
             restored = natural.reshape(output.shape)
-    elif spec.form == "anchors":  # (N, HW*group, ...) with group consecutive entries per position
-        grouped = output.reshape(output.shape[0], n, -1)  # -> (N, HW, group*rest)
-        out = restored.reshape(grouped.shape)
-        out[:, perm] = grouped
     else:
         raise ValueError(f"unknown dense output form {spec.form!r}")
+    return restored
+
+
+def _anchor_targets(length: int, layout, group: int, key: MasterKey) -> np.ndarray:
+    """Where each physical entry of a run of ``length`` entries belongs (its logical index in the run)."""
+    if layout is None:
+        return np.arange(length)
+    perm = layout_perm(layout, key)
+    if length % perm.size:
+        raise ValueError(f"an anchor run of {length} entries does not hold the {perm.size} positions of its layout")
+    group = length // perm.size if group == 1 else group
+    entries = np.arange(length)
+    return perm[entries // group] * group + entries % group
+
+
+def _restore_anchors(output: np.ndarray, spec: OutputSpec, key: MasterKey) -> np.ndarray:
+    """An anchor list, one run or several (``spec.segments``), back in natural order along its position axis."""
+    axis = 1 if spec.axis is None else spec.axis
+    size = output.shape[axis]
+    runs = [(s.length, s.layout, s.group) for s in spec.segments] if spec.segments else [(size, spec.layout, 1)]
+    if sum(length for length, _, _ in runs) != size:
+        raise ValueError(f"output {spec.name!r}: its segments hold {sum(r[0] for r in runs)} entries, the output "
+                         f"{size} along axis {axis}")
+    targets, offset = [], 0
+    for length, layout, group in runs:
+        targets.append(offset + _anchor_targets(length, layout, group, key))
+        offset += length
+    target = np.concatenate(targets)  # (size,): physical entry q belongs at logical target[q]
+    restored = np.empty_like(output)
+    index = [slice(None)] * output.ndim
+    index[axis] = target
+    restored[tuple(index)] = output
     return restored

@@ -27,6 +27,15 @@ The steps, one module each in ``export/compiler/``: prepare the plain graph
 emit the body under the policy (``fresh`` or ``boundary``), the outputs
 (``outputs``), the split (``split``), and the models with their manifests
 (``assemble``). Saving them is ``export/package/save.py``.
+
+A model exported with a fixed batch (ultralytics' and TFLite's default) compiles to a keyed model of
+that batch (``Manifest.batch``, the measurement's first dimension); the plain model's metadata
+(ultralytics' ``names``, ``stride``, ``imgsz``, ``task``) is kept in the keyed model's, and its task
+and class names go into the manifest (``export/compiler/metadata.py``).
+
+``keyify`` never ends in a traceback: whatever fails, it raises one :class:`~export.errors.ModelError`
+(a file that cannot be read) or :class:`~export.errors.UnsupportedModel` (naming the node, the op and
+why), one line.
 """
 
 from __future__ import annotations
@@ -41,14 +50,37 @@ from export.compiler.inputs import check_options
 from export.compiler.options import IspOptions, KeyifyOptions
 from export.compiler.outputs import emit_output
 from export.compiler.split import cut, split_target
+from export.errors import ModelError, UnsupportedModel
 from export.prepare.graph import prepare
+from firmware_sim.errors import KeycamError
 from firmware_sim.keys import MasterKey
 
 __all__ = ["IspOptions", "KeyifyOptions", "KeyifyResult", "keyify"]
 
 
 def keyify(plain: onnx.ModelProto | str, key: MasterKey, options: KeyifyOptions = KeyifyOptions()) -> KeyifyResult:
-    """Compile ``plain`` into its keyed twin (and a feature/task pair when ``options.split_after`` is set)."""
+    """Compile ``plain`` into its keyed twin (and a feature/task pair when ``options.split_after`` is set).
+
+    Raises a one-line ``ModelError`` or ``UnsupportedModel`` for anything it cannot compile exactly."""
+    try:
+        return _keyify(plain, key, options)
+    except UnsupportedModel as error:
+        if "\n" in str(error):
+            raise UnsupportedModel(error.node, error.op, " ".join(error.reason.split())) from None
+        raise
+    except KeycamError as error:
+        if "\n" in str(error):
+            raise ModelError(" ".join(str(error).split())) from None
+        raise
+    except MemoryError:
+        raise ModelError("the model is too large to compile in this machine's memory") from None
+    except Exception as error:  # noqa: BLE001 - a bug: still one line, never a traceback
+        text = " ".join(str(error).split())[:300]
+        raise UnsupportedModel("(graph)", "keyify", f"the keyed compiler failed ({type(error).__name__}: {text}); "
+                                                    "this is a compiler bug, please report it with the model") from None
+
+
+def _keyify(plain: onnx.ModelProto | str, key: MasterKey, options: KeyifyOptions) -> KeyifyResult:
     graph = prepare(plain, options.size)
     check_options(graph, options)
     job = Compilation(graph, key, options)

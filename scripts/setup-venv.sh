@@ -41,6 +41,17 @@ if [[ ",$extras," == *",test,"* ]] && [ "$(uname -m)" = x86_64 ] \
     echo "setup: installing torch==2.13.0 for the tests" >&2
     "$venv/bin/python" -m pip install --quiet torch==2.13.0 >&2
 fi
+if [[ ",$extras," == *",test,"* ]] && [ "$(uname -m)" = x86_64 ] \
+    && ! "$venv/bin/python" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('ultralytics') is None)"; then
+    # ultralytics, for the detector tests (YOLOv8n exported by ultralytics itself from its architecture config: random
+    # weights, nothing downloaded): without its declared dependencies, which pull opencv-python (it fights our
+    # opencv-python-headless), matplotlib, polars and more that its ONNX export never imports; then exactly what the
+    # export imports. torchvision 0.28.0 is the one built for torch 2.13.0; onnxslim simplifies the export as
+    # ultralytics does by default.
+    echo "setup: installing ultralytics==8.4.190 for the tests" >&2
+    "$venv/bin/python" -m pip install --quiet --no-deps ultralytics==8.4.190 ultralytics-thop==2.2.3 \
+        torchvision==0.28.0 onnxslim==0.1.98 colorama==0.4.6 pyyaml==6.0.4 psutil==7.2.2 >&2
+fi
 if [[ ",$extras," == *",test,"* ]] && [ ! -d /usr/share/datasets/fashion-mnist ]; then
     # Fashion-MNIST (70,000 labelled images, MIT) from Debian's archive, for the real-model tests.
     if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then

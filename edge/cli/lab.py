@@ -20,7 +20,8 @@ def register(commands) -> None:
     privacy.add_argument("--mean", type=floats, default=None, metavar="R,G,B")
     privacy.add_argument("--std", type=positive_floats, default=None, metavar="R,G,B")
     privacy.add_argument("--key", type=path, default=None, metavar="KEYFILE", help="default: a fresh key, not saved")
-    privacy.add_argument("--layouts", choices=("fresh", "boundary"), default="fresh")
+    privacy.add_argument("--layouts", choices=("boundary", "fresh"), default="boundary",
+                         help="layout policy of the keyed twin (default boundary; the accuracy does not depend on it)")
     privacy.add_argument("--model-order", choices=("rgb", "bgr"), default="rgb", help="the plain model's order")
     privacy.add_argument("--wrong-keys", type=positive, default=5, help="how many wrong keys to try (default 5)")
     privacy.add_argument("--limit", type=positive, default=None, help="use the first N images only")

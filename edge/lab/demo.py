@@ -11,7 +11,6 @@ this job, writes a plain picture without being asked.
 
 from __future__ import annotations
 
-import importlib.util
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 
 from edge.errors import DemoMismatch, ImageFileError
 from edge.imageio import read_frame, write_image
+from edge.sources.default import photo
 from edge.transform import AdcTransform
 from firmware_sim.keys import MasterKey
 from firmware_sim.readout import readout
@@ -43,16 +43,10 @@ class DemoResult:
 
 def shipped_photo(name: str = "chelsea") -> Path:
     """Path of a sample photograph inside the scikit-image wheel, without importing scikit-image."""
-    found = importlib.util.find_spec("skimage")
-    if found is None or not found.submodule_search_locations:
-        raise ImageFileError(
-            "the default picture ships with scikit-image, which is not installed; "
-            "`pip install 'keycam[demo]'` or pass --image PATH"
-        )
-    path = Path(next(iter(found.submodule_search_locations))) / "data" / f"{name}.png"
-    if not path.is_file():
-        raise ImageFileError(f"scikit-image has no sample photo '{path.name}'; pass --image PATH")
-    return path
+    try:
+        return photo(name)
+    except ImageFileError as error:
+        raise ImageFileError(f"{error} (--image PATH)") from None
 
 
 def labelled(image: np.ndarray, label: str) -> np.ndarray:

@@ -17,12 +17,12 @@ from pydantic import Field
 
 from edge.errors import ConfigError
 from edge.registry import Registry
-from edge.sources import default, folder, opencv, picamera, recording, video
+from edge.sources import default, fashion, folder, opencv, picamera, recording, video
 from edge.sources.base import Source, SourceConfig
 
 KINDS: Registry[type[SourceConfig]] = Registry("source")
 for _config in (recording.RecordingConfig, folder.FolderConfig, video.VideoConfig, opencv.OpenCVConfig,
-                picamera.PicameraConfig, default.DefaultConfig):
+                picamera.PicameraConfig, default.DefaultConfig, fashion.FashionMnistConfig):
     KINDS.add(_config.model_fields["kind"].default, _config)
 
 SourceSettings = Annotated[Union[tuple(KINDS.values())], Field(discriminator="kind")]

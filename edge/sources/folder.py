@@ -1,4 +1,5 @@
-"""An image folder: every file OpenCV can decode (or .npy), in sorted name order (or those matching a pattern).
+"""An image folder: every file OpenCV can decode (or .npy), in sorted name order (or those matching a pattern,
+or the files named, in the order given).
 
 A file that cannot be decoded is skipped and counted; the frame time is the file's modification time.
 """
@@ -24,17 +25,22 @@ SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", "
 class FolderSource(Source):
     live = False
 
-    def __init__(self, folder: str | Path, pattern: str = "*") -> None:
+    def __init__(self, folder: str | Path, pattern: str = "*", names: list[str] | None = None) -> None:
         super().__init__()
         self.folder = Path(folder)
         self.pattern = pattern
+        self.names = names
         self._files: list[Path] = []
         self._next = 0
 
     def _open(self) -> None:
         if not self.folder.is_dir():
             raise ImageFileError(f"image folder '{self.folder}' does not exist")
-        self._files = sorted(p for p in self.folder.glob(self.pattern) if p.is_file() and p.suffix.lower() in SUFFIXES)
+        if self.names is not None:
+            self._files = [self.folder / name for name in self.names if (self.folder / name).is_file()]
+        else:
+            self._files = sorted(p for p in self.folder.glob(self.pattern)
+                                 if p.is_file() and p.suffix.lower() in SUFFIXES)
         if not self._files:
             raise ImageFileError(f"image folder '{self.folder}' holds no images ({', '.join(sorted(SUFFIXES))})")
         self._next = 0

@@ -10,7 +10,8 @@ so a point (x, y) of the model's input (pixel units, 0 at the left edge of the f
 camera frame's ``(window_x + x * window_w / W, window_y + y * window_h / H)``. For a Bayer readout the
 model sees one pixel per 2x2 cell and the window is taken on the mosaic at 2W x 2H: the same window in
 camera pixels, so the same mapping. Without a known source size (older recordings), boxes stay in the
-model's input pixels.
+model's input pixels. A box is clipped to the window after NMS (what the model saw; a regressor may
+reach past it), as ultralytics clips to the image.
 """
 
 from __future__ import annotations
@@ -47,6 +48,11 @@ class Geometry:
         shape = points.shape
         pairs = points.reshape(*shape[:-1], shape[-1] // 2, 2)  # (..., 2k) -> (..., k, 2)
         return (pairs * (w / self.width, h / self.height) + (x, y)).reshape(shape)
+
+    def clip(self, boxes: np.ndarray) -> np.ndarray:
+        """(K, 4) x0, y0, x1, y1 camera boxes, clipped to the window the model saw."""
+        x, y, w, h = self.window
+        return np.clip(boxes, (x, y, x, y), (x + w, y + h, x + w, y + h))
 
     def to_model(self, points: np.ndarray) -> np.ndarray:
         """The inverse of :meth:`to_camera`: camera pixels -> the model's input pixels."""

@@ -1,7 +1,8 @@
 """Non-maximum suppression by OpenCV (``cv2.dnn.NMSBoxesBatched``: class by class), and a detection's JSON.
 
 Boxes are (x0, y0, x1, y1) in the camera frame's pixels; OpenCV takes (x, y, w, h). What is kept is
-ordered by score, highest first, ties by index, so that the same outputs always give the same list.
+ordered by score, highest first, exact ties by the box's corners, so that the same candidates give the same list
+in whatever order they come.
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ def suppress(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, score_t
     """Indices of the boxes kept, best first. boxes: (K, 4) x0, y0, x1, y1; scores, classes: (K,)."""
     if len(boxes) == 0:
         return np.zeros(0, np.int64)
+    # one canonical order (score, then the box's corners) in and out, so that exact ties are broken the same way
+    # whatever order the model wrote its anchors in (a fresh model writes them in a keyed order)
+    canonical = np.lexsort((boxes[:, 3], boxes[:, 2], boxes[:, 1], boxes[:, 0], -scores))
+    boxes, scores, classes = boxes[canonical], scores[canonical], classes[canonical]
     xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1).astype(np.float64)  # (K, 4)
     kept = cv2.dnn.NMSBoxesBatched(xywh.tolist(), scores.astype(np.float64).tolist(),
                                    classes.astype(np.int64).tolist(), score_threshold, iou_threshold)
-    kept = np.asarray(kept, np.int64).reshape(-1)
-    order = np.lexsort((kept, -scores[kept]))  # by score, then index: deterministic
-    return kept[order][:limit]
+    kept = np.sort(np.asarray(kept, np.int64).reshape(-1))  # canonical positions: best first
+    return canonical[kept][:limit]
 
 
 def detection(box: np.ndarray, score: float, index: int, name: str, extra: dict | None = None) -> dict:

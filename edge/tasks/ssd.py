@@ -91,8 +91,11 @@ class SsdDecoder(Decoder):
                               f"{len(self.anchors)} anchors of [task.anchors]; set them to match the model")
         threshold = self.settings.score_threshold
         logit_floor = -np.inf if threshold <= 0 else np.log(threshold / (1 - threshold)) if threshold < 1 else np.inf
-        classes = logits.argmax(axis=1)
-        best = logits[np.arange(len(logits)), classes]
+        if logits.shape[1] == 1:  # one class (faces): no argmax
+            best, classes = logits[:, 0], np.zeros(len(logits), np.int64)
+        else:
+            classes = logits.argmax(axis=1)
+            best = logits[np.arange(len(logits)), classes]
         keep = np.flatnonzero(best >= logit_floor)  # the sigmoid is monotone: threshold the logits
         scores = 1.0 / (1.0 + np.exp(-np.clip(best[keep].astype(np.float64), -100.0, 100.0)))
         rows, anchors = raw[keep].astype(np.float64), self.anchors[keep]
@@ -103,7 +106,7 @@ class SsdDecoder(Decoder):
         boxes = geometry.to_camera(np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1))
         chosen = suppress(boxes, scores, classes[keep], threshold, self.settings.iou_threshold,
                           self.settings.max_detections)
-        rows, anchors = rows[chosen], anchors[chosen]
+        rows, anchors, boxes = rows[chosen], anchors[chosen], geometry.clip(boxes[chosen])
         points = rows[:, 4:].reshape(len(rows), (rows.shape[1] - 4) // 2, 2)  # (K, 2k) -> (K, k, 2)
         points = np.stack([points[..., 0] * anchors[:, 2:3] + anchors[:, 0:1] * width,
                            points[..., 1] * anchors[:, 3:4] + anchors[:, 1:2] * height], axis=-1)
@@ -111,5 +114,5 @@ class SsdDecoder(Decoder):
         found = []
         for row, i in enumerate(chosen):
             extra = {"keypoints": points[row].reshape(-1, 2).tolist()} if points.shape[1] else None
-            found.append(detection(boxes[i], scores[i], classes[keep][i], self.label(int(classes[keep][i])), extra))
+            found.append(detection(boxes[row], scores[i], classes[keep][i], self.label(int(classes[keep][i])), extra))
         return answer(found, self.settings.classes)

@@ -46,6 +46,7 @@ class YoloDecoder(Decoder):
         boxes = geometry.to_camera(boxes)
         chosen = suppress(boxes, scores[keep], classes[keep], self.settings.score_threshold,
                           self.settings.iou_threshold, self.settings.max_detections)
+        boxes = geometry.clip(boxes)
         found = [detection(boxes[i], scores[keep][i], classes[keep][i], self.label(int(classes[keep][i])))
                  for i in chosen]
         return answer(found, self.settings.classes)

@@ -20,6 +20,7 @@ from onnx import helper
 
 from export.compiler.compilation import FEATURES, MEASUREMENT, Compilation
 from export.compiler.inputs import input_spec, measured_channels
+from export.compiler.metadata import labels_of, plain_metadata, task_of
 from export.compiler.split import Cut
 from export.errors import UnsupportedModel
 from export.prepare.graph import BATCH
@@ -43,18 +44,20 @@ class KeyifyResult:
 def assemble(job: Compilation, outputs: list[OutputSpec], cut: Cut | None = None) -> KeyifyResult:
     graph, options = job.graph, job.options
     elem = helper.np_dtype_to_tensor_dtype(options.spec.output_dtype)
-    measurement = _value_info(MEASUREMENT, elem, [None, graph.height, graph.width, measured_channels(job)])
+    measurement = _value_info(MEASUREMENT, elem, [graph.batch, graph.height, graph.width, measured_channels(job)])
     out_infos = [_value_info(o.name, graph.dtypes.get(o.name, onnx.TensorProto.FLOAT), o.shape) for o in outputs]
     full = _model(job, [measurement], out_infos)
+    metadata = plain_metadata(graph.model)
     base = dict(
         key_fingerprint=job.key.fingerprint, policy=options.policy, spec=options.spec, epoch=options.epoch,
-        plain_sha256=graph.digest, layout_salt=job.salt, input=input_spec(job),
+        plain_sha256=graph.digest, layout_salt=job.salt, input=input_spec(job), batch=graph.batch,
+        task=task_of(metadata, options.task), labels=labels_of(metadata, options.labels),
     )
     split = cut.spec if cut is not None else None
     tables = [t for t in job.sensor_tables if t in _initializer_names(full)]
     base["epoch_rotation"] = all(t in job.epoch_recipes for t in tables)
     manifest = Manifest(role="full", outputs=outputs, split=split, sensor_tables=tables, **base)
-    _attach(full, manifest)
+    _attach(full, manifest, metadata)
     result = KeyifyResult(model=full, manifest=manifest,
                           epoch_recipes={t: job.epoch_recipes[t] for t in tables if t in job.epoch_recipes})
     if cut is not None:
@@ -67,8 +70,8 @@ def assemble(job: Compilation, outputs: list[OutputSpec], cut: Cut | None = None
         result.task_manifest = Manifest(role="task", outputs=outputs, split=split, **base)
         if any(t in _initializer_names(task) for t in tables):
             raise UnsupportedModel(split.tensor, "split", "the task part would read the sensor layout; split later")
-        _attach(feature, result.feature_manifest)
-        _attach(task, result.task_manifest)
+        _attach(feature, result.feature_manifest, metadata)
+        _attach(task, result.task_manifest, metadata)
         result.feature, result.task = feature, task
     result.stats = {"plain_nodes": len(graph.nodes), "keyed_nodes": len(full.graph.node),
                     "plain_input_layout": graph.input_layout}
@@ -174,6 +177,7 @@ def _value_info(name: str, elem: int, shape: list) -> onnx.ValueInfoProto:
     return helper.make_tensor_value_info(name, elem, [BATCH if d is None else d for d in shape])
 
 
-def _attach(model: onnx.ModelProto, manifest: Manifest) -> None:
+def _attach(model: onnx.ModelProto, manifest: Manifest, plain: dict[str, str]) -> None:
+    """The plain model's metadata (ultralytics' names, stride, imgsz, task, ...), then the manifest and fingerprint."""
     del model.metadata_props[:]
-    helper.set_model_props(model, {METADATA_KEY: manifest.to_json(), FINGERPRINT_KEY: manifest.key_fingerprint})
+    helper.set_model_props(model, {**plain, METADATA_KEY: manifest.to_json(), FINGERPRINT_KEY: manifest.key_fingerprint})

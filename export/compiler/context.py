@@ -5,6 +5,10 @@ emits nodes through ``ctx.b`` (a :class:`~export.compiler.builder.Builder`) and
 records the keyed form of its outputs with :meth:`Context.set`. It declines a
 node it cannot make exact with :meth:`Context.refuse`, which names the node,
 the op and the reason.
+
+Before emitting, the passes' ``constrain`` record, besides the layout classes, which tensors are
+anchor lists (:attr:`Context.lists`: the axis that runs over positions, and the maps whose layouts
+its segments follow) and which are Transposes of maps (:attr:`Context.sources`).
 """
 
 from __future__ import annotations
@@ -40,6 +44,10 @@ class Context:
         self.sensor_tables: list[str] = []
         self.epoch_recipes: dict[str, np.ndarray] = {}  # sensor-dependent gather tables, epoch-free (see gather)
         self._views: dict[tuple[str, str], str] = {}
+        # constrain-time records: anchor lists (tensor -> ListAxis, export/passes/anchors.py) and the map that a
+        # Transpose of a map reads (tensor -> (map, perm))
+        self.lists: dict[str, object] = {}
+        self.sources: dict[str, tuple[str, tuple]] = {}
 
     # -- errors ---------------------------------------------------------------
 
@@ -49,8 +57,8 @@ class Context:
     # -- plain shapes -----------------------------------------------------------
 
     def is_map(self, name: str) -> bool:
-        """A feature map larger than 1 x 1 computed from the input (not a constant)."""
-        if not name or name in self.graph.constants:
+        """A feature map larger than 1 x 1 computed from the input (not a constant, not an anchor list)."""
+        if not name or name in self.graph.constants or name in self.lists:
             return False
         shape = self.graph.shapes.get(name)
         return shape is not None and len(shape) == 4 and shape[2] * shape[3] > 1
@@ -180,7 +188,9 @@ class Context:
             raise self.refuse(node, f"constant {array.shape} varies over the batch")
         if (h, w) == (1, 1):
             return self.b.const(full.reshape(c), "channel-const")  # broadcasts on the channel axis
-        if (h, w) != (like.height, like.width):
+        if h not in (1, like.height) or w not in (1, like.width):
             raise self.refuse(node, f"constant {array.shape} does not match the map's {like.height}x{like.width}")
+        full = np.broadcast_to(full, (1, c, like.height, like.width))  # a row or a column: repeated over the map
+        h, w = like.height, like.width
         tokens = full.reshape(c, h * w).T  # (C, HW) -> (HW, C), logical order
         return self.table(tokens[like.layout.perm], "position-const", like.layout)

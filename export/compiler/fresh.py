@@ -5,12 +5,18 @@ table built from its input and output layouts and reduces them densely (``export
 The driver runs in three steps over the plain nodes, in graph order:
 
 1. constrain: each node with a feature-map input asks its pass which tensors must share a
-   layout (a union-find over element-wise operands); an operator on a feature map that has no
-   pass is refused here, naming the node, before anything is emitted. A class may not span two spatial sizes.
+   layout (a union-find over element-wise operands), and which of its outputs are anchor lists
+   (a node that reads one goes to the pass's ``constrain_list``); an operator on a feature map
+   that has no pass is refused here, naming the node, before anything is emitted. A class may
+   not span two spatial sizes.
 2. assign: one layout per class, the sensor's L0 for the input's class, a key-derived one for
    every other.
-3. emit: a node that reads a keyed tensor is rewritten by its pass; a node that reads only
-   plain-equivalent values (shapes, constants, vectors, a 1 x 1 map) is copied as it is.
+3. emit: a node that reads a keyed tensor is rewritten by its pass (``emit_list`` when it reads
+   an anchor list); a node that reads only plain-equivalent values (shapes, constants, vectors,
+   a 1 x 1 map) is copied as it is.
+
+A pass that fails in a way it did not foresee still ends in a refusal naming the node and the op
+(never a traceback), and the message says it is the compiler's fault.
 """
 
 from __future__ import annotations
@@ -18,9 +24,10 @@ from __future__ import annotations
 from export.compiler.compilation import Compilation
 from export.compiler.context import Context
 from export.compiler.inputs import tokens_input
-from export.compiler.values import Same, Tokens
+from export.compiler.values import Anchors, Same, Tokens
 from export.errors import UnsupportedModel
 from export.passes import REGISTRY
+from firmware_sim.errors import KeycamError
 
 
 def compile_fresh(job: Compilation, crossing: str | None = None) -> Context:
@@ -33,11 +40,17 @@ def compile_fresh(job: Compilation, crossing: str | None = None) -> Context:
     ctx.sensor = job.sensor
     ctx.classes.add(g.input_name)
     for node in g.nodes:
-        if any(ctx.is_map(name) for name in node.input):
+        if any(name in ctx.lists for name in node.input):
+            handler = REGISTRY.get(node.op_type)
+            if handler is None:
+                raise ctx.refuse(node, f"{node.op_type} on an anchor list (a detection head's positions) is not "
+                                       "supported by the keyed compiler")
+            _guarded(ctx, node, handler.constrain_list)
+        elif any(ctx.is_map(name) for name in node.input):
             handler = REGISTRY.get(node.op_type)
             if handler is None:
                 raise ctx.refuse(node, f"{node.op_type} on a feature map is not supported by the keyed compiler")
-            handler.constrain(ctx, node)
+            _guarded(ctx, node, handler.constrain)
     for root, members in ctx.classes.members().items():  # a class spans one spatial size
         sizes = {ctx.hw(name) for name in members}
         if len(sizes) > 1:
@@ -46,6 +59,9 @@ def compile_fresh(job: Compilation, crossing: str | None = None) -> Context:
     ctx.set(g.input_name, tokens_input(job))
     for node in g.nodes:
         values = [ctx.value(name) if name else None for name in node.input]
+        if any(isinstance(v, Anchors) for v in values):
+            _guarded(ctx, node, REGISTRY.get(node.op_type).emit_list)
+            continue
         keyed = any(v is not None and not isinstance(v, Same) for v in values)
         if keyed and node.op_type not in REGISTRY and all(
                 v is None or isinstance(v, Same) or (isinstance(v, Tokens) and v.size == 1 and v.pad is None)
@@ -59,7 +75,7 @@ def compile_fresh(job: Compilation, crossing: str | None = None) -> Context:
             handler = REGISTRY.get(node.op_type)
             if handler is None:
                 raise ctx.refuse(node, f"{node.op_type} on a keyed tensor is not supported by the keyed compiler")
-            handler.emit(ctx, node)
+            _guarded(ctx, node, handler.emit)
             value = ctx.values.get(crossing)
             if crossing in node.output and isinstance(value, Tokens) and value.flat:
                 # the split tensor crosses devices under one name: its (N, HW, C) form
@@ -73,3 +89,15 @@ def compile_fresh(job: Compilation, crossing: str | None = None) -> Context:
     job.sensor_tables.extend(ctx.sensor_tables)
     job.epoch_recipes.update(ctx.epoch_recipes)
     return ctx
+
+
+def _guarded(ctx: Context, node, step) -> None:
+    """Run a pass's step; anything it did not foresee becomes a refusal naming the node (never a traceback)."""
+    try:
+        step(ctx, node)
+    except KeycamError:
+        raise
+    except Exception as error:  # noqa: BLE001 - a bug in a pass: still one line, naming the node
+        text = " ".join(str(error).split())[:300]
+        raise ctx.refuse(node, f"the keyed compiler failed here ({type(error).__name__}: {text}); this is a "
+                               "compiler bug, please report it with the model") from None

@@ -98,7 +98,7 @@ def input_spec(job: Compilation) -> InputSpec:
     g, o = job.graph, job.options
     mean, std, scale = _norm(job)
     return InputSpec(
-        name=MEASUREMENT, shape=[None, g.height, g.width, measured_channels(job)], dtype=o.spec.output_dtype.name,
+        name=MEASUREMENT, shape=[g.batch, g.height, g.width, measured_channels(job)], dtype=o.spec.output_dtype.name,
         channel_order=o.channel_order, model_channel_order=o.model_order,
         mean=[float(v) for v in mean], std=[float(v) for v in std], code_scale=scale,
         plain_layout=g.input_layout, isp=o.isp_spec,

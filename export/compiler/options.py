@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 from export.errors import UnsupportedModel
 from firmware_sim.manifest import IspSpec
@@ -71,10 +72,13 @@ class KeyifyOptions:
     channel_order: str = "rgb"  # the measurement's: rgb | bgr (a Bayer spec's cells are R, Gr, Gb, B: rgb)
     model_order: str = "rgb"  # what the plain model expects
     spec: ReadoutSpec = DEFAULT_SPEC
-    policy: str = "fresh"  # fresh | boundary
+    policy: str = "boundary"  # boundary | fresh (the paper's: every feature map scrambled, chosen explicitly)
     split_after: str | None = None  # a tensor or node name: cut into feature and task models there
     epoch: int = 0  # the key epoch of the sensor layout
     isp: IspOptions | None = None  # Bayer specs: the mini-ISP (None: IspOptions(), identity gains, no ccm/gamma)
+    # class names in index order, or a labels file (one name per line); None: the plain model's metadata `names`
+    labels: tuple[str, ...] | str | Path | None = None
+    task: str | None = None  # classify | detect | segment for the manifest (None: the plain model's metadata `task`)
 
     @property
     def isp_spec(self) -> IspSpec | None:

@@ -61,14 +61,15 @@ def _tokens(job: Compilation, tensor: str, value: Value | None) -> tuple[OutputS
     b = job.builder
     if isinstance(value, Tokens) and value.pad is None and value.size > 1:
         b.node("Identity", [value.name], outputs=[FEATURES])
-        features = OutputSpec(name=FEATURES, shape=[None, value.size, value.channels], kind="dense",
+        features = OutputSpec(name=FEATURES, shape=[job.graph.batch, value.size, value.channels], kind="dense",
                               form="tokens", layout=layout_ref(value.layout))
     elif isinstance(value, Tokens) and value.pad is None:  # a 1x1 map: no positions to hide
         b.node("Identity", [value.name], outputs=[FEATURES])
-        features = OutputSpec(name=FEATURES, shape=[None, 1, value.channels], kind="plain", form="tokens")
+        features = OutputSpec(name=FEATURES, shape=[job.graph.batch, 1, value.channels], kind="plain", form="tokens")
     elif isinstance(value, Same):
         b.node("Identity", [value.name], outputs=[FEATURES])
-        features = OutputSpec(name=FEATURES, shape=list(job.graph.shape(tensor)), kind="plain")
+        shape = [job.graph.batch if i == 0 and d is None else d for i, d in enumerate(job.graph.shape(tensor))]
+        features = OutputSpec(name=FEATURES, shape=shape, kind="plain")
     else:
         raise UnsupportedModel(tensor, "split", "split after a feature map, a pooled vector or a "
                                                 "logit; this tensor cannot cross devices")
@@ -87,6 +88,6 @@ def _scramble(job: Compilation, tensor: str) -> tuple[OutputSpec, dict[str, str]
     b.node("Gather", [moved, b.const(layout.perm.astype(np.int64), "split-index")], outputs=[FEATURES], axis=1)
     back = b.gather(FEATURES, layout.inv, axis=1, hint="unsplit")  # (N, HW, C) natural order
     decoded = b.reshape(b.transpose(back, [0, 2, 1]), [-1, c, h, w])  # -> (N, C, H, W)
-    features = OutputSpec(name=FEATURES, shape=[None, h * w, c], kind="dense", form="tokens",
+    features = OutputSpec(name=FEATURES, shape=[job.graph.batch, h * w, c], kind="dense", form="tokens",
                           layout=layout_ref(layout))
     return features, {tensor: decoded}

@@ -7,12 +7,14 @@
   hold the same data as (N*H*W, C), the shape a Gemm writes, so that
   onnxruntime can fuse the activations that follow into it.
 - :class:`Flat`: a plain (N, F) vector made by flattening a map larger than
-  1 x 1; kept as (N, H*W*C) in layout order. Its consumer (Gemm or MatMul)
-  permutes its weight instead of the data.
-- :class:`ChannelsLast`: a plain (N, H, W, C) tensor (a Transpose of a map);
-  kept as the same (N, H*W, C) tokens.
-- :class:`Dense`: a plain tensor reshaped from a channels-last map, e.g.
-  (N, H*W*A, K) anchors of a detection head; its order follows the layout.
+  1 x 1, or a Transpose of one; kept as (N, H*W*C) in layout order. Its
+  consumer (Gemm or MatMul) permutes its weight instead of the data.
+- :class:`ChannelsLast`: a plain Transpose of a map that keeps the batch first,
+  (N, H, W, C) for ``perm`` (0, 2, 3, 1); kept as the same (N, H*W, C) tokens.
+- :class:`Anchors`: an anchor list, a plain tensor one of whose axes (``axis``)
+  runs over the positions of one or more maps (a detection head's anchors,
+  (N, H*W*A, K); YOLO's (N, 4 + classes, H1*W1 + H2*W2 + H3*W3)), in its plain
+  shape, that axis in ``segments``: each a run of entries in one map's layout.
 - :class:`Same`: a tensor whose keyed form equals the plain one (vectors after
   global pooling, shapes, constants).
 """
@@ -20,6 +22,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import numpy as np
 
 from export.layout import Layout
 
@@ -55,19 +59,18 @@ class Flat:
     height: int
     width: int
     layout: Layout
-    order: str  # "chw" (NCHW flatten) or "hwc" (flatten of a channels-last transpose)
+    order: str  # the plain flatten's dimension order: "chw" (NCHW), "hwc" (channels-last), or any other of c, h, w
 
-    def plain_index(self):
+    def plain_index(self) -> np.ndarray:
         """plain feature index of each keyed feature index q * C + c."""
-        import numpy as np
-
         q = np.arange(self.height * self.width)
-        c = np.arange(self.channels)
-        logical = self.layout.perm[q][:, None]  # (HW, 1)
-        if self.order == "chw":
-            index = c[None, :] * (self.height * self.width) + logical  # (HW, C)
-        else:
-            index = logical * self.channels + c[None, :]
+        logical = self.layout.perm[q]  # (HW,) logical positions a = y * W + x
+        ys, xs = np.divmod(logical, self.width)
+        coords = {"c": np.arange(self.channels)[None, :], "h": ys[:, None], "w": xs[:, None]}  # (HW, C) grids
+        sizes = {"c": self.channels, "h": self.height, "w": self.width}
+        index = np.zeros((self.height * self.width, self.channels), dtype=np.int64)
+        for letter in self.order:  # row-major over the plain flatten's dimensions
+            index = index * sizes[letter] + coords[letter]
         return index.reshape(-1)  # (HW, C) -> (HW*C,) in keyed order
 
 
@@ -78,15 +81,46 @@ class ChannelsLast:
     height: int
     width: int
     layout: Layout
+    perm: tuple = (0, 2, 3, 1)  # the plain Transpose of the (N, C, H, W) map
+
+    @property
+    def order(self) -> str:
+        """The plain tensor's dimensions after the batch, as letters of c, h, w ("hwc" for channels-last)."""
+        return "".join("chw"[axis - 1] for axis in self.perm[1:])
 
 
 @dataclass(frozen=True)
-class Dense:
-    name: str
-    plain_shape: tuple
+class Segment:
+    """``length`` consecutive entries of an anchor list's axis: ``length // group`` positions of one map, in its
+    layout, ``group`` entries per position (a head's anchors per cell)."""
+
+    length: int
     layout: Layout
-    group: int  # consecutive entries per position along the positions axis
-    axis: int  # the axis that runs over positions (times group)
+    group: int = 1
+
+    def logical(self) -> np.ndarray:
+        """The plain entry (within the segment) that each keyed entry holds."""
+        j = np.arange(self.length)
+        return self.layout.perm[j // self.group] * self.group + j % self.group
+
+
+@dataclass(frozen=True)
+class Anchors:
+    name: str
+    axis: int  # the axis that runs over the positions (in the plain shape)
+    segments: tuple[Segment, ...]
+
+    def logical_index(self) -> np.ndarray:
+        """The plain index along ``axis`` that each keyed index holds."""
+        parts, start = [], 0
+        for segment in self.segments:
+            parts.append(start + segment.logical())
+            start += segment.length
+        return np.concatenate(parts)
+
+    @property
+    def length(self) -> int:
+        return sum(s.length for s in self.segments)
 
 
 @dataclass(frozen=True)
@@ -94,4 +128,4 @@ class Same:
     name: str
 
 
-Value = Tokens | Flat | ChannelsLast | Dense | Same
+Value = Tokens | Flat | ChannelsLast | Anchors | Same

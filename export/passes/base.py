@@ -6,6 +6,10 @@ union-find, :class:`~export.compiler.classes.UnionFind`); ``emit`` then writes
 the keyed nodes. A pass declines a node it cannot make exact with
 ``ctx.refuse(node, reason)``.
 
+A node that reads an anchor list (``export/passes/anchors.py``: a detection head's positions along
+one axis) goes to ``constrain_list`` and ``emit_list`` instead; a pass that does not define them
+refuses it.
+
 :class:`Registry` maps each operator to the one pass that handles it: a second
 pass for an operator already handled is refused when it registers, naming both.
 """
@@ -27,6 +31,14 @@ class Pass:
 
     def emit(self, ctx: Context, node: onnx.NodeProto) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def constrain_list(self, ctx: Context, node: onnx.NodeProto) -> None:
+        """The same for a node that reads an anchor list: record its outputs' lists (``anchors.py``)."""
+        raise ctx.refuse(node, f"{node.op_type} on an anchor list (a detection head's positions) is not supported "
+                               "by the keyed compiler")
+
+    def emit_list(self, ctx: Context, node: onnx.NodeProto) -> None:  # pragma: no cover - constrain refused it
+        raise ctx.refuse(node, f"{node.op_type} on an anchor list is not supported by the keyed compiler")
 
 
 class Registry:
@@ -64,9 +76,13 @@ class Registry:
 
 
 def same_class(ctx: Context, node: onnx.NodeProto) -> None:
-    """Outputs share the layout of every same-sized feature-map input (element-wise semantics)."""
+    """Outputs share the layout of every same-sized feature-map input (element-wise semantics); an activation of a
+    Transpose of a map is still that map transposed (so that a head can reshape it into anchors)."""
     maps = [name for name in node.input if ctx.is_map(name)]
+    source = next((ctx.sources[name] for name in node.input if name in ctx.sources), None)
     for output in node.output:
+        if source is not None and output:
+            ctx.sources[output] = source
         if ctx.is_map(output):
             for name in maps:
                 if ctx.hw(name) == ctx.hw(output):

@@ -16,6 +16,10 @@ Grouped convolutions do the same per group with a batched MatMul; depthwise
 ones multiply the gathered taps by the kernel and sum over taps. A 1 x 1,
 stride 1, unpadded Conv is pointwise: it keeps the input's layout and is a
 single Gemm.
+
+On an anchor list (``anchors.py``) a Conv whose kernel is 1 wide, stride 1 and unpadded along the
+list's axis (one of its spatial axes) reads each anchor alone, and is copied as it is (YOLO's
+distribution focal loss: a 1 x 1 Conv with weights 0..15 over the softmax of each side's bins).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import onnx
 from export.compiler.context import Context, attrs
 from export.compiler.values import Tokens
 from export.layout import natural
+from export.passes import anchors
 from export.passes.base import Pass, new_class, same_class
 from export.passes.taps import OUTSIDE, PADDED, conv_pads, keyed_index, window_taps
 
@@ -51,6 +56,28 @@ class ConvPass(Pass):
             same_class(ctx, node)
         else:
             new_class(ctx, node)
+
+    def constrain_list(self, ctx: Context, node: onnx.NodeProto) -> None:
+        read = anchors.lists_read(ctx, node)
+        weight = ctx.graph.constants.get(node.input[1]) if len(node.input) > 1 else None
+        if read[0][0] != 0 or len(read) != 1 or weight is None:
+            raise ctx.refuse(node, "Conv of an anchor list needs the list as its input and a constant weight")
+        source = read[0][1]
+        size = weight.ndim
+        spatial = source.axis - 2
+        if spatial < 0:
+            raise ctx.refuse(node, f"Conv over the anchor list's axis {source.axis} (batch or channels) mixes anchors")
+        a = attrs(node)
+        pads = list(a.get("pads", [0] * 2 * (size - 2)))
+        pointwise = weight.shape[2 + spatial] == 1 and list(a.get("strides", [1] * (size - 2)))[spatial] == 1 \
+            and pads[spatial] == 0 and pads[spatial + size - 2] == 0
+        if not pointwise or a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET", b"VALID", "VALID"):
+            raise ctx.refuse(node, "Conv along an anchor list's anchors with a kernel, stride or padding other "
+                                   "than 1, 1, 0 there mixes anchors")
+        anchors.keep(ctx, node, source.axis, source)
+
+    def emit_list(self, ctx: Context, node: onnx.NodeProto) -> None:
+        anchors.copy(ctx, node)
 
     def emit(self, ctx: Context, node: onnx.NodeProto) -> None:
         x = ctx.tokens(node, 0, allow_pad=True)

@@ -8,6 +8,11 @@ ones broadcast on the last axis, full-size ones are permuted by the layout.
 A 1 x 1 map (a squeeze-and-excitation gate) broadcasts over positions as it is, and so
 does a computed (N, C, 1, 1) tensor (a gate that went through a vector form).
 Concat on channels (axis 1) becomes a concat on the tokens' last axis.
+
+On anchor lists (``anchors.py``) they are copied as they are: list operands get one layout per
+segment (the union-find again), constants that vary along the list's anchors (YOLO's anchor grid,
+its strides) are permuted like the anchors, and a Concat along the anchors joins the heads'
+segments, each keeping its own layout.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import onnx
 
 from export.compiler.context import Context, attrs
 from export.compiler.values import Same, Tokens
+from export.passes import anchors
 from export.passes.base import Pass, same_class
 
 BINARY = ("Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Mean")
@@ -67,6 +73,12 @@ class BinaryPass(Pass):
         out = ctx.b.node(node.op_type, names, node.op_type.lower(), **attrs(node))
         ctx.set(node.output[0], Tokens(out, channels, like.height, like.width, like.layout, flat=flat))
 
+    def constrain_list(self, ctx: Context, node: onnx.NodeProto) -> None:
+        anchors.elementwise(ctx, node)
+
+    def emit_list(self, ctx: Context, node: onnx.NodeProto) -> None:
+        anchors.copy(ctx, node, operands=True)
+
 
 class ConcatPass(Pass):
     ops = ("Concat",)
@@ -88,3 +100,9 @@ class ConcatPass(Pass):
         out = ctx.b.node("Concat", names, "concat", axis=-1)
         ctx.set(node.output[0], Tokens(out, sum(p.channels for p in parts), first.height, first.width, first.layout,
                                        flat=flat))
+
+    def constrain_list(self, ctx: Context, node: onnx.NodeProto) -> None:
+        anchors.concat(ctx, node)
+
+    def emit_list(self, ctx: Context, node: onnx.NodeProto) -> None:
+        anchors.copy(ctx, node, operands=True)

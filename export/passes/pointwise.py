@@ -4,6 +4,10 @@ Activations run unchanged on (N, H*W, C) tokens. Operators with a channel
 axis move it from 1 (NCHW) to the last axis of the tokens: Softmax,
 LogSoftmax and Hardmax over channels, BatchNormalization (as y = x * a + b
 with a = scale / sqrt(var + eps), b = B - mean * a), PRelu's per-channel slope.
+
+On an anchor list (``anchors.py``) activations are copied as they are, and Softmax,
+LogSoftmax and Hardmax too over any axis but the list's (YOLO's distribution focal loss
+takes a softmax over the 16 bins of each box side, per anchor).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import onnx
 
 from export.compiler.context import Context, attrs
 from export.compiler.values import Same, Tokens
+from export.passes import anchors
 from export.passes.base import Pass, same_class
 
 UNARY = (
@@ -50,6 +55,14 @@ class UnaryPass(Pass):
         out = ctx.b.node(node.op_type, [value.name, *extra], node.op_type.lower(), **attrs(node))
         ctx.set(node.output[0], _replace(value, out))
 
+    def constrain_list(self, ctx: Context, node: onnx.NodeProto) -> None:
+        if node.op_type == "Dropout" and len([o for o in node.output if o]) > 1:
+            raise ctx.refuse(node, "Dropout's mask output is not supported")
+        anchors.elementwise(ctx, node)
+
+    def emit_list(self, ctx: Context, node: onnx.NodeProto) -> None:
+        anchors.copy(ctx, node)
+
 
 class ChannelSoftmaxPass(Pass):
     ops = ("Softmax", "LogSoftmax", "Hardmax")
@@ -64,6 +77,18 @@ class ChannelSoftmaxPass(Pass):
             raise ctx.refuse(node, f"{node.op_type} over axis {axis} of a feature map; only the channel axis (1)")
         out = ctx.b.node(node.op_type, [x.name], node.op_type.lower(), axis=-1)
         ctx.set(node.output[0], _replace(x, out))
+
+    def constrain_list(self, ctx: Context, node: onnx.NodeProto) -> None:
+        (_, source), *_ = anchors.lists_read(ctx, node)
+        size = anchors.rank(ctx, node.input[0])
+        axis = anchors.axis_of(ctx, node, attrs(node).get("axis", -1 if ctx.graph.opset >= 13 else 1), size)
+        if ctx.graph.opset < 13 and source.axis >= axis:  # opset < 13 flattens the axes from `axis` on
+            raise ctx.refuse(node, f"{node.op_type} (opset {ctx.graph.opset}) over axes {axis}.. includes the "
+                                   "anchor list's anchors")
+        anchors.elementwise(ctx, node, along=axis)
+
+    def emit_list(self, ctx: Context, node: onnx.NodeProto) -> None:
+        anchors.copy(ctx, node)
 
 
 class BatchNormPass(Pass):

@@ -6,17 +6,20 @@ Preparation, in order:
    (N, H, W, C) input, as TensorFlow's exporters write it, is first rewritten
    to an exact NCHW one: ``export/prepare/channels_last.py``); fix its
    spatial size (from the model, or ``--size`` when the model's is dynamic)
-   and give the batch dimension a symbolic name, so every shape below is known
-   except the batch.
+   and give a dynamic batch dimension a symbolic name, so every shape below is
+   known except the batch. A fixed batch (the model was exported with one) is
+   kept: the keyed model takes that batch, and the manifest says so.
 2. Bring old models to opset 13 (``onnx.version_converter``), the oldest the
    rewrite emits for.
 3. Fold what exporters compute at run time (pads, shapes, BatchNormalization
    into Conv, Identity and Dropout) with onnxruntime's own basic optimiser,
    which writes standard ONNX.
 4. Infer every tensor's shape: onnxruntime runs the model at batch 1 and 2
-   and the dimensions that change are the batch (the runtime's shapes are the
-   truth; onnx's static inference misses, e.g., ceil_mode windows that would
-   start in the padding), and so are the element types.
+   and the dimensions that change are the batch, or, for a fixed batch, at that
+   batch only (``export/prepare/shapes.py``: the runtime's shapes are the truth;
+   onnx's static inference misses, e.g., ceil_mode windows that would start in
+   the padding), and so are the element types. Shape arithmetic that gives the
+   same value in every run (a dynamic export's anchor grids) becomes constants.
 5. Rewrite nearest up-sampling written as data movement (Keras 3's
    UpSampling2D: Unsqueeze, Tile, Transpose, Reshape) to one Resize, when a
    probe shows it is exactly that (``export/prepare/repeat.py``).
@@ -39,11 +42,13 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import numpy_helper
 
 from export.errors import ModelError, UnsupportedModel
 from export.prepare.channels_last import to_channels_first
 from export.prepare.repeat import rewrite_repeats
+from export.prepare.shapes import (data_tensors, failing_node, fold_shape_arithmetic, one_line, run_every_tensor,
+                                   shapes_of)
 
 MIN_OPSET = 13
 BATCH = "N"
@@ -67,6 +72,7 @@ class PlainGraph:
     dtypes: dict[str, int]
     outputs: list[str]
     digest: str
+    batch: int | None = None  # the fixed batch the model was exported with; None: dynamic
     input_layout: str = "nchw"  # the plain model's own input: "nchw", or "nhwc" (rewritten to NCHW here)
     producers: dict[str, onnx.NodeProto] = field(default_factory=dict)
     consumers: dict[str, list[onnx.NodeProto]] = field(default_factory=dict)
@@ -130,7 +136,7 @@ def _dims(value: onnx.ValueInfoProto) -> list[int | None]:
     return dims
 
 
-def _fix_input(model: onnx.ModelProto, size: tuple[int, int] | None) -> tuple[str, int, int, int]:
+def _fix_input(model: onnx.ModelProto, size: tuple[int, int] | None) -> tuple[str, int, int, int, int | None]:
     inputs = _graph_inputs(model)
     if len(inputs) != 1:
         names = ", ".join(v.name for v in inputs)
@@ -142,7 +148,7 @@ def _fix_input(model: onnx.ModelProto, size: tuple[int, int] | None) -> tuple[st
     dims = _dims(value)
     if len(dims) != 4:
         raise UnsupportedModel(value.name, "input", f"input has rank {len(dims)}; expected NCHW (rank 4)")
-    _, channels, height, width = dims
+    batch, channels, height, width = dims
     if channels not in (1, 3):
         raise UnsupportedModel(
             value.name, "input",
@@ -156,17 +162,24 @@ def _fix_input(model: onnx.ModelProto, size: tuple[int, int] | None) -> tuple[st
             )
         height, width = want_h, want_w
     if height is None or width is None:
-        raise UnsupportedModel(value.name, "input", "the model's spatial size is dynamic; pass --size HxW")
+        hint = _metadata(model).get("imgsz")
+        hint = f" (its metadata says imgsz {hint})" if hint else ""
+        raise UnsupportedModel(value.name, "input", f"the model's spatial size is dynamic; pass --size HxW{hint}")
     shape = value.type.tensor_type.shape
-    shape.dim[0].Clear()
-    shape.dim[0].dim_param = BATCH
+    if batch is None:
+        shape.dim[0].Clear()
+        shape.dim[0].dim_param = BATCH
     for index, dim in ((2, height), (3, width)):
         shape.dim[index].Clear()
         shape.dim[index].dim_value = dim
     for output in model.graph.output:  # stale or partial output shapes would fight shape inference
         output.type.tensor_type.ClearField("shape")
     del model.graph.value_info[:]
-    return value.name, channels, height, width
+    return value.name, channels, height, width, batch
+
+
+def _metadata(model: onnx.ModelProto) -> dict[str, str]:
+    return {prop.key: prop.value for prop in model.metadata_props}
 
 
 def _opset(model: onnx.ModelProto) -> int:
@@ -189,7 +202,8 @@ def _fold(model: onnx.ModelProto) -> onnx.ModelProto:
         try:
             ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
         except Exception as error:
-            raise UnsupportedModel("(graph)", "load", f"onnxruntime cannot load the plain model: {error}") from None
+            raise UnsupportedModel(failing_node(error), "load",
+                                   f"onnxruntime cannot load the plain model: {one_line(error)}") from None
         folded = onnx.load(target)
     # keep the metadata the optimiser drops
     del folded.metadata_props[:]
@@ -205,30 +219,6 @@ def _constants(model: onnx.ModelProto) -> dict[str, np.ndarray]:
     return found
 
 
-def _shapes_by_running(model: onnx.ModelProto, input_name: str,
-                       chw: tuple[int, int, int]) -> tuple[dict[str, Shape], dict[str, int]]:
-    """Every tensor's shape and element type from two runs of onnxruntime (batch 1 and 2).
-
-    Dimensions that differ between the runs are the batch. Initializers keep their declared shape.
-    """
-    from export.prepare.probe import every_tensor_session
-
-    session, names = every_tensor_session(model)
-    runs = []
-    for batch in (1, 2):
-        feed = np.zeros((batch, *chw), dtype=np.float32)
-        runs.append(dict(zip(names, session.run(names, {input_name: feed}))))
-    shapes: dict[str, Shape] = {init.name: tuple(init.dims) for init in model.graph.initializer}
-    dtypes: dict[str, int] = {init.name: init.data_type for init in model.graph.initializer}
-    for name in names:
-        one, two = np.shape(runs[0][name]), np.shape(runs[1][name])
-        if len(one) != len(two):
-            continue
-        shapes[name] = tuple(a if a == b else None for a, b in zip(one, two))
-        dtypes[name] = helper.np_dtype_to_tensor_dtype(np.asarray(runs[0][name]).dtype)
-    return shapes, dtypes
-
-
 def prepare(model: onnx.ModelProto | str | Path, size: tuple[int, int] | None = None) -> PlainGraph:
     """Load (if a path), fix the input, fold and infer shapes. See the module docstring."""
     if not isinstance(model, onnx.ModelProto):
@@ -237,20 +227,27 @@ def prepare(model: onnx.ModelProto | str | Path, size: tuple[int, int] | None = 
     work = onnx.ModelProto()
     work.CopyFrom(model)
     input_layout = "nhwc" if to_channels_first(work) is not None else "nchw"
-    input_name, channels, height, width = _fix_input(work, size)
+    input_name, channels, height, width, batch = _fix_input(work, size)
     if _opset(work) < MIN_OPSET:
         try:
             work = onnx.version_converter.convert_version(work, MIN_OPSET)
         except Exception as error:
-            raise UnsupportedModel("(graph)", "opset", f"opset {_opset(work)} could not be converted to 13: {error}") from None
+            raise UnsupportedModel("(graph)", "opset",
+                                   f"opset {_opset(work)} could not be converted to 13: {one_line(error)}") from None
     if work.graph.input[0].type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
         raise UnsupportedModel(input_name, "input", "only float32 models are supported")
     work = _fold(work)
     # the runtime's shapes are the truth (onnx's inference misses e.g. ceil_mode windows that start in the padding)
-    shapes, dtypes = _shapes_by_running(work, input_name, (channels, height, width))
+    batches = (1, 2) if batch is None else (batch,)  # never a batch a fixed-batch model cannot run
+    runs = run_every_tensor(work, input_name, (channels, height, width), batches)
+    data = data_tensors(work, input_name)
+    fold_shape_arithmetic(work, runs, data)  # anchor grids computed from Shape at run time -> constants
+    shapes, dtypes = shapes_of(work, runs, data, batch)
+    del runs
     shapes[input_name] = (None, channels, height, width)
     dtypes[input_name] = onnx.TensorProto.FLOAT
-    rewrite_repeats(work, shapes)  # nearest up-sampling written as Unsqueeze/Tile/Reshape (Keras 3) -> Resize
+    # nearest up-sampling written as Unsqueeze/Tile/Reshape (Keras 3) -> Resize
+    rewrite_repeats(work, shapes, (1, 3) if batch is None else (batch,))
     return PlainGraph(
         model=work,
         opset=_opset(work),
@@ -264,5 +261,6 @@ def prepare(model: onnx.ModelProto | str | Path, size: tuple[int, int] | None = 
         dtypes=dtypes,
         outputs=[o.name for o in work.graph.output],
         digest=digest,
+        batch=batch,
         input_layout=input_layout,
     )

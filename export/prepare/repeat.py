@@ -19,7 +19,7 @@ operators copy elements to places that depend on shapes, never on values. So
 running the chain once on X = 0, 1, 2, ... (every element distinct) shows where
 each output element comes from, for every input: the chain's last rank-4
 tensor Y of shape (N, C, sh*H, sw*W) that equals ``repeat(repeat(X, sh, 2),
-sw, 3)`` exactly, at batch 1 and 3, is replaced. Anything else is left as it is
+sw, 3)`` exactly, at batch 1 and 3 (a fixed-batch model: at its batch), is replaced. Anything else is left as it is
 (and refused under ``fresh``, naming the node).
 """
 
@@ -52,7 +52,7 @@ def _slice(nodes: list[onnx.NodeProto], producers: dict, target: str, source: st
 
 
 def _is_upsampling(sub: list[onnx.NodeProto], source: str, source_shape: tuple, target: str, scale: tuple[int, int],
-                   initializers: list[onnx.TensorProto], opsets) -> bool:
+                   initializers: list[onnx.TensorProto], opsets, batches: tuple[int, ...] = (1, 3)) -> bool:
     import onnxruntime as ort
 
     c, h, w = source_shape[1:]
@@ -68,7 +68,7 @@ def _is_upsampling(sub: list[onnx.NodeProto], source: str, source_shape: tuple, 
     options.log_severity_level = 3
     try:
         session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-        for batch in (1, 3):
+        for batch in batches:
             x = np.arange(batch * c * h * w, dtype=np.float32).reshape(batch, c, h, w)  # every element distinct
             (y,) = session.run([target], {source: x})
             if not np.array_equal(y, np.repeat(np.repeat(x, scale[0], axis=2), scale[1], axis=3)):
@@ -78,7 +78,7 @@ def _is_upsampling(sub: list[onnx.NodeProto], source: str, source_shape: tuple, 
     return True
 
 
-def rewrite_repeats(model: onnx.ModelProto, shapes: dict[str, tuple]) -> int:
+def rewrite_repeats(model: onnx.ModelProto, shapes: dict[str, tuple], batches: tuple[int, ...] = (1, 3)) -> int:
     """Rewrite nearest up-samplings written as data movement (in place); returns how many. See the module docstring."""
     graph = model.graph
     count = 0
@@ -119,7 +119,7 @@ def rewrite_repeats(model: onnx.ModelProto, shapes: dict[str, tuple]) -> int:
                 if sub is None:
                     continue
                 if _is_upsampling(sub, source, shape, target, scale, list(graph.initializer),
-                                  list(model.opset_import)):
+                                  list(model.opset_import), batches):
                     found = (source, target, scale, chain[:chain.index(end) + 1])
                     break
             if found:

@@ -204,11 +204,38 @@ def test_sigterm_stops_cleanly_and_the_recording_is_complete(job_files, tmp_path
 
 
 def test_keycam_run_without_configuration_runs_the_embedded_default(tmp_path):
-    done = run("run", "--max-frames", "6", cwd=tmp_path)
+    """The keyed face detector over the photos that ship in scikit-image: the astronaut's and the cameraman's
+    faces are found, in the photos' own pixels (512 x 512), and the coffee, the rocket and the galaxies have none."""
+    done = run("run", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in done.stdout.splitlines()]
-    assert len(lines) == 6 and all("class" in next(iter(r["outputs"].values())) for r in lines)
+    faces = {r["origin"]: r["outputs"]["counts"].get("face", 0) for r in lines}
+    assert faces == {"astronaut.png": 1, "camera.png": 1, "coffee.png": 0, "rocket.jpg": 0,
+                     "hubble_deep_field.jpg": 0}
+    (astronaut,) = lines[0]["outputs"]["detections"]
+    x0, y0, x1, y1 = astronaut["box"]
+    assert astronaut["class"] == "face" and 150 < x0 < x1 < 300 and 50 < y0 < y1 < 230  # her face, top middle
     assert "fps" in done.stderr and (tmp_path / "keycam-demo" / "default.key").exists()
+    assert run("run", "--max-frames", "2", cwd=tmp_path).stdout.count("\n") == 2
+    drawn = run("preview", "-o", "p.png", "--frames", "5", cwd=tmp_path)  # scripts/run.sh's last step
+    assert drawn.returncode == 0 and "PLAIN frames" in drawn.stderr, drawn.stderr
+    strip = cv2.imread(str(tmp_path / "p.png"))  # a caption bar of 28 rows, then five rows of 160-pixel tiles
+    assert strip.shape[0] == 28 + 5 * 160
+    green = np.all(strip == (0, 255, 0), axis=2)  # the boxes' colour
+    measurement = [green[28 + 160 * row:28 + 160 * (row + 1), 160:320].sum() for row in range(5)]
+    assert measurement[0] > 100 and measurement[1] > 100 and max(measurement[2:]) < 10  # boxes over the noise
+
+
+def test_the_fashion_mnist_frames_without_a_model_run_through_keycams_own_cnn(tmp_path):
+    config = tmp_path / "fashion.toml"
+    config.write_text('[source]\nkind = "fashion-mnist"\n')
+    done = run("run", "--config", config, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(lines) == 20 and all(r["origin"].startswith("fashionMNIST_") for r in lines)
+    answers = [next(iter(r["outputs"].values())) for r in lines]
+    right = sum(a["label"] == int(r["origin"].split("_")[2].split(".")[0]) for a, r in zip(answers, lines))
+    assert right >= 17 and all(isinstance(a["class"], str) for a in answers)  # a trained model's labels
 
 
 def test_configuration_files(tmp_path):

@@ -103,9 +103,9 @@ def test_a_recording_killed_mid_write_replays_its_complete_chunks(tmp_path):
 
 
 def test_keycam_replay_of_a_killed_recording_warns_and_replays_its_complete_chunks(tmp_path):
-    """The same crash as above, replayed through the command line with the default model (gray 28 x 28)."""
-    writer = WRITER.replace("(24, 32, 3)", "(28, 28, 1)").replace("DEFAULT_SPEC", "PRESETS['gray8']").replace(
-        "from firmware_sim.spec import PRESETS['gray8']", "from firmware_sim.spec import PRESETS")
+    """The same crash as above, replayed through the command line with the default model (the face detector,
+    RGB 128 x 128)."""
+    writer = WRITER.replace("(24, 32, 3)", "(128, 128, 3)")
     path = tmp_path / "killed.mcap"
     root = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
     keycam = os.path.join(os.path.dirname(sys.executable), "keycam")

@@ -36,7 +36,7 @@ def test_every_setting_is_described_and_unknown_keys_are_refused(model):
 
 def test_every_kind_and_section_is_in_the_schema():
     source = Config.model_fields["source"]
-    assert set(KINDS) == {"default", "folder", "video", "recording", "opencv", "picamera"}
+    assert set(KINDS) == {"default", "fashion-mnist", "folder", "video", "recording", "opencv", "picamera"}
     for kind in KINDS:
         assert Config.model_validate({"source": {"kind": kind, **_required(kind)}}).source.kind == kind
     assert source.default_factory().kind == "default"

@@ -65,7 +65,8 @@ def run_both(plain: onnx.ModelProto, key: MasterKey, options: KeyifyOptions, bat
 
 
 def restore(output: np.ndarray, spec, key: MasterKey) -> np.ndarray:
-    """A dense NCHW output back in natural order (for key holders)."""
+    """A dense output back in natural order (for key holders), with ``edge.restore`` (an anchor list over several
+    heads too: ``spec.segments`` along ``spec.axis``)."""
     from edge.restore import restore_output
 
     return restore_output(output, spec, key)
@@ -77,7 +78,7 @@ def assert_keyed_equals_plain(plain: onnx.ModelProto, key: MasterKey, options: K
     dims = [d.dim_value for d in inputs[0].type.tensor_type.shape.dim]
     if batch is None:
         height, width = options.size or (dims[2], dims[3])
-        batch = frames(count, height, width, dims[1] or options.spec.channels)
+        batch = frames(dims[0] or count, height, width, dims[1] or options.spec.channels)  # a fixed batch: its own
     want, got, keyed = run_both(plain, key, options, batch)
     for spec, w, g in zip(keyed.manifest.outputs, want, got):
         if spec.kind == "dense":

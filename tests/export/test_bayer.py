@@ -122,7 +122,7 @@ def test_the_isp_nodes_are_pointwise_and_its_affine_map_is_the_numpy_isp():
     matrix, bias, top = affine(isp)
     cells = np.random.default_rng(0).integers(0, 1024, (50, 4))
     assert np.allclose(np.clip(cells @ matrix + bias, 0, top), isp_rgb(cells, isp), atol=1e-3)
-    keyed = keyify(_tiny(), _key(), KeyifyOptions(spec=PRESETS["bayer10"], isp=IspOptions(gamma=2.2)))
+    keyed = keyify(_tiny(), _key(), KeyifyOptions(spec=PRESETS["bayer10"], isp=IspOptions(gamma=2.2), policy="fresh"))
     ops = [n.op_type for n in keyed.model.graph.node]
     assert ops[:5] == ["Reshape", "Cast", "MatMul", "Clip", "Pow"]  # per token: no positions read
 

@@ -101,7 +101,7 @@ def test_unsupported_operator_is_refused_by_name(keyfile, tmp_path):
   y = LRN <size=3> (a)
 """
     onnx.save(op_model(body, ["N", 3, 8, 8], {"w": weights(4, 3, 3, 3)}), tmp_path / "lrn.onnx")
-    done = run("keyify", tmp_path / "lrn.onnx", "--key", keyfile, "-o", tmp_path / "lrn-keyed.onnx")
+    done = run("keyify", tmp_path / "lrn.onnx", "--key", keyfile, "-o", tmp_path / "lrn-keyed.onnx", "--layouts", "fresh")
     assert done.returncode == 1
     assert "(LRN): LRN on a keyed tensor is not supported" in done.stderr or "(LRN): LRN on a feature map" in done.stderr
     assert not (tmp_path / "lrn-keyed.onnx").exists()
@@ -118,3 +118,19 @@ def test_bad_arguments(workdir, keyfile, tmp_path):
     assert done.returncode == 1 and "does not exist" in done.stderr
     done = run("keyify", workdir / "plain.onnx", "--key", keyfile, "-o", tmp_path / "x.onnx", "--spec", "gray8")
     assert done.returncode == 1 and "use a 3-channel spec" in done.stderr
+
+
+def test_labels_file_goes_into_the_manifest(workdir, keyfile, tmp_path):
+    labels = tmp_path / "labels.txt"
+    labels.write_text("".join(f"class {i}\n" for i in range(10)))
+    out = tmp_path / "labelled.onnx"
+    done = run("keyify", workdir / "plain.onnx", "--key", keyfile, "-o", out, "--labels", labels, "--layouts", "fresh",
+               "--task", "classify")
+    assert done.returncode == 0, done.stderr
+    manifest = Manifest.from_json((tmp_path / "labelled.manifest.json").read_text())
+    assert manifest.labels == [f"class {i}" for i in range(10)] and manifest.task == "classify"
+    assert run("keyify", workdir / "plain.onnx", "--key", keyfile, "-o", out, "--task", "pose").returncode == 2
+    done = run("keyify", workdir / "plain.onnx", "--key", keyfile, "-o", tmp_path / "x.onnx", "--labels",
+               tmp_path / "absent.txt")
+    assert done.returncode == 1 and "labels file" in done.stderr and "does not exist" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1

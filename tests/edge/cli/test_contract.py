@@ -31,6 +31,10 @@ CASES = {
                ["keyify", "{png}", "--key", "{key}", "-o", "{tmp}/out.onnx"],
                ["keyify", GONE + ".onnx", "--key", "{key}", "-o", "{tmp}/out.onnx", "--mean", "nan"],
                ["keyify", GONE + ".onnx", "--key", "{key}", "-o", "{tmp}/out.onnx", "--std", "0"]],
+    "quantize": [["quantize", GONE + ".onnx", "--key", "{key}", "--calibration", "{folder}", "-o", "{tmp}/out.onnx"],
+                 ["quantize", GONE + ".onnx", "--key", "{key}", "--calibration", "{folder}", "-o", "{tmp}/out.onnx",
+                  "--limit", "0"],
+                 ["quantize", "{png}", "--key", "{key}", "--calibration", GONE, "-o", "{tmp}/out.onnx"]],
     "verify": [["verify", GONE + ".onnx", GONE + ".onnx", "--key", "{key}", "--images", "{folder}"],
                ["verify", GONE + ".onnx", GONE + ".onnx", "--key", "{key}", "--images", "{folder}", "--limit", "0"]],
     "inspect": [["inspect", GONE + ".onnx"], ["inspect", "{png}"]],
@@ -108,8 +112,11 @@ def samples(tmp_path_factory):
             recorder.write(AdcTransform(key, PRESETS["gray8"])(np.zeros((28, 28, 1), np.uint8)), 0, i, i)
     (folder / "c.toml").write_text(f'[model]\npath = "{keyed}"\nkey = "{folder / "k.key"}"\n')
     (folder / "g.json").write_bytes(GOLDEN_PATH.read_bytes())
+    (folder / "cal").mkdir()
+    cv2.imwrite(str(folder / "cal" / "p.png"), np.random.default_rng(1).integers(0, 256, (28, 28, 3), np.uint8))
     return {"png": folder / "p.png", "npy": folder / "f.npy", "onnx": folder / "plain.onnx", "keyed": keyed,
-            "mcap": folder / "r.mcap", "toml": folder / "c.toml", "key": folder / "k.key", "json": folder / "g.json"}
+            "mcap": folder / "r.mcap", "toml": folder / "c.toml", "key": folder / "k.key", "json": folder / "g.json",
+            "cal": folder / "cal"}
 
 
 def _broken(kind: str, sample: Path, where: Path) -> Path:
@@ -157,6 +164,10 @@ INPUTS = [
     (["verify", "{BAD}", "{keyed}", "--key", "{key}", "--images", "{out}"], "onnx"),
     (["verify", "{onnx}", "{BAD}", "--key", "{key}", "--images", "{out}"], "keyed"),
     (["inspect", "{BAD}"], "keyed"),
+    (["quantize", "{BAD}", "--key", "{key}", "--calibration", "{cal}", "-o", "{out}/o.onnx"], "keyed"),
+    (["quantize", "{keyed}", "--key", "{BAD}", "--calibration", "{cal}", "-o", "{out}/o.onnx"], "key"),
+    (["keyify", "{BAD}", "--key", "{key}", "-o", "{out}/o.onnx", "--spec", "gray8", "--int8", "--calibration",
+      "{cal}"], "onnx"),
     (["run", "--config", "{BAD}", "--max-frames", "2"], "toml"),
     (["replay", "{BAD}", "--model", "{keyed}", "--key", "{key}", "--output", "{out}/o.jsonl"], "mcap"),
     (["replay", "{mcap}", "--model", "{BAD}", "--key", "{key}", "--output", "{out}/o.jsonl"], "keyed"),
@@ -219,9 +230,11 @@ OUTPUTS = [
     ["record", "{OUT}", "--config", "{toml}", "--max-frames", "2"],
     ["preview", "{mcap}", "-o", "{OUT}", "--model", "{keyed}", "--key", "{key}"],
     ["keygen", "{OUT}"],
+    ["quantize", "{keyed}", "--key", "{key}", "--calibration", "{cal}", "-o", "{OUT}"],
     ["golden-vectors", "--write", "{OUT}"],
 ]
-SUFFIX = {"scramble": ".png", "unscramble": ".png", "keyify": ".onnx", "replay": ".jsonl", "record": ".mcap",
+SUFFIX = {"scramble": ".png", "unscramble": ".png", "keyify": ".onnx", "quantize": ".onnx", "replay": ".jsonl",
+          "record": ".mcap",
           "preview": ".png", "keygen": ".key", "golden-vectors": ".json"}
 
 
@@ -236,7 +249,7 @@ def test_an_output_that_cannot_or_must_not_be_written_is_refused_and_nothing_is_
         if argv[0] == "golden-vectors":
             pytest.skip("--write PATH replaces a vectors file: that is what it is for")
         name = {"scramble": "png", "unscramble": "png", "keyify": "onnx", "replay": "mcap", "record": "toml",
-                "preview": "mcap", "keygen": "key"}[argv[0]]
+                "preview": "mcap", "keygen": "key", "quantize": "keyed"}[argv[0]]
         target = samples[name]
     elif case == "read-only-folder":
         folder = tmp_path / "ro"

@@ -22,7 +22,7 @@ from edge.runtime import KeyedModel
 from edge.sinks.forward import ForwardSink
 from edge.sinks.results import ResultsSink
 from edge.sources.base import Source
-from edge.sources.default import DefaultConfig
+from edge.sources.fashion import FashionMnistConfig
 from edge.wire.client import V2Client, connect
 from edge.wire.spool import Spool
 from tests.edge.servers import ProcessServer, ThreadServer, free_port
@@ -39,7 +39,7 @@ def _lines(path: Path) -> list[dict]:
 
 def _config(folder: Path, results: Path, **forward) -> Config:
     config = Config()
-    config.source = DefaultConfig()  # the 20 Fashion-MNIST frames that ship in foolbox, read out virtually
+    config.source = FashionMnistConfig()  # the 20 Fashion-MNIST frames that ship in foolbox, read out virtually
     config.model.key = str(folder / "device.key")
     config.results.path = str(results)
     for name, value in forward.items():
@@ -294,7 +294,7 @@ def test_keycam_run_forwards_with_a_configuration_file(repository, tmp_path):
     keycam = str(Path(sys.executable).with_name("keycam"))
     with ProcessServer(folder / "repo") as server:
         config = tmp_path / "keycam.toml"
-        config.write_text(f'[source]\nkind = "default"\n[model]\nkey = "{folder / "device.key"}"\n'
+        config.write_text(f'[source]\nkind = "fashion-mnist"\n[model]\nkey = "{folder / "device.key"}"\n'
                           f'[results]\npath = "{tmp_path / "out.jsonl"}"\n'
                           f'[forward]\nurl = "{server.url}"\nmodel = "fmnist"\nspool = "{tmp_path / "spool"}"\n'
                           f'[metrics]\nport = {free_port()}\n')

@@ -159,7 +159,7 @@ def test_sigterm_while_capture_waits_for_a_full_spool_persists_everything_and_ex
         connect(V2Client(server.url), "fmnist", "", key.fingerprint, tmp_path / "spool")
         url = server.url
     config = tmp_path / "keycam.toml"
-    config.write_text(f'[source]\nkind = "default"\n[model]\nkey = "{folder / "device.key"}"\n'
+    config.write_text(f'[source]\nkind = "fashion-mnist"\n[model]\nkey = "{folder / "device.key"}"\n'
                       f'[results]\npath = "{tmp_path / "out.jsonl"}"\n'
                       f'[forward]\nurl = "{url}"\nmodel = "fmnist"\nspool = "{tmp_path / "spool"}"\n'
                       f'spool_max_frames = 3\nwhen_full = "stop_capture"\nretry_min_s = 0.05\nretry_max_s = 0.2\n')

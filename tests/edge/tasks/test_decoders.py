@@ -61,6 +61,13 @@ def test_yolo_keeps_the_best_of_overlapping_boxes_and_maps_them_to_the_camera():
     assert person["box"] == pytest.approx([140 + 10 * 1.125, 10 * 1.125, 140 + 50 * 1.125, 50 * 1.125], abs=0.01)
 
 
+def test_a_box_past_the_edge_of_what_the_model_saw_is_clipped_to_it_in_camera_pixels():
+    out = _yolo_output([(-30, 290, 60, 350)], [1], [0.9])  # reaches past the left and bottom of 320 x 320
+    decoder = YoloDecoder(TaskConfig(score_threshold=0.5), [spec("output0", [1, 7, 64])], None, (320, 320))
+    (found,) = decoder.decode([out], Geometry.of(320, 320, (640, 360)))["detections"]  # window (140, 0, 360, 360)
+    assert found["box"] == pytest.approx([140.0, 290 * 1.125, 140 + 60 * 1.125, 360.0])
+
+
 def test_yolo_detections_do_not_depend_on_the_order_of_the_anchors():
     """Under the fresh policy the anchors come in a keyed order, boxes in plain pixels: the same detections."""
     out = _yolo_output([(10, 10, 50, 50), (12, 11, 51, 52), (100, 100, 150, 140), (200, 30, 260, 90)],
@@ -84,7 +91,7 @@ def test_a_detector_whose_outputs_do_not_fit_is_refused_naming_both_shapes():
 def test_ssd_decodes_a_box_and_its_keypoints_from_its_anchor():
     anchors = ssd_anchors(TaskConfig().anchors, 128, 128)
     assert len(anchors) == 896  # BlazeFace short range: 16x16x2 + 8x8x6
-    index = 600
+    index = 200  # an anchor of the 16x16 layer at (36, 52), away from the edges
     regressors = np.zeros((1, 896, 16), np.float32)
     logits = np.full((1, 896, 1), -20.0, np.float32)
     regressors[0, index, :4] = [5.0, -3.0, 40.0, 30.0]  # offset from the anchor and size, input pixels
@@ -123,7 +130,10 @@ def test_nms_is_opencvs_and_the_order_is_deterministic():
     boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60], [0, 0, 10, 10]], np.float64)
     scores = np.array([0.8, 0.9, 0.5, 0.9])
     kept = suppress(boxes, scores, np.array([0, 0, 0, 1]), 0.3, 0.5, 10)
-    assert kept.tolist() == [1, 3, 2]  # best first; a box of another class is not suppressed
+    assert kept.tolist() == [3, 1, 2]  # best first, a tie by the corners; another class's box is not suppressed
+    shuffled = [2, 3, 0, 1]  # the same candidates in another order (a fresh model's keyed anchor order)
+    again = suppress(boxes[shuffled], scores[shuffled], np.array([0, 0, 0, 1])[shuffled], 0.3, 0.5, 10)
+    assert np.array_equal(boxes[shuffled][again], boxes[kept])
     reference = cv2.dnn.NMSBoxesBatched([[0, 0, 10, 10], [1, 1, 10, 10], [50, 50, 10, 10], [0, 0, 10, 10]],
                                         scores.tolist(), [0, 0, 0, 1], 0.3, 0.5)
     assert sorted(np.asarray(reference).reshape(-1).tolist()) == sorted(kept.tolist())

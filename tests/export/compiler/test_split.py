@@ -63,7 +63,7 @@ def test_split_across_a_skip_connection_is_refused(key):
 def test_split_after_a_node_name_and_after_pooling(key):
     plain = resnet20()
     node = next(n for n in plain.graph.node if n.op_type == "GlobalAveragePool")
-    keyed = keyify(plain, key, KeyifyOptions(split_after=node.name))
+    keyed = keyify(plain, key, KeyifyOptions(policy="fresh", split_after=node.name))
     assert keyed.feature_manifest.outputs[0].kind == "plain"  # a pooled vector has no positions to hide
     batch = frames(2, 32, 32, 3)
     measured = scramble(batch, key, KeyifyOptions())

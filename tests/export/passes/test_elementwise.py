@@ -95,4 +95,4 @@ def test_concat_on_a_spatial_axis_is_refused(key):
   y = Concat <axis=2> (a, a)
 """
     with pytest.raises(UnsupportedModel, match=r"Concat of feature maps on axis 2"):
-        keyify(op_model(body, SHAPE, _inits()), key)
+        keyify(op_model(body, SHAPE, _inits()), key, KeyifyOptions(policy="fresh"))

@@ -27,6 +27,11 @@ def _inits(**more):
     "f = Reshape(p, shape)\n  y = Gemm(f, fc, fb)",
     "t = Transpose <perm=[0,2,3,1]> (p)\n  f = Reshape(t, shape)\n  y = Gemm(f, fc, fb)",
     "f = Flatten(p)\n  r = Relu(f)\n  y = Gemm(r, fc, fb)",
+    # any Transpose that keeps the batch first, before the flatten: the weight rows follow its order
+    "t = Transpose <perm=[0,3,2,1]> (p)\n  f = Reshape(t, shape)\n  y = Gemm(f, fc, fb)",
+    "t = Transpose <perm=[0,1,3,2]> (p)\n  f = Flatten(t)\n  y = Gemm <transB=1> (f, fct, fb)",
+    "t = Transpose <perm=[0,3,1,2]> (p)\n  f = Flatten(t)\n  y = MatMul(f, fc)",
+    "t = Transpose <perm=[0,2,1,3]> (p)\n  f = Reshape(t, shape)\n  y = MatMul(f, fc)",
 ])
 def test_flatten_of_a_map_into_a_dense_layer(key, policy, head):
     features = 5 * 4 * 3
@@ -89,13 +94,15 @@ def test_transpose_other_than_channels_last_is_refused(key):
   y = Transpose <perm=[0,1,3,2]> (a)
 """
     with pytest.raises(UnsupportedModel, match=r"\(Transpose\): Transpose \[0, 1, 3, 2\]"):
-        keyify(op_model(body, SHAPE, _inits()), key)
+        keyify(op_model(body, SHAPE, _inits()), key, KeyifyOptions(policy="fresh"))
 
 
 def test_reshape_that_mixes_positions_is_refused(key):
+    """(N, 5, 8, 6) read as (N, 48, 5): each row mixes positions and channels. ((N, 5, 48), the positions last, is
+    an anchor list: tests/export/passes/test_anchors.py.)"""
     body = """  a = Conv <pads=[1,1,1,1]> (x, w0)
   y = Reshape(a, shape)
 """
-    inits = _inits(shape=np.array([-1, 5, 48], np.int64))
+    inits = _inits(shape=np.array([-1, 48, 5], np.int64))
     with pytest.raises(UnsupportedModel, match=r"only flattening to \(N, C\*H\*W\)"):
-        keyify(op_model(body, SHAPE, inits), key)
+        keyify(op_model(body, SHAPE, inits), key, KeyifyOptions(policy="fresh"))

@@ -50,7 +50,7 @@ def test_channel_pad_is_pointwise(key, policy):
 
 def test_pad_feeding_something_else_is_refused(key):
     with pytest.raises(UnsupportedModel, match=r"\(Pad\): spatial padding must feed only Conv or pool"):
-        keyify(_model([0, 0, 1, 1, 0, 0, 1, 1], 0.0, "Relu(p)"), key)
+        keyify(_model([0, 0, 1, 1, 0, 0, 1, 1], 0.0, "Relu(p)"), key, KeyifyOptions(policy="fresh"))
 
 
 def test_reflect_pad_is_refused(key):
@@ -61,4 +61,4 @@ def test_reflect_pad_is_refused(key):
     inits = {"w0": weights(4, 3, 3, 3), "pads": np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64),
              "w1": weights(5, 4, 3, 3)}
     with pytest.raises(UnsupportedModel, match="mode 'reflect'"):
-        keyify(op_model(body, ["N", 3, 9, 7], inits), key)
+        keyify(op_model(body, ["N", 3, 9, 7], inits), key, KeyifyOptions(policy="fresh"))

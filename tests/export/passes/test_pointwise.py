@@ -87,4 +87,4 @@ def test_softmax_over_a_spatial_axis_is_refused(key):
 """
     model = op_model(body, ["N", 3, 7, 9], {"w": weights(5, 3, 3, 3), "b": weights(5)})
     with pytest.raises(UnsupportedModel, match=r"\(Softmax\): Softmax over axis 3"):
-        keyify(model, key)
+        keyify(model, key, KeyifyOptions(policy="fresh"))

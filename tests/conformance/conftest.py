@@ -1,0 +1,3 @@
+"""Fixtures: ultralytics' YOLOv8n exports, made once per session (tests/export/detection.py)."""
+
+from tests.export.detection import yolo  # noqa: F401
