@@ -21,10 +21,8 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import sys
 import tempfile
-import time
 from datetime import date
 from pathlib import Path
 
@@ -45,6 +43,7 @@ from export.quantize import quantize_file, quantize_plain  # noqa: E402
 from export.zoo import NETWORKS  # noqa: E402
 from firmware_sim.errors import KeycamError  # noqa: E402
 from firmware_sim.keys import MasterKey  # noqa: E402
+from timing import interleaved, session  # noqa: E402
 
 
 
@@ -84,15 +83,6 @@ def network(name: str, given: dict[str, str]):
     return f"unknown network {name!r}"
 
 
-def session(path: Path, threads: int) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
 def models(folder: Path, name: str, plain: onnx.ModelProto, size, mean, std, key: MasterKey) -> dict[str, tuple]:
     """The four models of a network and what to feed each: {label: (path, input name, input)}."""
     plain_path, keyed_path = folder / f"{name}.onnx", folder / f"{name}-keyed.onnx"
@@ -114,17 +104,36 @@ def models(folder: Path, name: str, plain: onnx.ModelProto, size, mean, std, key
 
 
 def timed(runs: dict[str, tuple], threads: int, reps: int) -> dict[str, float]:
-    sessions = {label: (session(path, threads), {feed: data}) for label, (path, feed, data) in runs.items()}
-    for sess, feed in sessions.values():
-        for _ in range(3):
-            sess.run(None, feed)  # warm up
-    times = {label: [] for label in sessions}
-    for _ in range(reps):
-        for label, (sess, feed) in sessions.items():
-            start = time.perf_counter()
-            sess.run(None, feed)
-            times[label].append(time.perf_counter() - start)
-    return {label: statistics.median(t) * 1e3 for label, t in times.items()}
+    return interleaved({label: (session(path, threads), {feed: data}) for label, (path, feed, data) in runs.items()},
+                       reps)
+
+
+HEADER = ["| network | threads | plain fp32 (ms) | keyed fp32 (ms) | keyed / plain fp32 | plain int8 (ms) | "
+          "keyed int8 (ms) | keyed / plain int8 | keyed fp32 / keyed int8 |",
+          "|---|---|---|---|---|---|---|---|---|"]
+
+
+def int8_table(names: list[str], threads: list[int], reps: int, key: MasterKey,
+               given: dict[str, str] | None = None) -> list[str]:
+    """The table's lines (and one line per network that could not be measured, saying why)."""
+    rows, missing = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            found = network(name, given or {})
+            if isinstance(found, str):
+                missing.append(f"{name}: not measured: {found}")
+                continue
+            plain, size, mean, std = found
+            runs = models(Path(tmp), name, plain, size, mean, std, key)
+            for count in threads:
+                m = timed(runs, count, reps)
+                print(f"  {name} threads {count}: " + ", ".join(f"{k} {v:.2f} ms" for k, v in m.items()),
+                      file=sys.stderr)
+                rows.append(f"| {name} @ {size[0]}x{size[1]} | {count} | {m['plain fp32']:.2f} | "
+                            f"{m['keyed fp32']:.2f} | {m['keyed fp32'] / m['plain fp32']:.2f} | {m['plain int8']:.2f} | "
+                            f"{m['keyed int8']:.2f} | {m['keyed int8'] / m['plain int8']:.2f} | "
+                            f"{m['keyed fp32'] / m['keyed int8']:.2f} |")
+    return HEADER + rows + [""] * bool(missing) + missing
 
 
 def main() -> int:
@@ -140,29 +149,8 @@ def main() -> int:
     print(f"# int8 keyed (boundary), {date.today().isoformat()}, {platform.machine()} {platform.processor()}, "
           f"{os.cpu_count()} cores (load {load:.1f} at the start), onnxruntime {ort.__version__}, batch 1, "
           f"median of {args.reps} interleaved runs\n")
-    rows, missing = [], []
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in args.nets.split(","):
-            found = network(name, given)
-            if isinstance(found, str):
-                missing.append((name, found))
-                continue
-            plain, size, mean, std = found
-            runs = models(Path(tmp), name, plain, size, mean, std, key)
-            for threads in (int(t) for t in args.threads.split(",")):
-                med = timed(runs, threads, args.reps)
-                rows.append((name, f"{size[0]}x{size[1]}", threads, med))
-                print(f"  {name} threads {threads}: " + ", ".join(f"{k} {v:.2f} ms" for k, v in med.items()),
-                      file=sys.stderr)
-    print("| network | threads | plain fp32 (ms) | keyed fp32 (ms) | keyed / plain fp32 | plain int8 (ms) | "
-          "keyed int8 (ms) | keyed / plain int8 | keyed fp32 / keyed int8 |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for name, size, threads, m in rows:
-        print(f"| {name} @ {size} | {threads} | {m['plain fp32']:.2f} | {m['keyed fp32']:.2f} | "
-              f"{m['keyed fp32'] / m['plain fp32']:.2f} | {m['plain int8']:.2f} | {m['keyed int8']:.2f} | "
-              f"{m['keyed int8'] / m['plain int8']:.2f} | {m['keyed fp32'] / m['keyed int8']:.2f} |")
-    for name, reason in missing:
-        print(f"\n{name}: not measured: {reason}")
+    for line in int8_table(args.nets.split(","), [int(t) for t in args.threads.split(",")], args.reps, key, given):
+        print(line)
     print(f"\nload average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (other work on these cores "
           f"slows the 2-thread runs most)")
     return 0

@@ -8,8 +8,12 @@ preprocessing inside), each an onnxruntime session at ORT_ENABLE_ALL, timed in i
 repetitions; medians and the ratio keyed / plain. Also: compile time, keyed / plain file size and
 peak memory ratio (resident set growth while running, measured in child processes).
 
-    python benchmarks/bench_keyed.py [--nets resnet18,resnet20,vgg16_bn,mobilenet_v2,yolov8n] [--reps 30]
-        [--batches 1,32] [--threads 1,2]
+Then the int8 columns (``--int8``, benchmarks/bench_int8.py): for ResNet-18@224, MobileNetV2@224, YOLOv8n@320
+and BlazeFace@128 by default, plain and keyed (`boundary`), float32 and int8 (onnxruntime's static
+quantiser, calibrated on the same photos: ``export/quantize``), batch 1, at each thread count.
+
+    python benchmarks/bench_keyed.py [--nets resnet18,resnet20,vgg16_bn,mobilenet_v2,yolov8n,blazeface] [--reps 30]
+        [--batches 1,32] [--threads 1,2] [--int8 resnet18,mobilenet_v2,yolov8n,blazeface | none]
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 from export.keyify import KeyifyOptions, keyify  # noqa: E402
 from export.zoo import NETWORKS  # noqa: E402
 from firmware_sim.keys import MasterKey  # noqa: E402
+from timing import interleaved, session  # noqa: E402
 
 
 def yolov8n(size: int = 320) -> onnx.ModelProto:
@@ -46,17 +50,16 @@ def yolov8n(size: int = 320) -> onnx.ModelProto:
     return onnx.load(export_yolov8n(folder, [((size, size), True)])[0])
 
 
-# name: (builder, (H, W), mean, std) as in export.zoo.NETWORKS; YOLOv8n reads images / 255
-BENCHMARKED = {**NETWORKS, "yolov8n": (yolov8n, (320, 320), None, (255.0,))}
+def blazeface() -> onnx.ModelProto:
+    """The trained BlazeFace face detector the set-up converts (edge/faces.py), 128x128, fixed batch 1."""
+    from edge.faces import face_model
+
+    return onnx.load(face_model())
 
 
-def session(path: Path, threads: int) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+# name: (builder, (H, W), mean, std) as in export.zoo.NETWORKS; YOLOv8n reads images / 255, BlazeFace (x - 127.5) / 127.5
+BENCHMARKED = {**NETWORKS, "yolov8n": (yolov8n, (320, 320), None, (255.0,)),
+               "blazeface": (blazeface, (128, 128), (127.5,), (127.5,))}
 
 
 def peak_memory(path: Path | None, feed_name: str = "", shape: list[int] | None = None, dtype: str = "",
@@ -85,6 +88,10 @@ def main() -> int:
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--json", type=Path, default=None, help="also write the raw figures here")
     parser.add_argument("--no-latency", action="store_true", help="only compile time, file size and memory")
+    parser.add_argument("--int8", default="resnet18,mobilenet_v2,yolov8n,blazeface",
+                        help="networks of the int8 table (plain and keyed, float32 and int8, batch 1, `boundary`; "
+                             "benchmarks/bench_int8.py), or 'none'")
+    parser.add_argument("--int8-reps", type=int, default=100)
     args = parser.parse_args()
     key = MasterKey.generate()
     rows, extras = [], []
@@ -96,6 +103,8 @@ def main() -> int:
             build, (height, width), mean, std = BENCHMARKED[name]
             plain = build()
             feed_name = plain.graph.input[0].name
+            fixed = plain.graph.input[0].type.tensor_type.shape.dim[0].dim_value  # 0: a batch the model leaves open
+            peak_batch = fixed or 32
             plain_path = folder / f"{name}.onnx"
             onnx.save(plain, plain_path)
             keyed_paths = {}
@@ -108,10 +117,11 @@ def main() -> int:
                 keyed_paths[policy] = path
                 size_ratio = path.stat().st_size / plain_path.stat().st_size
                 base = peak_memory(None)
-                mem_plain = peak_memory(plain_path, feed_name, [32, 3, height, width], "float32", 2) - base
-                mem_keyed = peak_memory(path, "measurement", [32, height, width, 3], "uint8", 2) - base
+                mem_plain = peak_memory(plain_path, feed_name, [peak_batch, 3, height, width], "float32", 2) - base
+                mem_keyed = peak_memory(path, "measurement", [peak_batch, height, width, 3], "uint8", 2) - base
                 extras.append((name, policy, compile_s, size_ratio, mem_plain / 1024, mem_keyed / 1024))
-            for batch in ([] if args.no_latency else (int(b) for b in args.batches.split(","))):
+            batches = [] if args.no_latency else [int(b) for b in args.batches.split(",")]
+            for batch in (b for b in batches if not fixed or b == fixed):  # a fixed batch: only that one
                 rng = np.random.default_rng(0)
                 x = rng.standard_normal((batch, 3, height, width)).astype(np.float32)
                 m = rng.integers(0, 256, (batch, height, width, 3)).astype(np.uint8)
@@ -119,15 +129,7 @@ def main() -> int:
                     runs = {"plain": (session(plain_path, threads), {feed_name: x})}
                     for policy, path in keyed_paths.items():
                         runs[policy] = (session(path, threads), {"measurement": m})
-                    for sess, feed in runs.values():
-                        sess.run(None, feed)  # warm up
-                    times = {label: [] for label in runs}
-                    for _ in range(args.reps):
-                        for label, (sess, feed) in runs.items():
-                            start = time.perf_counter()
-                            sess.run(None, feed)
-                            times[label].append(time.perf_counter() - start)
-                    med = {label: statistics.median(t) * 1e3 for label, t in times.items()}
+                    med = interleaved(runs, args.reps, warm=1)
                     rows.append((name, batch, threads, med["plain"], med["fresh"], med["boundary"]))
                     print(f"  {name} batch {batch} threads {threads}: plain {med['plain']:.2f} ms, fresh "
                           f"{med['fresh']:.2f} ms ({med['fresh'] / med['plain']:.2f}x), boundary "
@@ -136,13 +138,19 @@ def main() -> int:
     print("|---|---|---|---|---|---|---|---|")
     for name, batch, threads, p, f, b in rows:
         print(f"| {name} | {batch} | {threads} | {p:.2f} | {f:.2f} | {f / p:.2f} | {b:.2f} | {b / p:.2f} |")
-    print("\n| network | policy | compile (s) | keyed / plain file size | peak memory, batch 32, above the "
+    print("\n| network | policy | compile (s) | keyed / plain file size | peak memory, batch 32 (a fixed batch: its own), above the "
           "runtime's own: plain (MiB) | keyed (MiB) | keyed / plain |")
     print("|---|---|---|---|---|---|---|")
     for name, policy, compile_s, size_ratio, plain_mib, keyed_mib in extras:
         ratio = keyed_mib / plain_mib if plain_mib > 0 else float("nan")
         print(f"| {name} | {policy} | {compile_s:.2f} | {size_ratio:.2f} | {plain_mib:.0f} | {keyed_mib:.0f} | "
               f"{ratio:.2f} |")
+    if args.int8 != "none":
+        from bench_int8 import int8_table
+
+        print(f"\n# int8 columns: median of {args.int8_reps} interleaved runs, batch 1 (load {os.getloadavg()[0]:.1f})\n")
+        for line in int8_table(args.int8.split(","), [int(t) for t in args.threads.split(",")], args.int8_reps, key):
+            print(line)
     if args.json:
         args.json.write_text(json.dumps({"latency": rows, "extras": extras}, indent=1))
     return 0

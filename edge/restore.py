@@ -30,13 +30,36 @@ def layout_perm(ref: LayoutRef, key: MasterKey) -> np.ndarray:
     return permutation_table(key.layer_key(ref.label, ref.height, ref.width), ref.height * ref.width)
 
 
-def restore_output(output: np.ndarray, spec: OutputSpec, key: MasterKey) -> np.ndarray:
-    """The plain model's output from the keyed model's dense output ``output`` (batched)."""
+class Permutations:
+    """The layouts' permutations for one key, each built once: a keyed PRF over every position costs
+    milliseconds, the restore itself microseconds, so a device restoring every frame keeps them."""
+
+    LIMIT = 64  # layouts kept (key epochs bring new sensor layouts; older ones are dropped)
+
+    def __init__(self, key: MasterKey) -> None:
+        self.key = key
+        self._kept: dict[tuple, np.ndarray] = {}
+
+    def __call__(self, ref: LayoutRef) -> np.ndarray:
+        name = (ref.kind, ref.height, ref.width, ref.label, ref.epoch)
+        if name not in self._kept:
+            if len(self._kept) >= self.LIMIT:
+                self._kept.clear()
+            perm = layout_perm(ref, self.key)
+            perm.setflags(write=False)
+            self._kept[name] = perm
+        return self._kept[name]
+
+
+def restore_output(output: np.ndarray, spec: OutputSpec, key: MasterKey | Permutations) -> np.ndarray:
+    """The plain model's output from the keyed model's dense output ``output`` (batched); ``key`` may be a
+    :class:`Permutations` of the key, which keeps what it builds for the next frame."""
     if spec.kind != "dense" or (spec.layout is None and not spec.segments):
         return output
+    perms = key if isinstance(key, Permutations) else Permutations(key)
     if spec.form == "anchors":
-        return _restore_anchors(output, spec, key)
-    perm = layout_perm(spec.layout, key)
+        return _restore_anchors(output, spec, perms)
+    perm = perms(spec.layout)
     n = perm.size
     restored = np.empty_like(output)
     if spec.form == "nchw":  # (N, C, H, W) with positions permuted
@@ -61,11 +84,11 @@ def restore_output(output: np.ndarray, spec: OutputSpec, key: MasterKey) -> np.n
     return restored
 
 
-def _anchor_targets(length: int, layout, group: int, key: MasterKey) -> np.ndarray:
+def _anchor_targets(length: int, layout, group: int, perms: Permutations) -> np.ndarray:
     """Where each physical entry of a run of ``length`` entries belongs (its logical index in the run)."""
     if layout is None:
         return np.arange(length)
-    perm = layout_perm(layout, key)
+    perm = perms(layout)
     if length % perm.size:
         raise ValueError(f"an anchor run of {length} entries does not hold the {perm.size} positions of its layout")
     group = length // perm.size if group == 1 else group
@@ -73,7 +96,7 @@ def _anchor_targets(length: int, layout, group: int, key: MasterKey) -> np.ndarr
     return perm[entries // group] * group + entries % group
 
 
-def _restore_anchors(output: np.ndarray, spec: OutputSpec, key: MasterKey) -> np.ndarray:
+def _restore_anchors(output: np.ndarray, spec: OutputSpec, perms: Permutations) -> np.ndarray:
     """An anchor list, one run or several (``spec.segments``), back in natural order along its position axis."""
     axis = 1 if spec.axis is None else spec.axis
     size = output.shape[axis]
@@ -83,7 +106,7 @@ def _restore_anchors(output: np.ndarray, spec: OutputSpec, key: MasterKey) -> np
                          f"{size} along axis {axis}")
     targets, offset = [], 0
     for length, layout, group in runs:
-        targets.append(offset + _anchor_targets(length, layout, group, key))
+        targets.append(offset + _anchor_targets(length, layout, group, perms))
         offset += length
     target = np.concatenate(targets)  # (size,): physical entry q belongs at logical target[q]
     restored = np.empty_like(output)

@@ -16,7 +16,7 @@ import onnxruntime as ort
 
 from edge.errors import KeyMismatch, ModelError
 from edge.frame import Frame
-from edge.restore import restore_output
+from edge.restore import Permutations, restore_output
 from firmware_sim.errors import KeycamError
 from firmware_sim.keys import MasterKey
 from firmware_sim.manifest import FINGERPRINT_KEY, METADATA_KEY, Manifest
@@ -88,6 +88,7 @@ class KeyedModel:
                 f"use the model's key or compile the model again with this one"
             )
         self.key = key
+        self._perms: Permutations | None = None  # the output layouts' permutations, built on first restore
         self.epoch = manifest.epoch
         self.rebuild_seconds = 0.0
         self._overrides: list = []
@@ -177,5 +178,7 @@ class KeyedModel:
         if self.key is None:
             raise KeyMismatch(f"restoring the outputs of '{self.path}' needs its key")
         specs = {o.name: o for o in self.manifest.outputs}
-        return [restore_output(out, specs[name], self.key) if name in specs else out
+        if self._perms is None:
+            self._perms = Permutations(self.key)  # built once, kept for the next frame
+        return [restore_output(out, specs[name], self._perms) if name in specs else out
                 for name, out in zip(self.output_names, outputs)]

@@ -50,7 +50,7 @@ import numpy as np
 from edge.errors import ConfigError, KeyMismatch, ServerRejected, ServerUnavailable, SpoolError, WireError
 from edge.frame import Frame, Result
 from edge.sinks.base import Sink
-from edge.restore import restore_output
+from edge.restore import Permutations, restore_output
 from edge.tasks import Geometry, TaskConfig, make_decoder
 from edge.wire.client import RemoteModel, V2Client
 from edge.wire.codec import encode_request
@@ -100,6 +100,7 @@ class ForwardSink(Sink):
         self._specs = {o.name: o for o in remote.manifest.outputs}
         self.decoder = decoder or make_decoder(TaskConfig(), remote.manifest, labels)  # the server's answers decoded
         self.key = key  # to restore dense answers, for decoders that need natural order
+        self._perms: Permutations | None = None
         _, height, width, _ = remote.manifest.input.shape
         self.input_size = (width, height)
         self._memory: collections.deque[_Item] = collections.deque()
@@ -327,8 +328,10 @@ class ForwardSink(Sink):
             tensors = [outputs[name] for name in names]
             if self.decoder.natural_order and self.key is not None:
                 specs = [self._specs.get(name) for name in names]
-                tensors = [restore_output(t, spec, self.key) if spec is not None else t for t, spec in zip(tensors,
-                                                                                                             specs)]
+                if self._perms is None:
+                    self._perms = Permutations(self.key)  # built once, kept for the next answer
+                tensors = [restore_output(t, spec, self._perms) if spec is not None else t
+                           for t, spec in zip(tensors, specs)]
             source = tuple(meta["source_size"]) if meta.get("source_size") else None
             summaries = self.decoder.decode(tensors, Geometry.of(*self.input_size, source))
         latency = dict(meta.get("latency_ms") or {})

@@ -26,6 +26,7 @@ import logging
 import re
 import socket
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Literal
 
@@ -60,6 +61,9 @@ class MqttSink(Sink):
         self.base = f"{settings.topic_prefix.rstrip('/')}/{device_id}"
         self.stats = MqttStats()
         self._answers: set[int] = set()  # message ids of the answers, to count their acknowledgements
+        self._unmatched: OrderedDict[int, None] = OrderedDict()  # acknowledged ids not (yet) known as answers
+        # Never held while calling paho: paho's network thread calls _acknowledged holding its own message lock,
+        # which publish() takes too, so holding this one across publish() would be a lock-order deadlock.
         self._lock = threading.Lock()
         self._mqtt = mqtt
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=settings.client_id or f"keycam-{device_id}")
@@ -100,11 +104,17 @@ class MqttSink(Sink):
             for topic, payload in self.discovery():
                 client.publish(topic, json.dumps(payload, sort_keys=True), qos=1, retain=True)
 
+    UNMATCHED = 4096  # acknowledgements of other messages (counts, occupancy, discovery) kept to match against
+
     def _acknowledged(self, client, userdata, mid, reason=None, properties=None) -> None:
         with self._lock:
             if mid in self._answers:
                 self._answers.discard(mid)
                 self.stats.delivered += 1
+            else:  # another message's, or an answer's that came back before write() could note its id
+                self._unmatched[mid] = None
+                if len(self._unmatched) > self.UNMATCHED:
+                    self._unmatched.popitem(last=False)
 
     # -- what is published --------------------------------------------------------------------------------------
 
@@ -136,16 +146,18 @@ class MqttSink(Sink):
         frame = result.frame
         answer = {"sequence": frame.sequence, "timestamp_ns": frame.timestamp_ns, "origin": frame.origin,
                   "outputs": result.outputs}
-        with self._lock:  # an acknowledgement must not come before its id is known
-            mid = self._publish(self.base + "/answer", json.dumps(answer, sort_keys=True))
+        mid = self._publish(self.base + "/answer", json.dumps(answer, sort_keys=True))
+        with self._lock:
             if mid is None:
                 self.stats.dropped += 1
             else:
                 self.stats.published += 1
-                if self.settings.qos:
-                    self._answers.add(mid)
-                else:
+                if not self.settings.qos:
                     self.stats.delivered += 1
+                elif self._unmatched.pop(mid, False) is None:  # acknowledged already, between publish and here
+                    self.stats.delivered += 1
+                else:
+                    self._answers.add(mid)
         counts = result.outputs.get("counts")
         if isinstance(counts, dict):
             for name in self.classes:

@@ -18,11 +18,11 @@ def suppress(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, score_t
         return np.zeros(0, np.int64)
     # one canonical order (score, then the box's corners) in and out, so that exact ties are broken the same way
     # whatever order the model wrote its anchors in (a fresh model writes them in a keyed order)
-    canonical = np.lexsort((boxes[:, 3], boxes[:, 2], boxes[:, 1], boxes[:, 0], -scores))
+    canonical = np.lexsort(np.vstack([boxes[:, ::-1].T, -scores]))  # keys x1, y1, x0, y0, -score: score first
     boxes, scores, classes = boxes[canonical], scores[canonical], classes[canonical]
-    xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1).astype(np.float64)  # (K, 4)
-    kept = cv2.dnn.NMSBoxesBatched(xywh.tolist(), scores.astype(np.float64).tolist(),
-                                   classes.astype(np.int64).tolist(), score_threshold, iou_threshold)
+    xywh = np.hstack([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]]).astype(np.float64)  # (K, 4)
+    kept = cv2.dnn.NMSBoxesBatched(xywh, scores.astype(np.float32), classes.astype(np.int32), score_threshold,
+                                   iou_threshold)
     kept = np.sort(np.asarray(kept, np.int64).reshape(-1))  # canonical positions: best first
     return canonical[kept][:limit]
 

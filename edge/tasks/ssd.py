@@ -78,41 +78,49 @@ class SsdDecoder(Decoder):
             raise ConfigError(f"the ssd decoder takes regressors (N, {count}, 4 + 2k) and scores (N, {count}, "
                               f"classes) for the {count} anchors of [task.anchors] at {width}x{height}; this model "
                               f"gives {got}; set [task.anchors] (strides, aspect_ratios) to match the model")
+        threshold = self.settings.score_threshold
+        self._logit_floor = -np.inf if threshold <= 0 else np.log(threshold / (1 - threshold)) if threshold < 1 \
+            else np.inf
+        size = np.asarray([width, height], np.float64)
+        self._scale = self.anchors[:, np.newaxis, 2:4].copy()  # (A, 1, 2): anchor width, height (fractions)
+        self._centre = self.anchors[:, np.newaxis, 0:2] * size  # (A, 1, 2): anchor centre, input pixels
         classes = shapes[1][2]
         if self.labels and classes is not None and len(self.labels) != classes:
             raise ConfigError(f"the model scores {classes} classes, the labels name {len(self.labels)}; give "
                               f"task.labels with one name per class")
 
     def decode(self, tensors: list[np.ndarray], geometry: Geometry) -> dict:
-        width, height = self.input_size
         raw, logits = tensors[0][0], tensors[1][0]  # (A, R), (A, C)
         if len(raw) != len(self.anchors) or len(logits) != len(self.anchors):
             raise ConfigError(f"the model gave {len(raw)} regressors and {len(logits)} scores for the "
                               f"{len(self.anchors)} anchors of [task.anchors]; set them to match the model")
-        threshold = self.settings.score_threshold
-        logit_floor = -np.inf if threshold <= 0 else np.log(threshold / (1 - threshold)) if threshold < 1 else np.inf
         if logits.shape[1] == 1:  # one class (faces): no argmax
-            best, classes = logits[:, 0], np.zeros(len(logits), np.int64)
+            best = logits[:, 0]
+            keep = np.flatnonzero(best >= self._logit_floor)  # the sigmoid is monotone: threshold the logits
+            classes = np.zeros(len(keep), np.int64)
         else:
-            classes = logits.argmax(axis=1)
-            best = logits[np.arange(len(logits)), classes]
-        keep = np.flatnonzero(best >= logit_floor)  # the sigmoid is monotone: threshold the logits
+            every = logits.argmax(axis=1)
+            best = logits[np.arange(len(logits)), every]
+            keep = np.flatnonzero(best >= self._logit_floor)
+            classes = every[keep]
+        if len(keep) == 0:  # most frames of a quiet scene: nothing to decode
+            return answer([], self.settings.classes)
         scores = 1.0 / (1.0 + np.exp(-np.clip(best[keep].astype(np.float64), -100.0, 100.0)))
-        rows, anchors = raw[keep].astype(np.float64), self.anchors[keep]
-        x, y, w, h = (rows[:, i] for i in ((0, 1, 2, 3) if self.settings.box_order == "xywh" else (1, 0, 3, 2)))
-        cx = x * anchors[:, 2] + anchors[:, 0] * width  # input pixels
-        cy = y * anchors[:, 3] + anchors[:, 1] * height
-        bw, bh = w * anchors[:, 2], h * anchors[:, 3]
-        boxes = geometry.to_camera(np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1))
-        chosen = suppress(boxes, scores, classes[keep], threshold, self.settings.iou_threshold,
+        count, width = len(keep), raw.shape[1]
+        pairs = raw[keep].astype(np.float64).reshape(count, width // 2, 2)  # (K, R) -> (K, R/2, 2): x, y pairs
+        if self.settings.box_order == "yxhw":
+            pairs[:, :2] = pairs[:, :2, ::-1].copy()
+        scale, centre = self._scale[keep], self._centre[keep]  # (K, 1, 2) each: anchor size, centre in pixels
+        points = pairs * scale + centre  # (K, R/2, 2): the box's centre (pair 0) and keypoints (from pair 2)
+        half = pairs[:, 1] * scale[:, 0] / 2  # (K, 2): half the box's width and height
+        corners = np.concatenate([points[:, 0] - half, points[:, 0] + half], axis=1)  # (K, 4) input pixels
+        boxes = geometry.to_camera(corners)
+        chosen = suppress(boxes, scores, classes, self.settings.score_threshold, self.settings.iou_threshold,
                           self.settings.max_detections)
-        rows, anchors, boxes = rows[chosen], anchors[chosen], geometry.clip(boxes[chosen])
-        points = rows[:, 4:].reshape(len(rows), (rows.shape[1] - 4) // 2, 2)  # (K, 2k) -> (K, k, 2)
-        points = np.stack([points[..., 0] * anchors[:, 2:3] + anchors[:, 0:1] * width,
-                           points[..., 1] * anchors[:, 3:4] + anchors[:, 1:2] * height], axis=-1)
-        points = np.round(geometry.to_camera(points.reshape(len(rows), points.shape[1] * 2)), 2)  # (K, 2k), camera
+        boxes = geometry.clip(boxes[chosen])
+        keypoints = np.round(geometry.to_camera(points[chosen, 2:].reshape(len(chosen), -1)), 2)  # (K', 2k)
         found = []
         for row, i in enumerate(chosen):
-            extra = {"keypoints": points[row].reshape(-1, 2).tolist()} if points.shape[1] else None
-            found.append(detection(boxes[row], scores[i], classes[keep][i], self.label(int(classes[keep][i])), extra))
+            extra = {"keypoints": keypoints[row].reshape(-1, 2).tolist()} if keypoints.shape[1] else None
+            found.append(detection(boxes[row], scores[i], classes[i], self.label(int(classes[i])), extra))
         return answer(found, self.settings.classes)

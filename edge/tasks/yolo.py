@@ -36,18 +36,20 @@ class YoloDecoder(Decoder):
                               f"name {len(self.labels)}; give task.labels with one name per class")
 
     def decode(self, tensors: list[np.ndarray], geometry: Geometry) -> dict:
-        rows = tensors[0][0].T  # (4 + classes, A) -> (A, 4 + classes)
-        scores_all = rows[:, 4:]
-        classes = scores_all.argmax(axis=1)
-        scores = scores_all[np.arange(len(rows)), classes]
-        keep = np.flatnonzero(scores >= self.settings.score_threshold)
-        cx, cy, w, h = (rows[keep, i] for i in range(4))
+        out = tensors[0][0]  # (4 + classes, A)
+        scores_all = out[4:]  # (classes, A)
+        best = scores_all.max(axis=0)  # (A,): a reduction along the contiguous rows, no transpose
+        keep = np.flatnonzero(best >= self.settings.score_threshold)
+        if len(keep) == 0:
+            return answer([], self.settings.classes)
+        classes, scores = scores_all[:, keep].argmax(axis=0), best[keep]  # (K,) each; ties: the first class
+        cx, cy, w, h = out[:4, keep]
         boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)  # (K, 4) input pixels
         boxes = geometry.to_camera(boxes)
-        chosen = suppress(boxes, scores[keep], classes[keep], self.settings.score_threshold,
+        chosen = suppress(boxes, scores, classes, self.settings.score_threshold,
                           self.settings.iou_threshold, self.settings.max_detections)
         boxes = geometry.clip(boxes)
-        found = [detection(boxes[i], scores[keep][i], classes[keep][i], self.label(int(classes[keep][i])))
+        found = [detection(boxes[i], scores[i], classes[i], self.label(int(classes[i])))
                  for i in chosen]
         return answer(found, self.settings.classes)
 

@@ -222,3 +222,23 @@ def test_credentials_come_from_a_private_file_and_a_wrong_one_publishes_nothing(
         assert sink.stats.connects == 0 and sink.stats.delivered == 0 and sink.stats.frames == 30
     finally:
         broker.stop()
+
+
+def test_the_sink_never_holds_its_lock_while_paho_publishes(broker, faces, tmp_path):
+    """paho's network thread acknowledges (on_publish) while holding its own message lock, which publish()
+    takes too: a sink that published under its own lock deadlocked with it once in a while (seen: a run that
+    never ended). Every publish here, the sink's own and the acknowledgements' accounting, runs unlocked."""
+    from edge.job import build_job
+
+    job = build_job(_config(faces, tmp_path, broker.port), replay=True)
+    sink = next(s for s in job.sinks if type(s).__name__ == "MqttSink")
+    publish, held = sink.client.publish, []
+
+    def checked(*args, **kwargs):
+        held.append(sink._lock.locked())
+        return publish(*args, **kwargs)
+
+    sink.client.publish = checked
+    job.run()
+    assert len(held) > 30 and not any(held)  # answers, counts, occupancy, discovery
+    assert sink.stats.published == 30 and sink.stats.delivered == 30
