@@ -1,5 +1,8 @@
 """Before quantising a ``boundary`` model: its natural-order gather as one fast gather along positions.
 
+The compiler now writes non-Bayer ``boundary`` inputs this way itself (``export/compiler/inputs.py``,
+``_natural_planes``); this rewrite is for models compiled before it (and finds nothing to do in newer ones).
+
 ``boundary`` puts the measurement in natural order with one row gather and then a transpose to
 channels-first (``export/compiler/inputs.py``, ``natural_input``)::
 
@@ -46,6 +49,8 @@ def fast_gather(model: onnx.ModelProto, manifest: Manifest) -> str | None:
     (table,) = manifest.sensor_tables
     readers = [n for n in g.node if table in n.input]
     consumers = {name: [n for n in g.node if name in n.input] for node in readers for name in node.output}
+    if len(readers) == 1 and readers[0].op_type in ("GatherElements", "Expand"):
+        return None  # compiled so already (export/compiler/inputs.py writes it this way for non-Bayer specs)
     if len(readers) != 1 or readers[0].op_type != "Gather" or _attribute(readers[0], "axis", 0) != 1:
         return "the sensor table is not read by one row gather"
     gather = readers[0]

@@ -71,7 +71,8 @@ def test_conv(key, case, policy):
         assert "Conv" not in ops  # every spatial layer became a gather and a dense reduction
         assert ops.count("Gather") == (1 if case == "1x1" else 2)  # a 1x1 stride-1 conv is pointwise
     else:
-        assert ops.count("Conv") == 2 and ops.count("Gather") == 1  # one gather, at the input
+        # one gather, at the input: GatherElements along positions (no row Gather; the model's channels are RGB)
+        assert ops.count("Conv") == 2 and ops.count("GatherElements") == 1 and ops.count("Gather") == 0
 
 
 def test_conv_on_the_first_layer_with_normalisation_and_bgr(key):
