@@ -184,8 +184,8 @@ def _natural_planes(job: Compilation, rows: str, n: int, c: int) -> str:
     onnxruntime's Gather copies one C-code row per index (about 8 ns a row here: 0.41 ms at 224x224), its
     GatherElements runs one tight loop over the elements (0.16 ms with the transpose). The index is the sensor
     table ``inv`` at (1, 1, HW), expanded to the codes' shape at run time, or stored at (B, C, HW) for a fixed
-    batch B (an Expand of constants would be folded into a new constant, and the table's name, which key epochs
-    override, lost with it). Its epoch recipe is ``arange(HW)`` in the same shape: table = inv_E[recipe]."""
+    batch B (there an Expand would be of constants only, which an optimised copy of the graph, such as the int8
+    quantiser's pre-processing saves, folds into a new constant, losing the table's name that key epochs override). Its epoch recipe is ``arange(HW)`` in the same shape: table = inv_E[recipe]."""
     b, batch = job.builder, job.graph.batch
     codes = b.transpose(rows, [0, 2, 1], "codes")  # (N, HW, C) -> (N, C, HW), sensor layout
     flat = job.sensor.inv.astype(np.int32).reshape(1, 1, n)  # natural a <- physical inv[a]
