@@ -106,8 +106,8 @@ class SsdDecoder(Decoder):
         if len(keep) == 0:  # most frames of a quiet scene: nothing to decode
             return answer([], self.settings.classes)
         scores = 1.0 / (1.0 + np.exp(-np.clip(best[keep].astype(np.float64), -100.0, 100.0)))
-        count, width = len(keep), raw.shape[1]
-        pairs = raw[keep].astype(np.float64).reshape(count, width // 2, 2)  # (K, R) -> (K, R/2, 2): x, y pairs
+        count, values = len(keep), raw.shape[1]
+        pairs = raw[keep].astype(np.float64).reshape(count, values // 2, 2)  # (K, R) -> (K, R/2, 2): x, y pairs
         if self.settings.box_order == "yxhw":
             pairs[:, :2] = pairs[:, :2, ::-1].copy()
         scale, centre = self._scale[keep], self._centre[keep]  # (K, 1, 2) each: anchor size, centre in pixels
