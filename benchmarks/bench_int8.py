@@ -5,8 +5,12 @@ measurement input, `boundary`, the default policy), each in float32 and in int8 
 quantiser, QDQ, per-channel int8 weights, uint8 activations, calibrated on foolbox's 20 ImageNet photos:
 the plain model on the photos as it takes them, the keyed model on their measurements, with the plain
 model's first layer; `export/quantize`). Four onnxruntime sessions at ORT_ENABLE_ALL, batch 1, timed in
-interleaved repetitions at each thread count; medians, keyed / plain per precision, and float32 keyed /
-int8 keyed (the int8 speed-up a keyed model gets).
+interleaved repetitions (shuffled, ``timing.py``) at each thread count, the float32 pair and the int8 models
+in two groups (:func:`timed`); medians, keyed / plain per precision, and float32 keyed /
+int8 keyed (the int8 speed-up a keyed model gets). A fifth session, for timing only, runs the keyed int8
+model less its natural-order gather (:func:`without_gather`; its answers are not the plain model's): it splits
+keyed / plain into what the key's gather costs and what the rest of the keyed input costs (the cast and the
+normalisation that the plain model's users do outside it).
 
     python benchmarks/bench_int8.py [--nets resnet18,mobilenet_v2,yolov8n,blazeface] [--reps 100] [--threads 1,2]
 
@@ -98,19 +102,71 @@ def models(folder: Path, name: str, plain: onnx.ModelProto, size, mean, std, key
     batch = manifest.input.shape[0] or 1
     x, m = plain_input(frames[:batch], manifest), measured[:batch]
     plain_name = ort.InferenceSession(str(plain_path), providers=["CPUExecutionProvider"]).get_inputs()[0].name
-    return {"plain fp32": (plain_path, plain_name, x), "keyed fp32": (keyed_path, "measurement", m),
+    runs = {"plain fp32": (plain_path, plain_name, x), "keyed fp32": (keyed_path, "measurement", m),
             "plain int8": (folder / f"{name}.int8.onnx", plain_name, x),
             "keyed int8": (folder / f"{name}-keyed.int8.onnx", "measurement", m)}
+    less = folder / f"{name}-keyed.int8.less-gather.onnx"
+    if without_gather(folder / f"{name}-keyed.int8.onnx", less):
+        runs["less gather"] = (less, "measurement", m)
+    return runs
+
+
+def without_gather(path: Path, out: Path) -> bool:
+    """Write the keyed model at ``path`` less its natural-order gather to ``out`` (False: it has no such gather).
+
+    The GatherElements that reads the sensor table (and the Expand and Shape that size the table) go; what read
+    the gathered codes reads the cast codes, in the sensor layout, instead: the same shapes, so the same work
+    for every other node. For timing only."""
+    from firmware_sim.manifest import Manifest
+
+    manifest = Manifest.from_json(path.with_name(path.stem + ".manifest.json").read_text())
+    model = onnx.load(path)
+    g = model.graph
+    if len(manifest.sensor_tables) != 1:
+        return False
+    (table,) = manifest.sensor_tables
+    producers = {o: n for n in g.node for o in n.output}
+    index = {table} | {n.output[0] for n in g.node if n.op_type == "Expand" and n.input[0] == table}
+    gathers = [n for n in g.node if n.op_type == "GatherElements" and n.input[1] in index]
+    if len(gathers) != 1:
+        return False
+    (gather,) = gathers
+    gone = [gather] + [producers[i] for i in index if i in producers]  # the Expand
+    gone += [producers[n.input[1]] for n in gone[1:] if n.input[1] in producers]  # its Shape
+    for node in g.node:
+        for i, name in enumerate(node.input):
+            if name == gather.output[0]:
+                node.input[i] = gather.input[0]
+    for node in gone:
+        g.node.remove(node)
+    onnx.save(model, out)
+    return True
 
 
 def timed(runs: dict[str, tuple], threads: int, reps: int) -> dict[str, float]:
-    return interleaved({label: (session(path, threads), {feed: data}) for label, (path, feed, data) in runs.items()},
-                       reps)
+    """Medians (ms); the float32 and the int8 models are timed in two interleaved groups, one after the other: a
+    camera runs one model frame after frame, and an int8 model run right after a float one finds its weights and
+    tables evicted (4.6-6.7 % slower for MobileNetV2, ``timing.py``)."""
+    medians: dict[str, float] = {}
+    for precision in ("fp32", "int8"):
+        group = {label: run for label, run in runs.items() if _precision(label) == precision}
+        medians |= interleaved({label: (session(path, threads), {feed: data})
+                                for label, (path, feed, data) in group.items()}, reps)
+    return medians
+
+
+def _precision(label: str) -> str:
+    return "fp32" if label.endswith("fp32") else "int8"
 
 
 HEADER = ["| network | threads | plain fp32 (ms) | keyed fp32 (ms) | keyed / plain fp32 | plain int8 (ms) | "
-          "keyed int8 (ms) | keyed / plain int8 | keyed fp32 / keyed int8 |",
-          "|---|---|---|---|---|---|---|---|---|"]
+          "keyed int8 (ms) | keyed / plain int8 | keyed int8 less its gather / plain int8 | "
+          "keyed fp32 / keyed int8 |",
+          "|---|---|---|---|---|---|---|---|---|---|"]
+
+
+def _ratio(m: dict[str, float], a: str, b: str) -> str:
+    return f"{m[a] / m[b]:.3f}" if a in m else "n/a"
 
 
 def int8_table(names: list[str], threads: list[int], reps: int, key: MasterKey,
@@ -131,8 +187,8 @@ def int8_table(names: list[str], threads: list[int], reps: int, key: MasterKey,
                       file=sys.stderr)
                 rows.append(f"| {name} @ {size[0]}x{size[1]} | {count} | {m['plain fp32']:.2f} | "
                             f"{m['keyed fp32']:.2f} | {m['keyed fp32'] / m['plain fp32']:.2f} | {m['plain int8']:.2f} | "
-                            f"{m['keyed int8']:.2f} | {m['keyed int8'] / m['plain int8']:.2f} | "
-                            f"{m['keyed fp32'] / m['keyed int8']:.2f} |")
+                            f"{m['keyed int8']:.2f} | {m['keyed int8'] / m['plain int8']:.3f} | "
+                            f"{_ratio(m, 'less gather', 'plain int8')} | {m['keyed fp32'] / m['keyed int8']:.2f} |")
     return HEADER + rows + [""] * bool(missing) + missing
 
 

@@ -56,6 +56,19 @@ def open_session(path: str | Path, threads: int | None = None, optimisation: str
         raise ModelError(f"model '{path}' cannot be loaded by onnxruntime: {str(error).splitlines()[0]}") from None
 
 
+def epoch_table(recipe: np.ndarray, inverse: np.ndarray, group: int = 1) -> np.ndarray:
+    """A sensor table for the key epoch whose inverse sensor table is ``inverse`` (H*W entries), from its recipe.
+
+    A recipe entry ``r`` names position ``r // group`` and code ``r % group`` of it (``group``: codes a
+    position, ``Manifest.table_groups``; 1 for tables of positions); the entry becomes
+    ``inverse[r // group]·group + r % group``. Entries past the positions (pad rows) stay as they are. The
+    table keeps the recipe's shape and dtype."""
+    size = inverse.size
+    position, code = np.divmod(recipe, group)
+    rebuilt = inverse[np.clip(position, 0, size - 1)] * group + code
+    return np.where(position < size, rebuilt, recipe).astype(recipe.dtype)
+
+
 def read_manifest(session: ort.InferenceSession, source: str) -> Manifest | None:
     metadata = session.get_modelmeta().custom_metadata_map
     if METADATA_KEY not in metadata:
@@ -101,8 +114,9 @@ class KeyedModel:
         """Rebuild the tables that depend on the sensor layout for key epoch ``epoch`` (see export/save.py).
 
         Table N is ``inv_E[recipe]`` where the recipe holds logical input positions (pad rows, >= H*W,
-        stay): the rest of the model is untouched. The rebuilt tables override the model's initializers
-        in a new onnxruntime session.
+        stay), or, for a table of code indices (``manifest.table_groups``, g codes a position),
+        ``inv_E[recipe // g]·g + recipe % g`` (:func:`epoch_table`): the rest of the model is untouched.
+        The rebuilt tables override the model's initializers in a new onnxruntime session.
         """
         import time
 
@@ -122,8 +136,7 @@ class KeyedModel:
         options = session_options(self.threads, self.optimisation)
         with np.load(sidecar, allow_pickle=False) as recipes:
             for index, name in enumerate(manifest.sensor_tables):
-                recipe = recipes[f"t{index}"]
-                table = np.where(recipe < size, inverse[np.clip(recipe, 0, size - 1)], recipe).astype(recipe.dtype)
+                table = epoch_table(recipes[f"t{index}"], inverse, manifest.table_groups.get(name, 1))
                 value = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(table))
                 self._overrides.append(value)  # must outlive the session's creation
                 options.add_initializer(name, value)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer, model_validator
 
 from firmware_sim.errors import ModelError
 from firmware_sim.spec import ReadoutSpec
@@ -147,6 +147,9 @@ class Manifest(_Strict):
     outputs: list[OutputSpec]
     split: SplitSpec | None = None
     sensor_tables: list[str] = Field(default_factory=list, description="initializers that depend on the sensor layout")
+    table_groups: dict[str, Annotated[int, Field(ge=1)]] = Field(
+        default_factory=dict, description="sensor tables whose entries index codes, not positions: table -> codes "
+                                          "per position g (entry = position·g + channel; absent: g = 1)")
     epoch_rotation: bool = Field(default=False, description="the device can rebuild the sensor tables for another "
                                                              "key epoch from the recipes beside the model")
     task: Literal["", "classify", "detect", "segment"] = Field(
@@ -156,12 +159,20 @@ class Manifest(_Strict):
                                                               "(None: dynamic)")
     quantization: QuantizationSpec | None = None
 
+    @model_validator(mode="after")
+    def _groups_of_tables(self) -> Manifest:
+        stray = sorted(set(self.table_groups) - set(self.sensor_tables))
+        if stray:
+            raise ValueError(f"table_groups names {stray[0]!r}, which is not one of sensor_tables")
+        return self
+
     @model_serializer(mode="wrap")
     def _compact(self, handler):
         """Fields added after the first release are written only when set: older manifests stay as they were."""
         data = handler(self)
         if isinstance(data, dict):
-            for name, empty in (("task", ""), ("labels", []), ("batch", None), ("quantization", None)):
+            for name, empty in (("table_groups", {}), ("task", ""), ("labels", []), ("batch", None),
+                                ("quantization", None)):
                 if data.get(name, empty) == empty:
                     data.pop(name, None)
         return data

@@ -56,7 +56,8 @@ def assemble(job: Compilation, outputs: list[OutputSpec], cut: Cut | None = None
     split = cut.spec if cut is not None else None
     tables = [t for t in job.sensor_tables if t in _initializer_names(full)]
     base["epoch_rotation"] = all(t in job.epoch_recipes for t in tables)
-    manifest = Manifest(role="full", outputs=outputs, split=split, sensor_tables=tables, **base)
+    manifest = Manifest(role="full", outputs=outputs, split=split, sensor_tables=tables,
+                        table_groups=_groups(job, tables), **base)
     _attach(full, manifest, metadata)
     result = KeyifyResult(model=full, manifest=manifest,
                           epoch_recipes={t: job.epoch_recipes[t] for t in tables if t in job.epoch_recipes})
@@ -66,7 +67,8 @@ def assemble(job: Compilation, outputs: list[OutputSpec], cut: Cut | None = None
         task = _model(job, [feature_info], out_infos, rename=cut.rename)
         feature_tables = [t for t in tables if t in _initializer_names(feature)]
         result.feature_manifest = Manifest(role="feature", outputs=[split.features], split=split,
-                                           sensor_tables=feature_tables, **base)
+                                           sensor_tables=feature_tables,
+                                           table_groups=_groups(job, feature_tables), **base)
         result.task_manifest = Manifest(role="task", outputs=outputs, split=split, **base)
         if any(t in _initializer_names(task) for t in tables):
             raise UnsupportedModel(split.tensor, "split", "the task part would read the sensor layout; split later")
@@ -76,6 +78,10 @@ def assemble(job: Compilation, outputs: list[OutputSpec], cut: Cut | None = None
     result.stats = {"plain_nodes": len(graph.nodes), "keyed_nodes": len(full.graph.node),
                     "plain_input_layout": graph.input_layout}
     return result
+
+
+def _groups(job: Compilation, tables: list[str]) -> dict[str, int]:
+    return {t: job.table_groups[t] for t in tables if t in job.table_groups}
 
 
 def _model(job: Compilation, inputs: list[onnx.ValueInfoProto], outputs: list[onnx.ValueInfoProto],

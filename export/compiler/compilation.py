@@ -44,6 +44,7 @@ class Compilation:
         self.sensor = sensor_layout(key, graph.height, graph.width, options.epoch)
         self.sensor_tables: list[str] = []  # constants laid out by the sensor layout: a key epoch changes them
         self.epoch_recipes: dict[str, np.ndarray] = {}  # sensor table -> its epoch-free recipe (see Context.gather)
+        self.table_groups: dict[str, int] = {}  # sensor table -> codes per position its indices count (absent: 1)
 
     def copy(self, node: onnx.NodeProto, inputs: list[str]) -> None:
         """Append the plain ``node`` to the keyed graph as it is, reading ``inputs``."""

@@ -4,9 +4,9 @@ The measurement is (N, H, W, C) codes of the readout spec's dtype, positions in 
 layout L0. Before the plain network, the keyed model does what the plain model's user did:
 codes to the 0..255 scale, the channel order (RGB or BGR), then (x - mean) / std. Under
 ``fresh`` the result stays tokens in L0 (:func:`tokens_input`); under ``boundary`` one gather
-first puts the positions in natural order (:func:`natural_input`). When the input feeds a single
-Conv, the scale, the division by std and the channel order fold into that Conv's weights
-(:func:`fold_into_first_conv`).
+first puts the positions in natural order and the channels in the model's (:func:`natural_input`).
+When the input feeds a single Conv, the scale, the division by std and (under ``fresh``, or for a Bayer
+spec) the channel order fold into that Conv's weights (:func:`fold_into_first_conv`).
 
 A Bayer spec's measurement is (N, H, W, 4) cells (R, Gr, Gb, B): the mini-ISP (``isp.py``) first
 turns each cell into R, G, B on the 0..255 scale, and what follows is the same as for an RGB
@@ -117,15 +117,16 @@ def _normalise(job: Compilation, x: str, broadcast: list[int]) -> str:
     return x
 
 
-def fold_into_first_conv(job: Compilation) -> np.ndarray | None:
+def fold_into_first_conv(job: Compilation, order: np.ndarray | None = None) -> np.ndarray | None:
     """Fold the division by std, the code scale and the channel order into the first Conv.
 
     normalised[c] = (raw[m] * scale - mean[c]) / std[c] = (raw[m] - p[m]) * scale / std[c] with m the
     measurement channel that model channel c reads and p[m] = mean[c] / scale. So the Conv gets
     W'[:, m] = W[:, c] * scale / std[c], its bias unchanged, and reads raw - p: one subtraction
     instead of three passes, and its zero padding still means a normalised 0. The result differs
-    from the plain model by float rounding only. Returns p (per measurement channel), or None when
-    the input does not feed a single plain Conv (then nothing changes).
+    from the plain model by float rounding only. ``order``: the map m (None: the channel map of the options;
+    the identity where a gather before the Conv has put the channels in the model's order already). Returns p
+    (per measurement channel), or None when the input does not feed a single plain Conv (then nothing changes).
     """
     g = job.graph
     consumers = g.consumers.get(g.input_name, [])
@@ -136,7 +137,7 @@ def fold_into_first_conv(job: Compilation) -> np.ndarray | None:
     if node.input[0] != g.input_name or weight is None or weight.ndim != 4 or attrs(node).get("group", 1) != 1:
         return None
     mean, std, scale = (np.asarray(v, np.float64) for v in _norm(job))
-    order = _channel_map(job)
+    order = _channel_map(job) if order is None else order
     folded = np.empty(weight.shape, np.float64)
     folded[:, order] = weight.astype(np.float64) * (scale / std)[None, :, None, None]
     offset = np.empty(len(order))
@@ -174,56 +175,65 @@ def tokens_input(job: Compilation) -> Tokens:
     return Tokens(x, c, g.height, g.width, job.sensor)
 
 
-def _natural_planes(job: Compilation, rows: str, n: int, c: int) -> str:
-    """(N, HW, C) codes in the sensor layout -> (N, C, HW) in natural order, by transposing the codes first and
-    then one GatherElements along positions::
+def _natural_planes(job: Compilation, codes: str, n: int, c: int, order: np.ndarray) -> str:
+    """(N, HW·C) float codes in the sensor layout, each position's C codes together -> (N, C·HW) planes in natural
+    order and in the model's channel order, by one GatherElements along the codes::
 
-        codes  = Transpose(rows, [0, 2, 1])              codes[n, c, q] = rows[n, q, c]
-        planes = GatherElements(codes, index, axis=2)    planes[n, c, a] = codes[n, c, inv[a]]
+        planes = GatherElements(codes, index, axis=1)   planes[n, k·HW + a] = codes[n, inv[a]·C + order[k]]
 
-    onnxruntime's Gather copies one C-code row per index (about 8 ns a row here: 0.41 ms at 224x224), its
-    GatherElements runs one tight loop over the elements (0.16 ms with the transpose). The index is the sensor
-    table ``inv`` at (1, 1, HW), expanded to the codes' shape at run time, or stored at (B, C, HW) for a fixed
-    batch B (there an Expand would be of constants only, which an optimised copy of the graph, such as the int8
-    quantiser's pre-processing saves, folds into a new constant, losing the table's name that key epochs override). Its epoch recipe is ``arange(HW)`` in the same shape: table = inv_E[recipe]."""
+    so ``index[k·HW + a] = inv[a]·C + order[k]``: the sensor table ``inv`` and the channel order in one table of
+    flat code indices. It is stored at (1, C·HW), expanded to the codes' batch at run time, or at (B, C·HW) for
+    a fixed batch B (there an Expand would be of constants only, which an optimised copy of the graph, such as
+    the int8 quantiser's pre-processing saves, folds into a new constant, losing the table's name that key
+    epochs override). Its epoch recipe, ``r = a·C + order[k]`` in the same shape, counts C codes to a position
+    (``Manifest.table_groups``): epoch E's table is ``inv_E[r // C]·C + r % C``.
+
+    One pass over the codes, from the cast codes on: onnxruntime's GatherElements runs one tight loop over the
+    output's elements, where its Gather copies one row per index (8 ns a row here), and a Transpose to
+    channels-first before the gather (the earlier form) costs another pass. An int8 MobileNetV2 at 224x224
+    with this input takes 1.06-1.07x the plain int8 model's time, against 1.07-1.09x with transpose-then-gather
+    (docs/benchmarks.md, "The natural-order input, four ways")."""
     b, batch = job.builder, job.graph.batch
-    codes = b.transpose(rows, [0, 2, 1], "codes")  # (N, HW, C) -> (N, C, HW), sensor layout
-    flat = job.sensor.inv.astype(np.int32).reshape(1, 1, n)  # natural a <- physical inv[a]
-    recipe = np.arange(n, dtype=np.int32).reshape(1, 1, n)  # any epoch's table is inv_E[recipe]
+    positions = job.sensor.inv.astype(np.int64)  # natural a <- physical inv[a]
+    flat = (positions[None, :] * c + order[:, None]).reshape(1, c * n).astype(np.int32)  # (C, HW) -> (1, C·HW)
+    recipe = (np.arange(n)[None, :] * c + order[:, None]).reshape(1, c * n).astype(np.int32)  # inv_E[r // C]·C + r % C
     if batch is not None:
-        flat = np.ascontiguousarray(np.broadcast_to(flat, (batch, c, n)))  # (1, 1, HW) -> (B, C, HW)
-        recipe = np.ascontiguousarray(np.broadcast_to(recipe, (batch, c, n)))
+        flat = np.ascontiguousarray(np.broadcast_to(flat, (batch, c * n)))  # (1, C·HW) -> (B, C·HW)
+        recipe = np.ascontiguousarray(np.broadcast_to(recipe, (batch, c * n)))
     table = b.const(flat, "sensor-index")
     job.sensor_tables.append(table)
     job.epoch_recipes[table] = recipe
+    if c > 1:
+        job.table_groups[table] = c
     index = table if batch is not None else b.node("Expand", [table, b.node("Shape", [codes], "codes-shape")],
                                                      "sensor-index-expanded")
-    return b.node("GatherElements", [codes, index], "natural", axis=2)  # (N, C, HW), natural order
+    return b.node("GatherElements", [codes, index], "natural", axis=1)  # (N, C·HW), natural order
 
 
 def natural_input(job: Compilation) -> None:
-    """``boundary``: positions back in natural order (one GatherElements over the transposed codes; for a Bayer
-    spec one row gather of cells, then the mini-ISP), then NCHW, normalised, under the plain input's name."""
+    """``boundary``: positions back in natural order (one GatherElements over the cast codes, which also puts the
+    channels in the model's order; for a Bayer spec one row gather of cells, then the mini-ISP), then NCHW,
+    normalised, under the plain input's name."""
     g, b = job.graph, job.builder
     n, c = g.height * g.width, g.channels
-    offset = fold_into_first_conv(job)
-    rows = b.reshape(MEASUREMENT, [-1, n, measured_channels(job)], "rows")  # (N, H, W, C) -> (N, HW, C), sensor layout
     bayer = job.options.spec.is_bayer
+    offset = fold_into_first_conv(job, None if bayer else np.arange(c))  # the gather puts the channels in order
     if bayer:  # the mini-ISP reads whole cells: one row gather, then (N, HW, 4) cells -> (N, HW, 3) RGB
+        rows = b.reshape(MEASUREMENT, [-1, n, measured_channels(job)], "rows")  # (N, H, W, 4) -> (N, HW, 4)
         table = b.const(job.sensor.inv.astype(np.int32), "sensor-index")  # natural a <- physical inv[a]
         job.sensor_tables.append(table)
         job.epoch_recipes[table] = np.arange(n, dtype=np.int32)  # any epoch's table is inv_E[a]
         x = b.node("Gather", [rows, table], "natural", axis=1)  # (N, HW, 4), natural order
         x = emit_isp(job, b.node("Cast", [x], "float", to=onnx.TensorProto.FLOAT))
         x = b.transpose(x, [0, 2, 1])  # -> (N, 3, HW)
+        order = np.arange(c) if offset is not None else _channel_map(job)
+        if not np.array_equal(order, np.arange(c)):
+            x = b.gather(x, order, axis=1, hint="channels")  # whole planes: cheap
     else:
-        x = _natural_planes(job, rows, n, c)  # (N, C, HW), natural order
-    order = np.arange(c) if offset is not None else _channel_map(job)
-    if not np.array_equal(order, np.arange(c)):
-        x = b.gather(x, order, axis=1, hint="channels")  # whole planes: cheap
-    if not bayer:
+        x = b.reshape(MEASUREMENT, [-1, n * c], "codes")  # (N, H, W, C) -> (N, HW·C), sensor layout
         x = b.node("Cast", [x], "float", to=onnx.TensorProto.FLOAT)
-    x = b.reshape(x, [-1, c, g.height, g.width])  # (N, C, HW) -> (N, C, H, W)
+        x = _natural_planes(job, x, n, c, _channel_map(job))  # (N, C·HW), natural order, the model's channels
+    x = b.reshape(x, [-1, c, g.height, g.width])  # (N, C, HW) or (N, C·HW) -> (N, C, H, W)
     if offset is not None:
         x = _offset(job, x, offset, [1, c, 1, 1])
     else:

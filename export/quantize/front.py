@@ -1,7 +1,8 @@
 """Before quantising a ``boundary`` model: its natural-order gather as one fast gather along positions.
 
-The compiler now writes non-Bayer ``boundary`` inputs this way itself (``export/compiler/inputs.py``,
-``_natural_planes``); this rewrite is for models compiled before it (and finds nothing to do in newer ones).
+The compiler now writes non-Bayer ``boundary`` inputs as one GatherElements itself, over the cast codes with a
+table of code indices (``export/compiler/inputs.py``, ``_natural_planes``); this rewrite is for models compiled
+with the row gather before that (and finds nothing to do in newer ones).
 
 ``boundary`` puts the measurement in natural order with one row gather and then a transpose to
 channels-first (``export/compiler/inputs.py``, ``natural_input``)::

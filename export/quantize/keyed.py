@@ -3,9 +3,9 @@
 The sensor tables (``manifest.sensor_tables``: the gathers' index tables that depend on the sensor
 layout, rebuilt per key epoch by ``edge.runtime.KeyedModel`` from the ``.epochs.npz`` recipes) must
 come out of quantisation as they went in: the same initializer names, dtypes and values, so the
-device overrides them as it does for a float model (``boundary``'s one row gather is first rewritten as a
-GatherElements along positions, its table reshaped, ``front.py``). The nodes that read them are left in float
-(``nodes_to_exclude``: under ``boundary`` they move the measurement's integer codes anyway; under
+device overrides them as it does for a float model (a ``boundary`` model compiled with the old row gather
+has it first rewritten as a GatherElements along positions, its table reshaped, ``front.py``). The nodes that
+read them are left in float (``nodes_to_exclude``: under ``boundary`` they move the measurement's codes anyway; under
 ``fresh`` the first layer's gather then reads float tokens), and every table is checked afterwards.
 So are the nodes that read tensors holding -inf (``fresh`` max-pooling's pad rows: no uint8 grid
 holds them).

@@ -9,6 +9,7 @@ quantiser sees ``raw - p`` (one per-tensor grid over all channels) where the pla
 scaled by different ``1 / std[c]``. So, before quantising, this rewrite puts the plain arithmetic back:
 
     x = Gather(codes, order, axis=1)                when the measurement's channel order is not the model's
+                                                    and the natural-order gather did not put it right
     x = Cast(x)                                     (N, C, H, W) in natural order, the model's channels
     x = x * scale                                   codes to the 0..255 scale, when scale != 1
     x = (x - mean) / std                            the plain model's user's normalisation
@@ -37,9 +38,11 @@ OFFSET = "keycam/code-offset/"
 
 
 def _channel_order(manifest: Manifest) -> np.ndarray:
+    """The channel order the folded Conv picked: the measurement's to the model's, unless the natural-order gather
+    already put the channels in the model's order (a table of code indices, ``Manifest.table_groups``)."""
     spec = manifest.input
     channels = len(spec.mean)
-    if channels == 3 and spec.channel_order != spec.model_channel_order:
+    if channels == 3 and spec.channel_order != spec.model_channel_order and not manifest.table_groups:
         return np.array([2, 1, 0], np.int64)
     return np.arange(channels, dtype=np.int64)
 

@@ -8,7 +8,7 @@ import pytest
 
 from edge.epochs import EpochSchedule
 from edge.errors import KeyMismatch, ModelError
-from edge.runtime import KeyedModel
+from edge.runtime import KeyedModel, epoch_table
 from edge.transform import AdcTransform
 from firmware_sim.spec import DEFAULT_SPEC
 from export.keyify import KeyifyOptions, keyify
@@ -47,6 +47,40 @@ def test_a_model_rebuilt_for_another_epoch_equals_one_compiled_for_it(tmp_path, 
     with pytest.raises(KeyMismatch, match="epoch 0"):  # tagged measurements of the old epoch are refused
         rebuilt.run(_measured(key, batch[0], 0))
     assert relative_error(rebuilt.run(_measured(key, batch[0], 7))[0], got[:1]) <= 1e-5
+
+
+@pytest.mark.parametrize("channel_order", ["rgb", "bgr"])
+def test_a_table_of_code_indices_is_rebuilt_entry_for_entry(tmp_path, key, channel_order):
+    """``boundary``'s natural-order table indexes codes (position·3 + channel, in the model's channel order): rebuilt
+    from its recipe for epoch 7 it is, entry for entry, the table compiled for epoch 7, and the model runs as one."""
+    from onnx import numpy_helper
+
+    from firmware_sim.permutation import inverse_table, permutation_table
+
+    options = dict(mean=CIFAR_MEAN, std=CIFAR_STD, channel_order=channel_order)
+    at0 = keyify(resnet20(), key, KeyifyOptions(**options))
+    at7 = keyify(resnet20(), key, KeyifyOptions(**options, epoch=7))
+    (table,), (table7,) = at0.manifest.sensor_tables, at7.manifest.sensor_tables
+    assert at0.manifest.table_groups == {table: 3}
+    compiled = next(numpy_helper.to_array(i) for i in at7.model.graph.initializer if i.name == table7)
+    inverse = inverse_table(permutation_table(key.sensor_key(32, 32, 7), 32 * 32))
+    rebuilt = epoch_table(at0.epoch_recipes[table], inverse, 3)
+    assert rebuilt.dtype == compiled.dtype and np.array_equal(rebuilt, compiled)
+    save(at0, tmp_path / "e0.onnx")
+    batch = frames(2, 32, 32, 3, seed=6)  # in the measurement's channel order
+    measured = np.stack([AdcTransform(key)(f, 7) for f in batch])
+    got = KeyedModel(tmp_path / "e0.onnx", key, epoch=7).run(measured)[0]
+    rgb = batch[..., ::-1] if channel_order == "bgr" else batch
+    reference = session(resnet20(), optimise=False).run(None, {"input": plain_input(rgb, CIFAR_MEAN, CIFAR_STD)})[0]
+    assert relative_error(got, reference) <= 1e-4
+
+
+def test_epoch_table_maps_positions_and_keeps_pad_rows():
+    inverse = np.array([2, 0, 3, 1])  # natural a <- physical inverse[a], 4 positions
+    assert epoch_table(np.array([0, 1, 2, 3, 4, 9], np.int32), inverse).tolist() == [2, 0, 3, 1, 4, 9]
+    codes = np.array([[0, 3, 6, 9, 2, 5, 8, 11]], np.int32)  # position·3 + channel: channel 0, then channel 2
+    assert epoch_table(codes, inverse, 3).tolist() == [[6, 0, 9, 3, 8, 2, 11, 5]]
+    assert epoch_table(codes, inverse, 3).dtype == np.int32
 
 
 def test_the_task_side_of_a_split_is_untouched_by_epochs(tmp_path, key):

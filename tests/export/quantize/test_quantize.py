@@ -54,8 +54,8 @@ def test_the_int8_model_records_its_quantisation_and_keeps_its_sensor_tables(tmp
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     tables = model.manifest.sensor_tables
     int8, float32 = _initializers(out), _initializers(model.keyed)
-    # the same tables, as the compiler shaped them for its GatherElements: (1, 1, HW), expanded at run time
-    assert tables and all(int8[t].shape == (1, 1, 28 * 28) and np.array_equal(int8[t], float32[t]) for t in tables)
+    # the same tables, as the compiler shaped them for its GatherElements: (1, HW·C), expanded at run time
+    assert tables and all(int8[t].shape == (1, 28 * 28) and np.array_equal(int8[t], float32[t]) for t in tables)
     with np.load(tmp_path / "keyed.int8.epochs.npz") as rebuilt, np.load(tmp_path / "keyed.epochs.npz") as recipes:
         assert sorted(rebuilt) == sorted(recipes) == [f"t{i}" for i in range(len(tables))]
         for i, name in enumerate(tables):
@@ -87,7 +87,8 @@ def test_an_int8_model_rebuilt_for_another_epoch_equals_one_quantised_after_comp
         quantize_file(model.keyed, measured, model.keyed.with_suffix(".int8.onnx"), calibration="frames",
                       plain=model.plain)
     (table,) = at0.manifest.sensor_tables
-    assert _initializers(tmp_path / "e0" / "keyed.int8.onnx")[table].shape == (1, 1, 784)  # one channel
+    assert _initializers(tmp_path / "e0" / "keyed.int8.onnx")[table].shape == (1, 784)  # one channel
+    assert at0.manifest.table_groups == {}  # one code a position: its entries are positions
     frames = at0.sensor_frames(test)
     step = batch or 50
     rotated = run_keyed(tmp_path / "e0" / "keyed.int8.onnx", at0, at0.measure(frames, 5), batch=step, epoch=5)
@@ -97,7 +98,7 @@ def test_an_int8_model_rebuilt_for_another_epoch_equals_one_quantised_after_comp
     assert np.mean(stale.argmax(1) == compiled.argmax(1)) < 0.5
 
 
-def test_a_fixed_batch_colour_model_keeps_its_table_at_batch_channels_positions_and_rotates(tmp_path, key):
+def test_a_fixed_batch_colour_model_keeps_its_table_at_batch_by_codes_and_rotates(tmp_path, key):
     rng = np.random.default_rng(2)
     (tmp_path / "e0").mkdir()
     (tmp_path / "e3").mkdir()
@@ -109,7 +110,8 @@ def test_a_fixed_batch_colour_model_keeps_its_table_at_batch_channels_positions_
         quantize_file(model.keyed, model.measure(frames[:8]), model.keyed.with_suffix(".int8.onnx"),
                       calibration="noise", plain=model.plain)
     (table,) = at0.manifest.sensor_tables
-    assert _initializers(tmp_path / "e0" / "keyed.int8.onnx")[table].shape == (1, 3, 1024)
+    assert _initializers(tmp_path / "e0" / "keyed.int8.onnx")[table].shape == (1, 3 * 1024)
+    assert KeyedModel(tmp_path / "e0" / "keyed.int8.onnx", key).manifest.table_groups == {table: 3}
     rotated = run_keyed(tmp_path / "e0" / "keyed.int8.onnx", at0, at0.measure(frames, 3), batch=1, epoch=3)
     compiled = run_keyed(tmp_path / "e3" / "keyed.int8.onnx", at3, at3.measure(frames, 3), batch=1)
     assert np.array_equal(rotated, compiled)
