@@ -190,9 +190,9 @@ def _natural_planes(job: Compilation, codes: str, n: int, c: int, order: np.ndar
 
     One pass over the codes, from the cast codes on: onnxruntime's GatherElements runs one tight loop over the
     output's elements, where its Gather copies one row per index (8 ns a row here), and a Transpose to
-    channels-first before the gather (the earlier form) costs another pass. An int8 MobileNetV2 at 224x224
-    with this input takes 1.06-1.07x the plain int8 model's time, against 1.07-1.09x with transpose-then-gather
-    (docs/benchmarks.md, "The natural-order input, four ways")."""
+    channels-first before the gather (the earlier form) costs another pass. In int8 MobileNetV2, YOLOv8n and
+    BlazeFace this form was as fast as transpose-then-gather or faster in every round measured, by up to 5 % of
+    the whole model (``benchmarks/bench_input_forms.py``, docs/benchmarks.md)."""
     b, batch = job.builder, job.graph.batch
     positions = job.sensor.inv.astype(np.int64)  # natural a <- physical inv[a]
     flat = (positions[None, :] * c + order[:, None]).reshape(1, c * n).astype(np.int32)  # (C, HW) -> (1, C·HW)
