@@ -36,7 +36,7 @@ from onnx import helper, numpy_helper
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_int8 import models, network  # noqa: E402
+from bench_int8 import models, natural_gather, network  # noqa: E402
 from firmware_sim.keys import MasterKey  # noqa: E402
 from firmware_sim.manifest import Manifest  # noqa: E402
 from timing import interleaved, session  # noqa: E402
@@ -59,13 +59,9 @@ def rewrite(path: Path, form: str) -> Path:
     order = first[np.arange(c) * n] % c  # the channel plane k reads
     inv = (first[:n] - order[0]) // c  # natural a <- physical inv[a]
     producers = {o: node for node in g.node for o in node.output}
-    gather = next(node for node in g.node if node.op_type == "GatherElements" and node.input[1] in
-                  {table} | {o.output[0] for o in g.node if o.op_type == "Expand" and o.input[0] == table})
+    gather, sizing = natural_gather(model, path)  # and the Expand and Shape of a dynamic batch
     cast = producers[gather.input[0]]
-    drop = [gather, cast, producers[cast.input[0]]]  # and the Reshape of the measurement
-    if batch is None:
-        expand = producers[gather.input[1]]
-        drop += [expand, producers[expand.input[1]]]  # the Expand and its Shape
+    drop = [gather, cast, producers[cast.input[0]], *sizing]  # and the Reshape of the measurement
     positions = inv.reshape(1, 1, n).astype(np.int32)  # (1, 1, HW), or (B, C, HW) for a fixed batch
     if batch is not None:
         positions = np.ascontiguousarray(np.broadcast_to(positions, (batch, c, n)))

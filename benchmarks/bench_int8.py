@@ -111,34 +111,42 @@ def models(folder: Path, name: str, plain: onnx.ModelProto, size, mean, std, key
     return runs
 
 
+def natural_gather(model: onnx.ModelProto, path: Path) -> tuple[onnx.NodeProto, list[onnx.NodeProto]] | None:
+    """The GatherElements of the keyed model at ``path`` that reads its one sensor table, and the Expand and Shape
+    that size the table to the batch (none for a fixed batch); None when it has no such gather."""
+    from firmware_sim.manifest import Manifest
+
+    manifest = Manifest.from_json(path.with_name(path.stem + ".manifest.json").read_text())
+    if len(manifest.sensor_tables) != 1:
+        return None
+    (table,) = manifest.sensor_tables
+    g = model.graph
+    producers = {o: n for n in g.node for o in n.output}
+    index = {table} | {n.output[0] for n in g.node if n.op_type == "Expand" and n.input[0] == table}
+    gathers = [n for n in g.node if n.op_type == "GatherElements" and n.input[1] in index]
+    if len(gathers) != 1:
+        return None
+    expand = producers.get(gathers[0].input[1])
+    return gathers[0], [] if expand is None else [expand, producers[expand.input[1]]]
+
+
 def without_gather(path: Path, out: Path) -> bool:
     """Write the keyed model at ``path`` less its natural-order gather to ``out`` (False: it has no such gather).
 
     The GatherElements that reads the sensor table (and the Expand and Shape that size the table) go; what read
     the gathered codes reads the cast codes, in the sensor layout, instead: the same shapes, so the same work
     for every other node. For timing only."""
-    from firmware_sim.manifest import Manifest
-
-    manifest = Manifest.from_json(path.with_name(path.stem + ".manifest.json").read_text())
     model = onnx.load(path)
-    g = model.graph
-    if len(manifest.sensor_tables) != 1:
+    found = natural_gather(model, path)
+    if found is None:
         return False
-    (table,) = manifest.sensor_tables
-    producers = {o: n for n in g.node for o in n.output}
-    index = {table} | {n.output[0] for n in g.node if n.op_type == "Expand" and n.input[0] == table}
-    gathers = [n for n in g.node if n.op_type == "GatherElements" and n.input[1] in index]
-    if len(gathers) != 1:
-        return False
-    (gather,) = gathers
-    gone = [gather] + [producers[i] for i in index if i in producers]  # the Expand
-    gone += [producers[n.input[1]] for n in gone[1:] if n.input[1] in producers]  # its Shape
-    for node in g.node:
+    gather, sizing = found
+    for node in model.graph.node:
         for i, name in enumerate(node.input):
             if name == gather.output[0]:
                 node.input[i] = gather.input[0]
-    for node in gone:
-        g.node.remove(node)
+    for node in [gather, *sizing]:
+        model.graph.node.remove(node)
     onnx.save(model, out)
     return True
 
