@@ -23,6 +23,11 @@ METADATA_KEY = "keycam.manifest"
 FINGERPRINT_KEY = "keycam.fingerprint"
 
 
+def shape_text(shape) -> str:
+    """A manifest shape as people read it: ``(N, 3, 224, 224)``, N for a dynamic dimension (None)."""
+    return "(" + ", ".join("N" if d is None else str(d) for d in shape) + ")"
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -1,0 +1,88 @@
+"""The words keycam's packages and file formats share, each defined once here.
+
+``export`` writes them, ``edge`` reads them, and the manifest, the command line, the configuration
+schema and the docs' tables derive their literals and choices from these definitions, so a new task
+kind or a new sidecar file is one line here.
+
+- **Task kinds** (:data:`TASKS`): what a keyed model's outputs are, as its manifest records them
+  (``""`` in a manifest: unknown) and as ``keyify --task`` and ``[task] kind`` choose them.
+- **Model files** (:func:`model_files`): a keyed model ``KEYED.onnx`` and the files beside it:
+  ``KEYED.manifest.json``, the epoch recipes ``KEYED.epochs.npz``, a split's ``KEYED.feature.onnx`` and
+  ``KEYED.task.onnx``, the int8 twin ``KEYED.int8.onnx``.
+- **Image suffixes** (:data:`IMAGE_SUFFIXES`): the files an image folder, a calibration folder and the
+  lab's datasets read as pictures (``.npy``: a sensor frame saved by numpy).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+# -- task kinds -----------------------------------------------------------------------------------------------
+
+TASKS = ("classify", "detect", "segment")
+"""Task kinds the device has decoders for, as a manifest records them."""
+
+# -- model files ----------------------------------------------------------------------------------------------
+
+MODEL_SUFFIX = ".onnx"
+MANIFEST_SUFFIX = ".manifest.json"
+EPOCHS_SUFFIX = ".epochs.npz"
+FEATURE_SUFFIX = ".feature.onnx"
+TASK_SUFFIX = ".task.onnx"
+INT8_SUFFIX = ".int8.onnx"
+SPLIT_ROLES = {"feature": FEATURE_SUFFIX, "task": TASK_SUFFIX}
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """The files of one keyed model, named from its path ``model`` (``KEYED.onnx``)."""
+
+    model: Path
+
+    @property
+    def stem(self) -> str:
+        return self.model.name.removesuffix(MODEL_SUFFIX) if self.model.name.endswith(MODEL_SUFFIX) \
+            else self.model.stem
+
+    def _beside(self, suffix: str) -> Path:
+        return self.model.with_name(self.stem + suffix)
+
+    @property
+    def manifest(self) -> Path:
+        return self._beside(MANIFEST_SUFFIX)
+
+    @property
+    def epochs(self) -> Path:
+        return self._beside(EPOCHS_SUFFIX)
+
+    @property
+    def feature(self) -> Path:
+        return self._beside(FEATURE_SUFFIX)
+
+    @property
+    def task(self) -> Path:
+        return self._beside(TASK_SUFFIX)
+
+    @property
+    def int8(self) -> Path:
+        return self._beside(INT8_SUFFIX)
+
+    def sidecars(self) -> dict[str, Path]:
+        """Every file written beside the model, by what it is: manifest, epochs, feature, task."""
+        return {"manifest": self.manifest, "epochs": self.epochs, "feature": self.feature, "task": self.task}
+
+
+def model_files(model: str | Path) -> ModelFiles:
+    """The files of the keyed model at ``model`` (see :class:`ModelFiles`)."""
+    return ModelFiles(Path(model))
+
+
+# -- image suffixes -------------------------------------------------------------------------------------------
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".npy")
+"""Files read as pictures (lower-case; ``.npy``: a frame saved by numpy)."""
+
+
+def is_image(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in IMAGE_SUFFIXES
