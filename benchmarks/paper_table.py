@@ -3,7 +3,7 @@
 Rows: plain model on plain images; plain model on scrambled images; keyed model with the key; keyed
 model with wrong keys (mean and spread over 5 random keys); with ``--finetune-epochs N`` (needs
 PyTorch), the plain model fine-tuned for N epochs on the 60,000 Fashion-MNIST training images, measured
-with the key, and scored on the measurements of the 10,000 test images (``export.finetune``; the row
+with the key, and scored on the measurements of the 10,000 test images (``edge.lab.attacks.finetune``; the row
 does not depend on the layout policy, so it is computed once, under `fresh`). Foolbox's 20 CIFAR-10
 images are too few to fine-tune on, so the CIFAR tables have no such row. Models: the Keras CIFAR-10
 CNN from ``cifar-10-model`` on foolbox's 20 CIFAR-10 test images, and our Fashion-MNIST CNN on all
@@ -43,7 +43,7 @@ FASHION_MODEL = ROOT / "edge" / "assets" / "fashion_mnist_cnn.onnx"
 
 
 def finetuner(epochs: int):
-    from export.finetune import finetune, predict
+    from edge.lab.attacks.finetune import finetune, predict
 
     def run(inputs, labels):
         module = finetune(FASHION_MODEL, inputs, labels, epochs,

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serial
 
 from firmware_sim.errors import ModelError
 from firmware_sim.spec import ReadoutSpec
+from firmware_sim.words import TASKS
 
 MANIFEST_FORMAT = "keycam-manifest/1"
 METADATA_KEY = "keycam.manifest"
@@ -157,7 +158,7 @@ class Manifest(_Strict):
                                           "per position g (entry = position·g + channel; absent: g = 1)")
     epoch_rotation: bool = Field(default=False, description="the device can rebuild the sensor tables for another "
                                                              "key epoch from the recipes beside the model")
-    task: Literal["", "classify", "detect", "segment"] = Field(
+    task: Literal[("", *TASKS)] = Field(
         default="", description="what the outputs are ('': unknown; the device summarises tensors)")
     labels: list[str] = Field(default_factory=list, description="class names, in class-index order")
     batch: int | None = Field(default=None, ge=1, description="the fixed batch size the model was exported with "
@@ -181,6 +182,22 @@ class Manifest(_Strict):
                 if data.get(name, empty) == empty:
                     data.pop(name, None)
         return data
+
+    def refusal(self, fingerprint: str = "", epoch: int | None = None, tables_epoch: int | None = None) -> str | None:
+        """Why a measurement made with key ``fingerprint`` in key epoch ``epoch`` does not fit this model, in words
+        (None: it fits). The one check of "does this model fit this frame", for the device, the server and replays.
+
+        An empty ``fingerprint`` or a None ``epoch`` is not checked (a source that does not know it). A model
+        whose sensor tables depend on the sensor layout reads only the epoch they were made for
+        (``tables_epoch``: rebuilt on the device for another epoch; default the manifest's own). A model with no
+        sensor tables (a split's task model; a model with no spatial layer before its outputs) reads every
+        epoch: its dense outputs then carry the frame's own sensor layout (``edge.restore``)."""
+        if fingerprint and fingerprint != self.key_fingerprint:
+            return f"it was measured with key {fingerprint}, and the model is keyed for {self.key_fingerprint}"
+        built = self.epoch if tables_epoch is None else tables_epoch
+        if epoch is not None and self.sensor_tables and epoch != built:
+            return f"it is from key epoch {epoch}, and the model reads key epoch {built}"
+        return None
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2)

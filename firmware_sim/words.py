@@ -11,6 +11,11 @@ kind or a new sidecar file is one line here.
   ``KEYED.task.onnx``, the int8 twin ``KEYED.int8.onnx``.
 - **Image suffixes** (:data:`IMAGE_SUFFIXES`): the files an image folder, a calibration folder and the
   lab's datasets read as pictures (``.npy``: a sensor frame saved by numpy).
+- **Operator families** (:data:`ELEMENTWISE_UNARY`, :data:`ELEMENTWISE_BINARY`): the ONNX operators that
+  act element by element, which the keyed compiler's pointwise and element-wise passes handle, and the
+  named sub-families other readers of a graph use: the channels-last rewrite moves
+  :data:`PREFIX_UNARY` and :data:`PREFIX_BINARY` behind an input Transpose, and the lab's fine-tuning
+  interpreter (``edge.lab.attacks.finetune``) runs a part of the families in PyTorch.
 """
 
 from __future__ import annotations
@@ -86,3 +91,32 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".p
 
 def is_image(path: str | Path) -> bool:
     return Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+# -- operator families ----------------------------------------------------------------------------------------
+
+ELEMENTWISE_UNARY = (
+    "Relu", "LeakyRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Elu", "Selu", "Celu", "Softplus",
+    "Softsign", "ThresholdedRelu", "Gelu", "Mish", "Erf", "Exp", "Log", "Abs", "Neg", "Sqrt", "Reciprocal",
+    "Floor", "Ceil", "Round", "Sign", "Sin", "Cos", "Tan", "Atan", "Asin", "Acos", "Sinh", "Cosh", "Asinh",
+    "Acosh", "Atanh", "Identity", "Dropout", "Clip", "Cast", "IsNaN", "IsInf", "Not", "Shrink",
+)
+"""ONNX operators that compute each output element from the same element of one tensor (any other input is a
+scalar: Clip's bounds, Dropout's ratio), so they commute with any reordering of the elements. The keyed
+compiler's ``UnaryPass`` handles exactly these (``export/passes/pointwise.py``)."""
+
+ELEMENTWISE_BINARY = ("Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Mean")
+"""ONNX operators that combine their inputs element by element, with numpy broadcasting (Sum, Mean, Max and Min
+take any number of inputs). The keyed compiler's ``BinaryPass`` handles exactly these
+(``export/passes/elementwise.py``)."""
+
+PREFIX_UNARY = ("Relu", "Clip", "Identity", "Neg", "Abs", "Sigmoid", "Tanh", "Floor", "Ceil", "Round", "Sqrt",
+                "Exp", "Log", "LeakyRelu", "Elu", "HardSigmoid", "HardSwish", "Softplus")
+"""The part of :data:`ELEMENTWISE_UNARY` that the channels-last rewrite (``export/prepare/channels_last.py``) moves
+behind a TensorFlow export's input Transpose: the common activations, roundings and the arithmetic of Keras's
+preprocessing layers. Every element-wise operator commutes with that Transpose; the rewrite keeps to the
+operators it was written and tested for, so widening it to the family changes which models it rewrites."""
+
+PREFIX_BINARY = ("Add", "Sub", "Mul", "Div", "Max", "Min")
+"""The part of :data:`ELEMENTWISE_BINARY` that the channels-last rewrite moves behind the input Transpose (Keras's
+``Rescaling`` and ``Normalization``: ``x * s + o``, ``(x - m) * r``; and Max/Min)."""

@@ -53,12 +53,22 @@ def _device_core() -> list[Path]:
     [
         ("firmware_sim", {"edge", "export", "onnx", "onnxruntime", "cv2", "picamera2", "torch"}),
         ("export", {"edge", "picamera2"}),
-        ("edge", {"onnx", "torch"}),
     ],
 )
 def test_package_does_not_import(package, banned):
     offenders = {str(p.relative_to(ROOT)): sorted(_roots(p) & banned) for p in _modules(package)}
     assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_the_device_core_never_imports_onnx_or_torch_and_the_lab_imports_torch_only_when_it_runs():
+    """The device reads models through onnxruntime alone. The lab, beside the device, may read ONNX graphs (its
+    attacker interprets one in PyTorch: edge/lab/attacks/finetune.py) and imports torch only inside functions."""
+    core = {str(p.relative_to(ROOT)): sorted(_roots(p) & {"onnx", "torch"}) for p in _device_core()}
+    assert {k: v for k, v in core.items() if v} == {}
+    outside = [p for p in _modules("edge") if p not in _device_core()]
+    eager = {str(p.relative_to(ROOT)) for p in outside if "torch" in {n.split(".")[0] for n in _imports(p, True)}}
+    assert eager == set()
+    assert any("onnx" in _roots(p) for p in outside)  # the check sees what it should
 
 
 def test_the_device_core_never_imports_the_lab_the_server_or_the_command_line():
@@ -141,6 +151,23 @@ def test_no_import_cycles_between_modules():
 def test_no_module_is_over_400_lines():
     long = {str(p.relative_to(ROOT)): n for pkg in PACKAGES for p in _modules(pkg)
             if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
+    assert long == {}
+
+
+MAX_FUNCTION_LINES = 60
+
+
+def test_no_function_is_over_60_lines():
+    """Counted from its ``def`` to its last line, nested functions included in the one that holds them."""
+    long = {}
+    for pkg in PACKAGES:
+        for path in _modules(pkg):
+            tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+            for node in ast.walk(tree):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    length = node.end_lineno - node.lineno + 1
+                    if length > MAX_FUNCTION_LINES:
+                        long[f"{path.relative_to(ROOT)}:{node.lineno} {node.name}"] = length
     assert long == {}
 
 

@@ -14,11 +14,9 @@ import argparse
 import sys
 
 from edge.cli import capture, keys, lab, models, readout, serving
+from edge.cli.args import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE
 from edge.errors import KeycamError
 
-EXIT_ERROR = 1
-EXIT_INTERRUPTED = 130
-EXIT_USAGE = 2
 GROUPS = (keys, readout, models, capture, lab, serving)
 
 

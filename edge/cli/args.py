@@ -1,10 +1,15 @@
-"""Argument types shared by the command groups: each refuses a bad value with one line (argparse: exit 2)."""
+"""Argument types shared by the command groups: each refuses a bad value with one line (argparse: exit 2); and
+the command line's exit statuses, defined once here for ``edge.cli`` and every group."""
 
 from __future__ import annotations
 
 import argparse
 import math
 from pathlib import Path
+
+EXIT_ERROR = 1  # a KeycamError (or an OSError, MemoryError) printed as one line; a check that failed
+EXIT_USAGE = 2  # a bad argument (argparse's own status)
+EXIT_INTERRUPTED = 130  # Ctrl-C: 128 + SIGINT, as shells report it
 
 
 def epoch(text: str) -> int:

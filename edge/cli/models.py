@@ -10,10 +10,9 @@ from __future__ import annotations
 import argparse
 import time
 
-from edge.cli.args import epoch, floats, path, positive, positive_float, positive_floats, size
+from edge.cli.args import EXIT_ERROR, epoch, floats, path, positive, positive_float, positive_floats, size
 from firmware_sim.keys import MasterKey
-
-EXIT_ERROR = 1
+from firmware_sim.words import IMAGE_SUFFIXES, TASKS, is_image, model_files
 
 
 def _black(text: str) -> float:
@@ -56,7 +55,7 @@ def register(commands) -> None:
     keyify.add_argument("--epoch", type=epoch, default=0, help="key epoch of the sensor layout (default 0)")
     keyify.add_argument("--labels", type=path, default=None, metavar="FILE",
                         help="class names, one per line in class-index order (default: the model's metadata)")
-    keyify.add_argument("--task", choices=("classify", "detect", "segment"), default=None,
+    keyify.add_argument("--task", choices=TASKS, default=None,
                         help="what the model does, for the device's decoder (default: the model's metadata)")
     keyify.add_argument("--int8", action="store_true", help="also write an int8 twin, KEYED.int8.onnx (needs "
                                                             "--calibration)")
@@ -107,9 +106,8 @@ def keyify_command(args: argparse.Namespace) -> int:
     if args.int8 != (args.calibration is not None):
         args.usage("--int8 needs --calibration DIR" if args.int8 else "--calibration DIR goes with --int8")
     out = args.output
-    siblings = {"-o": out, "its feature model": out.with_name(out.stem + ".feature.onnx"),
-                "its task model": out.with_name(out.stem + ".task.onnx")}
-    int8 = out.with_name(out.stem + ".int8.onnx")
+    siblings = {"-o": out, "its feature model": model_files(out).feature, "its task model": model_files(out).task}
+    int8 = model_files(out).int8
     if args.int8:
         siblings |= _int8_outputs(int8)
     check_outputs(siblings, {"PLAIN.onnx": args.plain, "--key": args.key, "--spec": args.spec,
@@ -145,18 +143,17 @@ def keyify_command(args: argparse.Namespace) -> int:
 
 
 def _int8_outputs(int8, name="the int8 model"):
-    return {name: int8, "its int8 feature model": int8.with_name(int8.stem + ".feature.onnx"),
-            "its int8 task model": int8.with_name(int8.stem + ".task.onnx")}
+    return {name: int8, "its int8 feature model": model_files(int8).feature,
+            "its int8 task model": model_files(int8).task}
 
 
 def _calibration_files(folder) -> list:
     from edge.errors import ImageFileError
-    from edge.lab.verify import IMAGE_SUFFIXES
 
     if not folder.is_dir():
         what = "is not a folder" if folder.exists() else "does not exist"
         raise ImageFileError(f"calibration folder '{folder}' {what}; give a folder of pictures or .npy sensor frames")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = sorted(p for p in folder.iterdir() if is_image(p) and p.is_file())
     if not files:
         raise ImageFileError(f"calibration folder '{folder}' holds no pictures or .npy frames "
                              f"({', '.join(sorted(IMAGE_SUFFIXES))}); put frames like the camera's in it")

@@ -18,6 +18,7 @@ import numpy as np
 
 from edge.errors import ImageFileError
 from edge.imageio import read_frame
+from firmware_sim.words import is_image
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 _IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -58,7 +59,7 @@ def labelled_folder(folder: str | Path) -> tuple[list[Path], np.ndarray]:
         raise ImageFileError(f"image folder '{folder}' does not exist")
     paths, labels = [], []
     for path in sorted(folder.iterdir()):
-        if path.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp", ".npy"):
+        if not is_image(path):
             continue
         try:
             labels.append(int(path.stem.rsplit("_", 1)[1]))

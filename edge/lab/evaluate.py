@@ -10,7 +10,7 @@ For a plain classifier, its keyed twin and labelled sensor frames (N, H, W, C):
 - optionally, the plain model fine-tuned on labelled measurements (an attacker who has labelled
   scrambled images of this camera): the caller passes a training set of sensor frames, which are
   measured with the key and fed to ``finetuner`` in the plain model's input form. The fine-tuning
-  itself needs PyTorch and the onnx package, so it lives in ``export.finetune`` and reaches this
+  itself needs PyTorch and the onnx package, so it lives in ``edge.lab.attacks.finetune`` and reaches this
   module only as a callable (the device code never imports either).
 """
 
@@ -79,6 +79,39 @@ def training_split(folder: str | Path) -> tuple[np.ndarray, np.ndarray] | None:
     return read_idx(images[0])[:, :, :, np.newaxis], read_idx(labels).astype(np.int64)
 
 
+class _Models:
+    """The plain and the keyed model of one table, and the measurements of frames under any key."""
+
+    def __init__(self, plain_path, keyed_path, key: MasterKey) -> None:
+        self.keyed = KeyedModel(keyed_path, key)
+        self.manifest = self.keyed.manifest
+        self.plain = open_session(plain_path)
+        self.plain_name = self.plain.get_inputs()[0].name
+
+    def run_plain(self, x: np.ndarray) -> np.ndarray:
+        return self.plain.run(None, {self.plain_name: plain_input(x, self.manifest)})[0]
+
+    def run_keyed(self, x: np.ndarray) -> np.ndarray:
+        return self.keyed.run(x)[0]
+
+    def measure(self, k: MasterKey, images: np.ndarray) -> np.ndarray:
+        transform = AdcTransform(k, self.manifest.spec)
+        return np.stack([transform(f, self.manifest.epoch) for f in images])
+
+
+def _finetuned(models: _Models, key: MasterKey, frames: np.ndarray, measured: np.ndarray, labels: np.ndarray,
+               finetune: tuple[np.ndarray, np.ndarray, Finetuner, str], batch: int) -> float:
+    """The fine-tuned row: trained on the measurements of the training frames, scored on ``measured``."""
+    train_frames, train_labels, finetuner, _ = finetune
+    if train_frames.shape[1:] != frames.shape[1:]:
+        raise LabError(f"training frames of shape {train_frames.shape[1:]} differ from the evaluation "
+                       f"frames' {frames.shape[1:]}; give a training set of the same size and channels")
+    manifest = models.manifest
+    classify = finetuner(plain_input(models.measure(key, train_frames), manifest), train_labels)
+    return float(np.mean(np.concatenate([classify(plain_input(b, manifest))
+                                         for b in _batches(measured, batch)]) == labels))
+
+
 def paper_table(plain_path, keyed_path, key: MasterKey, frames: np.ndarray, labels: np.ndarray,
                 wrong_keys: int | list[MasterKey] = 5, batch: int = 500, progress=None,
                 finetune: tuple[np.ndarray, np.ndarray, Finetuner, str] | None = None) -> PaperTable:
@@ -95,42 +128,23 @@ def paper_table(plain_path, keyed_path, key: MasterKey, frames: np.ndarray, labe
         raise LabError("the wrong-key row needs at least one wrong key; give --wrong-keys 1 or more")
     if len(frames) == 0 or len(frames) != len(labels):
         raise LabError(f"{len(frames)} frames and {len(labels)} labels: give one label per frame, at least one frame")
-    keyed = KeyedModel(keyed_path, key)
-    manifest = keyed.manifest
-    plain = open_session(plain_path)
-    plain_name = plain.get_inputs()[0].name
-
-    def run_plain(x):
-        return plain.run(None, {plain_name: plain_input(x, manifest)})[0]
-
-    def run_keyed(x):
-        return keyed.run(x)[0]
-
-    def measure(k: MasterKey, images: np.ndarray = frames) -> np.ndarray:
-        transform = AdcTransform(k, manifest.spec)
-        return np.stack([transform(f, manifest.epoch) for f in images])
-
+    models = _Models(plain_path, keyed_path, key)
     step = progress or (lambda: None)
-    reference = _predict(run_plain, _batches(frames, batch))
+    reference = _predict(models.run_plain, _batches(frames, batch))
     step()
-    measured = measure(key)
-    on_scrambled = _predict(run_plain, _batches(measured, batch))
+    measured = models.measure(key, frames)
+    on_scrambled = _predict(models.run_plain, _batches(measured, batch))
     step()
-    with_key = _predict(run_keyed, _batches(measured, batch))
+    with_key = _predict(models.run_keyed, _batches(measured, batch))
     step()
     wrong = []
     for other in others:
-        wrong.append(float(np.mean(_predict(run_keyed, _batches(measure(other), batch)) == labels)))
+        predicted = _predict(models.run_keyed, _batches(models.measure(other, frames), batch))
+        wrong.append(float(np.mean(predicted == labels)))
         step()
     finetuned = None
     if finetune is not None:
-        train_frames, train_labels, finetuner, _ = finetune
-        if train_frames.shape[1:] != frames.shape[1:]:
-            raise LabError(f"training frames of shape {train_frames.shape[1:]} differ from the evaluation "
-                             f"frames' {frames.shape[1:]}; give a training set of the same size and channels")
-        classify = finetuner(plain_input(measure(key, train_frames), manifest), train_labels)
-        finetuned = float(np.mean(np.concatenate([classify(plain_input(b, manifest))
-                                                  for b in _batches(measured, batch)]) == labels))
+        finetuned = _finetuned(models, key, frames, measured, labels, finetune, batch)
         step()
     return PaperTable(
         images=len(labels),
@@ -153,11 +167,11 @@ def finetune_plan(model: Path, data: Path, epochs: int, finetune_data: Path | No
 
     The training set is the ``train-*`` IDX files beside the evaluation data, or ``finetune_data`` (labelled
     images other than the evaluation images). The fine-tuning itself needs PyTorch and onnx, so it comes
-    from ``export.finetune`` here, in the lab, never on the device path.
+    from ``edge.lab.attacks.finetune`` here, in the lab, never on the device path.
     """
     if epochs < 1:
         raise LabError(f"--finetune-epochs {epochs}: give a number of epochs >= 1 (0: no fine-tuning)")
-    from export.finetune import finetune, predict, require_torch
+    from edge.lab.attacks.finetune import finetune, predict, require_torch
 
     try:
         require_torch()

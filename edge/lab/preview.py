@@ -64,8 +64,7 @@ def preview(job: Job, out: Path, frames: int = 4) -> Path:
     """The strip for the first ``frames`` frames of the job's source, read out and answered as the job would."""
     if frames < 1:
         raise LabError(f"--frames {frames}: give at least one frame to preview")
-    pipeline = job.pipeline
-    readout = pipeline.readout
+    pipeline, readout = job.pipeline, job.readout
     manifest, spec = pipeline.manifest, pipeline.manifest.spec
     source = job.plain_source or job.source  # the plain frames themselves, where there are any
     rows = []
@@ -76,8 +75,8 @@ def preview(job: Job, out: Path, frames: int = 4) -> Path:
                 plain = readout.inverse(frame.image, frame.epoch)
                 plain_bits = spec.output_bits
             else:
-                plain = readout.prepare(frame.image, source.channel_order)
-                measured = readout.read(frame, source.channel_order)
+                plain = readout.prepare(frame.image)
+                measured = readout.read(frame)
                 plain_bits = 16 if spec.is_msb else spec.input_bits
                 if spec.is_bayer:  # the mosaic, shown one pixel per cell as the measurement is
                     plain, plain_bits = spec.cells(plain), spec.input_bits

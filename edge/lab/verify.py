@@ -22,8 +22,7 @@ from edge.runtime import KeyedModel, open_session
 from edge.sensor import Readout
 from firmware_sim.keys import MasterKey
 from firmware_sim.manifest import Manifest
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".npy"}
+from firmware_sim.words import IMAGE_SUFFIXES, is_image
 
 
 @dataclass(frozen=True)
@@ -42,7 +41,7 @@ def list_images(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise ImageFileError(f"image folder '{folder}' does not exist")
-    images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    images = sorted(p for p in folder.iterdir() if is_image(p) and p.is_file())
     if not images:
         raise ImageFileError(f"image folder '{folder}' holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     return images

@@ -20,8 +20,8 @@ from pathlib import Path
 import onnx
 
 from export.errors import ModelError, UnsupportedModel
+from firmware_sim.words import TASKS
 
-TASKS = ("classify", "detect", "segment")
 MAX_LABELS = 100_000
 
 

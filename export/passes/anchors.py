@@ -42,6 +42,7 @@ import onnx
 
 from export.compiler.context import Context, attrs
 from export.compiler.values import Anchors, Same, Segment
+from firmware_sim.manifest import shape_text
 
 
 @dataclass(frozen=True)
@@ -141,8 +142,8 @@ def reshaped(ctx: Context, node: onnx.NodeProto) -> None:
     shape_in, shape_out = ctx.graph.shape(node.input[0]), ctx.graph.shape(node.output[0])
     runs = regrouped(source, shape_in, shape_out)
     if runs is None:
-        raise ctx.refuse(node, f"reshape of an anchor list {_dims(shape_in)} (anchors on axis {source.axis}) to "
-                               f"{_dims(shape_out)} mixes its anchors with other entries")
+        raise ctx.refuse(node, f"reshape of an anchor list {shape_text(shape_in)} (anchors on axis {source.axis}) to "
+                               f"{shape_text(shape_out)} mixes its anchors with other entries")
     ctx.lists[node.output[0]] = runs
 
 
@@ -230,7 +231,7 @@ def _permuted(ctx: Context, node: onnx.NodeProto, name: str, out: ListAxis, inde
     if k < 0 or shape[k] == 1:
         return name
     if shape[k] != out.length:
-        raise ctx.refuse(node, f"operand {name!r} {_dims(shape)} does not match the anchor list's "
+        raise ctx.refuse(node, f"operand {name!r} {shape_text(shape)} does not match the anchor list's "
                                f"{out.length} anchors")
     layouts = [ctx.layout_of(r.member) for r in out.runs]
     if constant is not None:  # anchor grids, strides: permuted once, here
@@ -241,7 +242,3 @@ def _permuted(ctx: Context, node: onnx.NodeProto, name: str, out: ListAxis, inde
 
 def _describe(lst: ListAxis) -> str:
     return "+".join(f"{r.length}" + (f"x{r.group}" if r.group > 1 else "") for r in lst.runs)
-
-
-def _dims(shape) -> str:
-    return "(" + ", ".join("N" if d is None else str(d) for d in shape) + ")"

@@ -19,6 +19,7 @@ from __future__ import annotations
 import onnx
 
 from export.compiler.context import Context
+from firmware_sim import registry
 
 
 class Pass:
@@ -42,10 +43,11 @@ class Pass:
 
 
 class Registry:
-    """Operator name -> the pass that handles it; one pass per operator."""
+    """Operator name -> the pass that handles it; one pass per operator (a :class:`firmware_sim.registry.Registry`
+    of pass instances, with the checks that keep a refused pass from registering any of its operators)."""
 
     def __init__(self, *passes: type[Pass]) -> None:
-        self._passes: dict[str, Pass] = {}
+        self._passes: registry.Registry[Pass] = registry.Registry("operator")
         for cls in passes:
             self.register(cls)
 
@@ -61,7 +63,7 @@ class Registry:
             raise ValueError(f"pass {cls.__name__} names an operator twice in its `ops`")
         instance = cls()
         for op in cls.ops:
-            self._passes[op] = instance
+            self._passes.add(op, instance)
         return cls
 
     def get(self, op: str) -> Pass | None:

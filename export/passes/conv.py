@@ -24,12 +24,14 @@ distribution focal loss: a 1 x 1 Conv with weights 0..15 over the softmax of eac
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import onnx
 
 from export.compiler.context import Context, attrs
 from export.compiler.values import Tokens
-from export.layout import natural
+from export.layout import Layout, natural
 from export.passes import anchors
 from export.passes.base import Pass, new_class, same_class
 from export.passes.taps import OUTSIDE, PADDED, conv_pads, keyed_index, window_taps
@@ -91,14 +93,9 @@ class ConvPass(Pass):
         if c_in_g * groups != x.channels:
             raise ctx.refuse(node, f"weight expects {c_in_g * groups} input channels, the map has {x.channels}")
         out_h, out_w = ctx.hw(node.output[0]) if ctx.graph.shapes.get(node.output[0]) else (0, 0)
-        b = ctx.b
 
         if x.pad is None and is_pointwise(ctx, node):
-            inputs = [ctx.as2d(x), b.const(weight[:, :, 0, 0].T.copy(), "weight")]  # (N*HW, Cin) @ (Cin, Cout)
-            if bias is not None:
-                inputs.append(b.const(bias, "bias"))
-            y = b.node("Gemm", inputs, "conv1x1")  # (N*HW, Cout): left flat so activations fuse into the Gemm
-            ctx.set(node.output[0], Tokens(y, c_out, x.height, x.width, x.layout, flat=True))
+            ctx.set(node.output[0], _pointwise(ctx, x, weight, bias))
             return
 
         strides = tuple(a.get("strides", [1, 1]))
@@ -113,38 +110,79 @@ class ConvPass(Pass):
             fills.append((PADDED, float(x.pad.value)))
         source, rows = ctx.padded(x, tuple(fills)) if fills else (ctx.as3d(x), {})
         index = keyed_index(taps, x.layout, out_layout, rows)  # (HWo, KK)
-        kk, n_out = kh * kw, out_h * out_w
+        taps_of = _Taps(source, index, x, out_layout, kh * kw, out_h * out_w)
 
         if groups == 1:
-            gathered = ctx.gather(source, index if kk > 1 else index[:, 0], x.layout, out_layout)  # (N, HWo, KK, Cin)
-            flat = b.reshape(gathered, [-1, kk * x.channels])  # -> (N*HWo, KK*Cin)
-            w_m = weight.transpose(2, 3, 1, 0).reshape(kk * x.channels, c_out)  # (kh, kw, Cin, Cout) -> (KK*Cin, Cout)
-            inputs = [flat, b.const(np.ascontiguousarray(w_m), "weight")]
-            if bias is not None:
-                inputs.append(b.const(bias, "bias"))
-            out = b.node("Gemm", inputs, "conv")  # (N*HWo, Cout): left flat so activations fuse into the Gemm
-            flat = True
+            out, flat = _dense(ctx, taps_of, weight, bias), True
         elif c_in_g == 1 and c_out == groups:  # depthwise, multiplier 1
-            flat = False
-            gathered = ctx.gather(source, index, x.layout, out_layout)  # (N, HWo, KK, C)
-            w_d = weight.reshape(c_out, kk).T  # (C, 1, kh, kw) -> (KK, C)
-            product = b.node("Mul", [gathered, b.const(np.ascontiguousarray(w_d), "weight")], "dw-mul")
-            out = b.reduce("ReduceSum", product, [2], keepdims=0, hint="dw-sum")  # -> (N, HWo, C)
-            if bias is not None:
-                out = b.node("Add", [out, b.const(bias, "bias")], "dw-bias")
+            out, flat = _depthwise(ctx, taps_of, weight, bias), False
         else:
-            flat = False
-            c_out_g = c_out // groups
-            gathered = ctx.gather(source, index, x.layout, out_layout)  # (N, HWo, KK, Cin)
-            split = b.reshape(gathered, [-1, n_out, kk, groups, c_in_g])  # -> (N, HWo, KK, G, Cin_g)
-            moved = b.transpose(split, [0, 3, 1, 2, 4])  # -> (N, G, HWo, KK, Cin_g)
-            rows_g = b.reshape(moved, [-1, groups, n_out, kk * c_in_g])  # -> (N, G, HWo, KK*Cin_g)
-            w_g = weight.reshape(groups, c_out_g, c_in_g, kk).transpose(0, 3, 2, 1)  # -> (G, KK, Cin_g, Cout_g)
-            w_g = w_g.reshape(groups, kk * c_in_g, c_out_g)  # -> (G, KK*Cin_g, Cout_g)
-            y = b.node("MatMul", [rows_g, b.const(np.ascontiguousarray(w_g), "weight")], "gconv")  # (N, G, HWo, Cout_g)
-            back = b.transpose(y, [0, 2, 1, 3])  # -> (N, HWo, G, Cout_g)
-            out = b.reshape(back, [-1, n_out, c_out])  # -> (N, HWo, Cout)
-            if bias is not None:
-                out = b.node("Add", [out, b.const(bias, "bias")], "gconv-bias")
+            out, flat = _grouped(ctx, taps_of, weight, bias, groups), False
         ctx.set(node.output[0], Tokens(out, c_out, out_h, out_w, out_layout, flat=flat))
 
+
+def _pointwise(ctx: Context, x: Tokens, weight: np.ndarray, bias: np.ndarray | None) -> Tokens:
+    """A 1 x 1, stride 1, unpadded Conv: one Gemm on the input's layout."""
+    b = ctx.b
+    inputs = [ctx.as2d(x), b.const(weight[:, :, 0, 0].T.copy(), "weight")]  # (N*HW, Cin) @ (Cin, Cout)
+    if bias is not None:
+        inputs.append(b.const(bias, "bias"))
+    y = b.node("Gemm", inputs, "conv1x1")  # (N*HW, Cout): left flat so activations fuse into the Gemm
+    return Tokens(y, weight.shape[0], x.height, x.width, x.layout, flat=True)
+
+
+@dataclass(frozen=True)
+class _Taps:
+    """What a windowed Conv gathers: the (padded) input tokens, the keyed tap index (HWo, KK), the layouts."""
+
+    source: str
+    index: np.ndarray
+    x: Tokens
+    out_layout: Layout
+    kk: int  # taps per window, kh * kw
+    n_out: int  # output positions, HWo
+
+
+def _dense(ctx: Context, t: _Taps, weight: np.ndarray, bias: np.ndarray | None) -> str:
+    """group 1: the gathered taps as rows, one Gemm; (N*HWo, Cout), left flat so activations fuse into the Gemm."""
+    b, x, kk = ctx.b, t.x, t.kk
+    gathered = ctx.gather(t.source, t.index if kk > 1 else t.index[:, 0], x.layout, t.out_layout)  # (N, HWo, KK, Cin)
+    flat = b.reshape(gathered, [-1, kk * x.channels])  # -> (N*HWo, KK*Cin)
+    c_out = weight.shape[0]
+    w_m = weight.transpose(2, 3, 1, 0).reshape(kk * x.channels, c_out)  # (kh, kw, Cin, Cout) -> (KK*Cin, Cout)
+    inputs = [flat, b.const(np.ascontiguousarray(w_m), "weight")]
+    if bias is not None:
+        inputs.append(b.const(bias, "bias"))
+    return b.node("Gemm", inputs, "conv")
+
+
+def _depthwise(ctx: Context, t: _Taps, weight: np.ndarray, bias: np.ndarray | None) -> str:
+    """Depthwise, multiplier 1: the gathered taps times the kernel, summed over taps; (N, HWo, C)."""
+    b = ctx.b
+    c_out = weight.shape[0]
+    gathered = ctx.gather(t.source, t.index, t.x.layout, t.out_layout)  # (N, HWo, KK, C)
+    w_d = weight.reshape(c_out, t.kk).T  # (C, 1, kh, kw) -> (KK, C)
+    product = b.node("Mul", [gathered, b.const(np.ascontiguousarray(w_d), "weight")], "dw-mul")
+    out = b.reduce("ReduceSum", product, [2], keepdims=0, hint="dw-sum")  # -> (N, HWo, C)
+    if bias is not None:
+        out = b.node("Add", [out, b.const(bias, "bias")], "dw-bias")
+    return out
+
+
+def _grouped(ctx: Context, t: _Taps, weight: np.ndarray, bias: np.ndarray | None, groups: int) -> str:
+    """Grouped: one batched MatMul over the groups; (N, HWo, Cout)."""
+    b, kk, n_out = ctx.b, t.kk, t.n_out
+    c_out, c_in_g = weight.shape[:2]
+    c_out_g = c_out // groups
+    gathered = ctx.gather(t.source, t.index, t.x.layout, t.out_layout)  # (N, HWo, KK, Cin)
+    split = b.reshape(gathered, [-1, n_out, kk, groups, c_in_g])  # -> (N, HWo, KK, G, Cin_g)
+    moved = b.transpose(split, [0, 3, 1, 2, 4])  # -> (N, G, HWo, KK, Cin_g)
+    rows_g = b.reshape(moved, [-1, groups, n_out, kk * c_in_g])  # -> (N, G, HWo, KK*Cin_g)
+    w_g = weight.reshape(groups, c_out_g, c_in_g, kk).transpose(0, 3, 2, 1)  # -> (G, KK, Cin_g, Cout_g)
+    w_g = w_g.reshape(groups, kk * c_in_g, c_out_g)  # -> (G, KK*Cin_g, Cout_g)
+    y = b.node("MatMul", [rows_g, b.const(np.ascontiguousarray(w_g), "weight")], "gconv")  # (N, G, HWo, Cout_g)
+    back = b.transpose(y, [0, 2, 1, 3])  # -> (N, HWo, G, Cout_g)
+    out = b.reshape(back, [-1, n_out, c_out])  # -> (N, HWo, Cout)
+    if bias is not None:
+        out = b.node("Add", [out, b.const(bias, "bias")], "gconv-bias")
+    return out

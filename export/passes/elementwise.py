@@ -23,12 +23,11 @@ from export.compiler.context import Context, attrs
 from export.compiler.values import Same, Tokens
 from export.passes import anchors
 from export.passes.base import Pass, same_class
-
-BINARY = ("Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Mean")
+from firmware_sim.words import ELEMENTWISE_BINARY
 
 
 class BinaryPass(Pass):
-    ops = BINARY
+    ops = ELEMENTWISE_BINARY
 
     def constrain(self, ctx: Context, node: onnx.NodeProto) -> None:
         same_class(ctx, node)

@@ -19,13 +19,7 @@ from export.compiler.context import Context, attrs
 from export.compiler.values import Same, Tokens
 from export.passes import anchors
 from export.passes.base import Pass, same_class
-
-UNARY = (
-    "Relu", "LeakyRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Elu", "Selu", "Celu", "Softplus",
-    "Softsign", "ThresholdedRelu", "Gelu", "Mish", "Erf", "Exp", "Log", "Abs", "Neg", "Sqrt", "Reciprocal",
-    "Floor", "Ceil", "Round", "Sign", "Sin", "Cos", "Tan", "Atan", "Asin", "Acos", "Sinh", "Cosh", "Asinh",
-    "Acosh", "Atanh", "Identity", "Dropout", "Clip", "Cast", "IsNaN", "IsInf", "Not", "Shrink",
-)
+from firmware_sim.words import ELEMENTWISE_UNARY
 
 
 def _replace(value, name: str):
@@ -36,7 +30,7 @@ def _replace(value, name: str):
 
 
 class UnaryPass(Pass):
-    ops = UNARY
+    ops = ELEMENTWISE_UNARY
 
     def constrain(self, ctx: Context, node: onnx.NodeProto) -> None:
         same_class(ctx, node)

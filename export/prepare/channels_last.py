@@ -31,11 +31,10 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from firmware_sim.words import PREFIX_BINARY, PREFIX_UNARY
+
 TO_NCHW = [0, 3, 1, 2]
 TO_NHWC = [0, 2, 3, 1]
-BINARY = ("Add", "Sub", "Mul", "Div", "Max", "Min")
-UNARY = ("Relu", "Clip", "Identity", "Neg", "Abs", "Sigmoid", "Tanh", "Floor", "Ceil", "Round", "Sqrt", "Exp",
-         "Log", "LeakyRelu", "Elu", "HardSigmoid", "HardSwish", "Softplus")
 
 
 def _perm(node: onnx.NodeProto) -> list[int] | None:
@@ -94,6 +93,83 @@ def _constants(model: onnx.ModelProto) -> dict[str, np.ndarray]:
     return found
 
 
+class _Prefix:
+    """One rewrite's state: each channels-last tensor's NCHW twin, where it is made, the nodes written so far."""
+
+    def __init__(self, model: onnx.ModelProto, value: onnx.ValueInfoProto) -> None:
+        self.names = _Names(model)
+        self.constants = _constants(model)
+        self.twin = {value.name: self.names.fresh(value.name)}  # channels-last tensor -> its NCHW twin
+        self.made_at: dict[str, int] = {value.name: -1}  # twin made by nodes[index] (-1: the graph input)
+        self.read_back: set[str] = set()  # channels-last tensors that something still reads as such
+        self.nodes: list[onnx.NodeProto] = []
+        self.new_constants: list[onnx.TensorProto] = []
+
+    def movable(self, node: onnx.NodeProto) -> bool:
+        twin, constants = self.twin, self.constants
+        if len([o for o in node.output if o]) != 1:
+            return False
+        if node.op_type in PREFIX_BINARY:
+            return all(n in twin or (n in constants and constants[n].ndim <= 4) for n in node.input)
+        if node.op_type in PREFIX_UNARY:
+            return node.input[0] in twin and all(
+                not n or (n in constants and constants[n].ndim == 0) for n in node.input[1:])
+        return False
+
+    def move(self, node: onnx.NodeProto) -> None:
+        """Write ``node`` on the NCHW twins, its constants transposed; its output gets a twin."""
+        moved = onnx.NodeProto()
+        moved.CopyFrom(node)
+        for index, name in enumerate(node.input):
+            if name in self.twin:
+                moved.input[index] = self.twin[name]
+            elif node.op_type in PREFIX_BINARY:
+                array = self.constants[name]
+                full = array.reshape((1,) * (4 - array.ndim) + array.shape)  # right-aligned to (N, H, W, C)
+                moved_name = self.names.fresh(name)
+                self.new_constants.append(numpy_helper.from_array(
+                    np.ascontiguousarray(full.transpose(TO_NCHW)), moved_name))  # -> (N, C, H, W) broadcast
+                moved.input[index] = moved_name
+        out = node.output[0]
+        self.twin[out] = self.names.fresh(out)
+        moved.output[0] = self.twin[out]
+        self.made_at[out] = len(self.nodes)
+        self.nodes.append(moved)
+
+    def add(self, node: onnx.NodeProto) -> None:
+        """The next node of the graph, as it is, as an Identity of a twin, or moved."""
+        if not any(n in self.twin for n in node.input):
+            self.nodes.append(node)
+        elif node.op_type == "Transpose" and _perm(node) == TO_NCHW:
+            self.nodes.append(helper.make_node("Identity", [self.twin[node.input[0]]], list(node.output),
+                                               name=node.name))
+        elif self.movable(node):
+            self.move(node)
+        else:
+            self.read_back.update(n for n in node.input if n in self.twin)
+            self.nodes.append(node)
+
+    def put_back(self, outputs) -> list[onnx.NodeProto]:
+        """The nodes, with T(t') put back right after each t' that is still read channels-last (or is an output)."""
+        self.read_back.update(o.name for o in outputs if o.name in self.twin)
+        # latest first so the earlier positions stay valid
+        for name in sorted(self.read_back, key=lambda n: self.made_at[n], reverse=True):
+            back = helper.make_node("Transpose", [self.twin[name]], [name], name=f"{name}/channels-last",
+                                    perm=TO_NHWC)
+            self.nodes.insert(self.made_at[name] + 1, back)
+        return self.nodes
+
+
+def _nchw_input(value: onnx.ValueInfoProto, name: str) -> onnx.ValueInfoProto:
+    """The input ``value`` (N, H, W, C) as (N, C, H, W), named ``name``."""
+    dims = list(value.type.tensor_type.shape.dim)
+    nchw = helper.make_tensor_value_info(name, value.type.tensor_type.elem_type, None)
+    shape = nchw.type.tensor_type.shape
+    for dim in (dims[0], dims[3], dims[1], dims[2]):  # (N, H, W, C) -> (N, C, H, W)
+        shape.dim.add().CopyFrom(dim)
+    return nchw
+
+
 def to_channels_first(model: onnx.ModelProto) -> str | None:
     """Rewrite ``model`` (in place) to take its channels-last image input as NCHW; see the module docstring.
 
@@ -108,68 +184,15 @@ def to_channels_first(model: onnx.ModelProto) -> str | None:
     readers = [n for n in graph.node if value.name in n.input]
     if not is_channels_last(value, readers):
         return None
-    names = _Names(model)
-    constants = _constants(model)
-    twin = {value.name: names.fresh(value.name)}  # channels-last tensor -> its NCHW twin
-    made_at: dict[str, int] = {value.name: -1}  # twin made by nodes[index] (-1: the graph input)
-    read_back: set[str] = set()  # channels-last tensors that something still reads as such
-    nodes: list[onnx.NodeProto] = []
-    new_constants: list[onnx.TensorProto] = []
-
-    def movable(node: onnx.NodeProto) -> bool:
-        if len([o for o in node.output if o]) != 1:
-            return False
-        if node.op_type in BINARY:
-            return all(n in twin or (n in constants and constants[n].ndim <= 4) for n in node.input)
-        if node.op_type in UNARY:
-            return node.input[0] in twin and all(
-                not n or (n in constants and constants[n].ndim == 0) for n in node.input[1:])
-        return False
-
+    prefix = _Prefix(model, value)
     for node in graph.node:
-        if not any(n in twin for n in node.input):
-            nodes.append(node)
-            continue
-        if node.op_type == "Transpose" and _perm(node) == TO_NCHW:
-            nodes.append(helper.make_node("Identity", [twin[node.input[0]]], list(node.output), name=node.name))
-            continue
-        if movable(node):
-            moved = onnx.NodeProto()
-            moved.CopyFrom(node)
-            for index, name in enumerate(node.input):
-                if name in twin:
-                    moved.input[index] = twin[name]
-                elif node.op_type in BINARY:
-                    array = constants[name]
-                    full = array.reshape((1,) * (4 - array.ndim) + array.shape)  # right-aligned to (N, H, W, C)
-                    moved_name = names.fresh(name)
-                    new_constants.append(numpy_helper.from_array(
-                        np.ascontiguousarray(full.transpose(TO_NCHW)), moved_name))  # -> (N, C, H, W) broadcast
-                    moved.input[index] = moved_name
-            out = node.output[0]
-            twin[out] = names.fresh(out)
-            moved.output[0] = twin[out]
-            made_at[out] = len(nodes)
-            nodes.append(moved)
-            continue
-        read_back.update(n for n in node.input if n in twin)
-        nodes.append(node)
-    read_back.update(o.name for o in graph.output if o.name in twin)
-
-    # put T(t') back right after t' is made, latest first so the earlier positions stay valid
-    for name in sorted(read_back, key=lambda n: made_at[n], reverse=True):
-        back = helper.make_node("Transpose", [twin[name]], [name], name=f"{name}/channels-last", perm=TO_NHWC)
-        nodes.insert(made_at[name] + 1, back)
-
-    dims = list(value.type.tensor_type.shape.dim)
-    nchw = helper.make_tensor_value_info(twin[value.name], value.type.tensor_type.elem_type, None)
-    shape = nchw.type.tensor_type.shape
-    for dim in (dims[0], dims[3], dims[1], dims[2]):  # (N, H, W, C) -> (N, C, H, W)
-        shape.dim.add().CopyFrom(dim)
+        prefix.add(node)
+    nodes = prefix.put_back(graph.output)
+    name = prefix.twin[value.name]
     position = list(graph.input).index(value)
     graph.input.remove(value)
-    graph.input.insert(position, nchw)
+    graph.input.insert(position, _nchw_input(value, name))
     del graph.node[:]
     graph.node.extend(nodes)
-    graph.initializer.extend(new_constants)
-    return twin[value.name]
+    graph.initializer.extend(prefix.new_constants)
+    return name

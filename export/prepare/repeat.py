@@ -78,79 +78,108 @@ def _is_upsampling(sub: list[onnx.NodeProto], source: str, source_shape: tuple, 
     return True
 
 
+class _Graph:
+    """The graph's nodes as they are now, who makes and who reads each tensor, its constants and outputs."""
+
+    def __init__(self, graph: onnx.GraphProto) -> None:
+        self.nodes = list(graph.node)
+        self.producers = {name: i for i, node in enumerate(self.nodes) for name in node.output if name}
+        self.readers: dict[str, list[onnx.NodeProto]] = {}
+        for node in self.nodes:
+            for name in node.input:
+                self.readers.setdefault(name, []).append(node)
+        self.constants = {i.name for i in graph.initializer}
+        self.constants |= {n.output[0] for n in self.nodes if n.op_type == "Constant"}
+        self.outputs = {o.name for o in graph.output}
+
+    def chain(self, node: onnx.NodeProto) -> list[onnx.NodeProto]:
+        """``node`` and the single data readers after it, through data-movement operators."""
+        chain, tensor = [node], node.output[0]
+        while tensor not in self.outputs:
+            data = [r for r in self.readers.get(tensor, []) if r.op_type != "Shape"]
+            if len(data) != 1 or data[0].op_type not in MOVE or data[0].input[0] != tensor:
+                break
+            chain.append(data[0])
+            tensor = data[0].output[0]
+        return chain
+
+
+def _upsampling(model: onnx.ModelProto, g: _Graph, chain: list[onnx.NodeProto], source: str, shapes: dict,
+                batches: tuple[int, ...]):
+    """(source, target, scale, the chain up to the target) for the chain's last tensor that up-samples
+    ``source``, or None."""
+    shape = shapes[source]
+    for end in reversed(chain):
+        target = end.output[0]
+        out = shapes.get(target)
+        if not out or len(out) != 4 or out[:2] != shape[:2] or out[2] % shape[2] or out[3] % shape[3]:
+            continue
+        scale = (out[2] // shape[2], out[3] // shape[3])
+        if scale == (1, 1):
+            continue
+        sub = _slice(g.nodes, g.producers, target, source, g.constants)
+        if sub is None:
+            continue
+        if _is_upsampling(sub, source, shape, target, scale, list(model.graph.initializer),
+                          list(model.opset_import), batches):
+            return source, target, scale, chain[:chain.index(end) + 1]
+    return None
+
+
+def _find(model: onnx.ModelProto, g: _Graph, shapes: dict, batches: tuple[int, ...]):
+    """The first up-sampling written as data movement: (source, target, scale, chain), or None."""
+    for node in g.nodes:
+        source = node.input[0] if node.input else ""
+        shape = shapes.get(source)
+        if node.op_type not in ENTRY or not shape or len(shape) != 4 or source in g.constants:
+            continue
+        if node.op_type == "Reshape" and len(shapes.get(node.output[0], ())) < 5:
+            continue  # flattening to a vector is the flatten pass's
+        found = _upsampling(model, g, g.chain(node), source, shapes, batches)
+        if found:
+            return found
+    return None
+
+
+def _replace(graph: onnx.GraphProto, g: _Graph, found, shapes: dict) -> bool:
+    """Put one Resize in place of the chain (in place); False (nothing changed) when something else reads it."""
+    source, target, scale, chain = found
+    nodes = g.nodes
+    dropped = {id(n) for n in chain}
+    kept = [n for n in nodes if id(n) not in dropped]
+    name = f"{target}/scales"
+    resize = helper.make_node("Resize", [source, "", name], [target], name=f"{target}/nearest",
+                              mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+    last = max(i for i, n in enumerate(nodes) if id(n) in dropped)  # the producer of the target
+    kept.insert(last - len(chain) + 1, resize)
+    constants = g.constants | {name}
+    # what only the chain needed (its run-time shapes) goes too
+    needed = set(g.outputs)
+    live: list[onnx.NodeProto] = []
+    for node in reversed(kept):
+        if any(o in needed for o in node.output):
+            live.append(node)
+            needed.update(node.input)
+    live.reverse()
+    produced = {o for n in live for o in n.output} | constants | {i.name for i in graph.input}
+    if any(i and i not in produced for n in live for i in n.input):
+        return False  # something else read the chain's inside: leave the model as it is
+    graph.initializer.append(numpy_helper.from_array(np.array([1, 1, *scale], np.float32), name))
+    del graph.node[:]
+    graph.node.extend(live)
+    for node in chain:
+        for output in node.output:
+            if output != target:
+                shapes.pop(output, None)
+    return True
+
+
 def rewrite_repeats(model: onnx.ModelProto, shapes: dict[str, tuple], batches: tuple[int, ...] = (1, 3)) -> int:
     """Rewrite nearest up-samplings written as data movement (in place); returns how many. See the module docstring."""
-    graph = model.graph
     count = 0
     while True:
-        nodes = list(graph.node)
-        producers = {name: i for i, node in enumerate(nodes) for name in node.output if name}
-        readers: dict[str, list[onnx.NodeProto]] = {}
-        for node in nodes:
-            for name in node.input:
-                readers.setdefault(name, []).append(node)
-        constants = {i.name for i in graph.initializer}
-        constants |= {n.output[0] for n in nodes if n.op_type == "Constant"}
-        outputs = {o.name for o in graph.output}
-        found = None
-        for node in nodes:
-            source = node.input[0] if node.input else ""
-            shape = shapes.get(source)
-            if node.op_type not in ENTRY or not shape or len(shape) != 4 or source in constants:
-                continue
-            if node.op_type == "Reshape" and len(shapes.get(node.output[0], ())) < 5:
-                continue  # flattening to a vector is the flatten pass's
-            chain, tensor = [node], node.output[0]
-            while tensor not in outputs:
-                data = [r for r in readers.get(tensor, []) if r.op_type != "Shape"]
-                if len(data) != 1 or data[0].op_type not in MOVE or data[0].input[0] != tensor:
-                    break
-                chain.append(data[0])
-                tensor = data[0].output[0]
-            for end in reversed(chain):
-                target = end.output[0]
-                out = shapes.get(target)
-                if not out or len(out) != 4 or out[:2] != shape[:2] or out[2] % shape[2] or out[3] % shape[3]:
-                    continue
-                scale = (out[2] // shape[2], out[3] // shape[3])
-                if scale == (1, 1):
-                    continue
-                sub = _slice(nodes, producers, target, source, constants)
-                if sub is None:
-                    continue
-                if _is_upsampling(sub, source, shape, target, scale, list(graph.initializer),
-                                  list(model.opset_import), batches):
-                    found = (source, target, scale, chain[:chain.index(end) + 1])
-                    break
-            if found:
-                break
-        if found is None:
+        g = _Graph(model.graph)
+        found = _find(model, g, shapes, batches)
+        if found is None or not _replace(model.graph, g, found, shapes):
             return count
-        source, target, scale, chain = found
-        dropped = {id(n) for n in chain}
-        kept = [n for n in nodes if id(n) not in dropped]
-        name = f"{target}/scales"
-        resize = helper.make_node("Resize", [source, "", name], [target], name=f"{target}/nearest",
-                                  mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor")
-        last = max(i for i, n in enumerate(nodes) if id(n) in dropped)  # the producer of the target
-        kept.insert(last - len(chain) + 1, resize)
-        constants.add(name)
-        # what only the chain needed (its run-time shapes) goes too
-        needed = set(outputs)
-        live: list[onnx.NodeProto] = []
-        for node in reversed(kept):
-            if any(o in needed for o in node.output):
-                live.append(node)
-                needed.update(node.input)
-        live.reverse()
-        produced = {o for n in live for o in n.output} | constants | {i.name for i in graph.input}
-        if any(i and i not in produced for n in live for i in n.input):
-            return count  # something else read the chain's inside: leave the model as it is
-        graph.initializer.append(numpy_helper.from_array(np.array([1, 1, *scale], np.float32), name))
-        del graph.node[:]
-        graph.node.extend(live)
-        for node in chain:
-            for output in node.output:
-                if output != target:
-                    shapes.pop(output, None)
         count += 1

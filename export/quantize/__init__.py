@@ -41,8 +41,9 @@ from export.quantize.keyed import check_measurements, quantize_keyed, read_manif
 from export.quantize.unfold import plain_first_weight
 from firmware_sim.files import write_atomic
 from firmware_sim.manifest import Manifest
+from firmware_sim.words import MODEL_SUFFIX, TASK_SUFFIX, model_files
 
-__all__ = ["QuantizeResult", "quantize_file", "quantize_plain", "sibling_paths"]
+__all__ = ["QuantizeResult", "quantize_file", "quantize_plain"]
 
 
 @dataclass
@@ -51,13 +52,6 @@ class QuantizeResult:
     manifests: dict[str, Manifest] = field(default_factory=dict)  # role -> manifest
     notes: dict[str, str] = field(default_factory=dict)  # role -> how its first layer was quantised
     frames: int = 0
-
-
-def sibling_paths(path: Path) -> dict[str, Path]:
-    """A model file's companions as ``keycam keyify`` names them."""
-    stem = path.with_suffix("")
-    return {"manifest": Path(f"{stem}.manifest.json"), "epochs": Path(f"{stem}.epochs.npz"),
-            "feature": Path(f"{stem}.feature.onnx"), "task": Path(f"{stem}.task.onnx")}
 
 
 def _load(path: Path) -> onnx.ModelProto:
@@ -104,25 +98,25 @@ def quantize_file(keyed: str | Path, measurements: np.ndarray, output: str | Pat
     was compiled from (optional; its first layer makes keyed-int8 equal plain-int8, see ``unfold.py``).
     """
     keyed, output = Path(keyed), Path(output)
-    if output.suffix != ".onnx":
-        raise ModelError(f"output '{output}' should end in .onnx")
+    if output.suffix != MODEL_SUFFIX:
+        raise ModelError(f"output '{output}' should end in {MODEL_SUFFIX}")
     model = _load(keyed)
     manifest = read_manifest(model, str(keyed))
     if manifest.role == "task":
-        full = Path(str(keyed).removesuffix(".task.onnx") + ".onnx")
+        full = Path(str(keyed).removesuffix(TASK_SUFFIX) + MODEL_SUFFIX)
         raise ModelError(f"model '{keyed}' is a task model, calibrated on features: quantise its full model "
                          f"'{full}' (the feature and task models beside it are quantised with it)")
     check_measurements(measurements, manifest, str(keyed))
     weight = plain_first_weight(plain, manifest) if plain is not None else None
     jobs = [("full" if manifest.role == "full" else "feature", keyed, output, model, manifest, measurements)]
-    ins, outs = sibling_paths(keyed), sibling_paths(output)
-    if manifest.role == "full" and manifest.split is not None and ins["feature"].is_file() and ins["task"].is_file():
-        feature = _load(ins["feature"])
-        feature_manifest = read_manifest(feature, str(ins["feature"]))
-        task = _load(ins["task"])
+    ins, outs = model_files(keyed), model_files(output)
+    if manifest.role == "full" and manifest.split is not None and ins.feature.is_file() and ins.task.is_file():
+        feature = _load(ins.feature)
+        feature_manifest = read_manifest(feature, str(ins.feature))
+        task = _load(ins.task)
         features = _run(feature, measurements)
-        jobs.append(("feature", ins["feature"], outs["feature"], feature, feature_manifest, measurements))
-        jobs.append(("task", ins["task"], outs["task"], task, read_manifest(task, str(ins["task"])), features))
+        jobs.append(("feature", ins.feature, outs.feature, feature, feature_manifest, measurements))
+        jobs.append(("task", ins.task, outs.task, task, read_manifest(task, str(ins.task)), features))
     result = QuantizeResult(frames=len(measurements))
     made = []
     for role, source, target, float_model, float_manifest, data in jobs:
@@ -133,13 +127,13 @@ def quantize_file(keyed: str | Path, measurements: np.ndarray, output: str | Pat
         result.manifests[role], result.notes[role] = int8_manifest, note
     for source, target, int8, int8_manifest in made:  # written only once every model is quantised
         write_atomic(target, int8.SerializeToString())
-        paths = sibling_paths(target)
-        write_atomic(paths["manifest"], int8_manifest.to_json().encode() + b"\n")
-        result.written += [target, paths["manifest"]]
-        recipes = sibling_paths(source)["epochs"]
+        paths = model_files(target)
+        write_atomic(paths.manifest, int8_manifest.to_json().encode() + b"\n")
+        result.written += [target, paths.manifest]
+        recipes = model_files(source).epochs
         if int8_manifest.sensor_tables and int8_manifest.epoch_rotation and recipes.is_file():
-            write_atomic(paths["epochs"], _recipes(recipes, int8, int8_manifest))
-            result.written.append(paths["epochs"])
+            write_atomic(paths.epochs, _recipes(recipes, int8, int8_manifest))
+            result.written.append(paths.epochs)
     return result
 
 

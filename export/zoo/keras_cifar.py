@@ -31,9 +31,50 @@ def h5_path() -> Path:
     return Path(next(iter(found.submodule_search_locations))) / "trained_models" / "cnn_model.h5"
 
 
+class _Nodes:
+    """The ONNX nodes and initializers written so far."""
+
+    def __init__(self) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+
+    def init(self, array: np.ndarray, name: str) -> str:
+        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        return name
+
+    def add(self, op: str, inputs: list[str], name: str, **attrs) -> str:
+        self.nodes.append(helper.make_node(op, inputs, [name], name=name, **attrs))
+        return name
+
+
+def _layer(out: _Nodes, kind: str, c: dict, x: str, tensor) -> str:
+    """One Keras layer (class ``kind``, config ``c``) on tensor ``x``, before its activation; its output."""
+    name = c["name"]
+    if kind == "Conv2D":
+        if c["padding"] != "valid" or c["data_format"] != "channels_last":
+            raise ValueError(f"unexpected Conv2D config {c}")
+        kernel = tensor(name, "kernel").transpose(3, 2, 0, 1)  # (kh, kw, in, out) -> (out, in, kh, kw)
+        return out.add("Conv", [x, out.init(kernel, f"{name}.w"), out.init(tensor(name, "bias"), f"{name}.b")], name,
+                       kernel_shape=list(c["kernel_size"]), strides=list(c["strides"]))
+    if kind == "BatchNormalization":
+        params = [tensor(name, p) for p in ("gamma", "beta", "moving_mean", "moving_variance")]
+        return out.add("BatchNormalization", [x, *(out.init(p, f"{name}.{i}") for i, p in enumerate(params))], name,
+                       epsilon=float(c["epsilon"]))
+    if kind == "MaxPooling2D":
+        return out.add("MaxPool", [x], name, kernel_shape=list(c["pool_size"]), strides=list(c["strides"]))
+    if kind == "Flatten":
+        x = out.add("Transpose", [x], name + ".nhwc", perm=[0, 2, 3, 1])  # Keras flattens channels-last
+        return out.add("Flatten", [x], name, axis=1)
+    if kind == "Dense":
+        return out.add("Gemm", [x, out.init(tensor(name, "kernel"), f"{name}.w"),
+                                out.init(tensor(name, "bias"), f"{name}.b")], name)
+    raise ValueError(f"layer {kind} is not handled by this converter")
+
+
 def convert(path: Path | None = None) -> onnx.ModelProto:
     import h5py  # the test extra; only this converter needs it
 
+    out = _Nodes()
     with h5py.File(path or h5_path(), "r") as f:
         config = json.loads(f.attrs["model_config"])
         weights = f["model_weights"]
@@ -41,55 +82,26 @@ def convert(path: Path | None = None) -> onnx.ModelProto:
         def tensor(layer: str, name: str) -> np.ndarray:
             return np.asarray(weights[layer][layer][f"{name}:0"], dtype=np.float32)
 
-        nodes, inits = [], []
         x = "input"
-
-        def init(array: np.ndarray, name: str) -> str:
-            inits.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
-            return name
-
-        def add(op: str, inputs: list[str], name: str, **attrs) -> str:
-            nodes.append(helper.make_node(op, inputs, [name], name=name, **attrs))
-            return name
-
         flattened = False
         for layer in config["config"]["layers"]:
             kind, c = layer["class_name"], layer["config"]
             name = c["name"]
             if kind == "InputLayer" or kind == "Dropout":
                 continue
-            if kind == "Conv2D":
-                if c["padding"] != "valid" or c["data_format"] != "channels_last":
-                    raise ValueError(f"unexpected Conv2D config {c}")
-                kernel = tensor(name, "kernel").transpose(3, 2, 0, 1)  # (kh, kw, in, out) -> (out, in, kh, kw)
-                x = add("Conv", [x, init(kernel, f"{name}.w"), init(tensor(name, "bias"), f"{name}.b")], name,
-                        kernel_shape=list(c["kernel_size"]), strides=list(c["strides"]))
-            elif kind == "BatchNormalization":
-                params = [tensor(name, p) for p in ("gamma", "beta", "moving_mean", "moving_variance")]
-                x = add("BatchNormalization", [x, *(init(p, f"{name}.{i}") for i, p in enumerate(params))], name,
-                        epsilon=float(c["epsilon"]))
-            elif kind == "MaxPooling2D":
-                x = add("MaxPool", [x], name, kernel_shape=list(c["pool_size"]), strides=list(c["strides"]))
-            elif kind == "Flatten":
-                x = add("Transpose", [x], name + ".nhwc", perm=[0, 2, 3, 1])  # Keras flattens channels-last
-                x = add("Flatten", [x], name, axis=1)
-                flattened = True
-            elif kind == "Dense":
-                x = add("Gemm", [x, init(tensor(name, "kernel"), f"{name}.w"), init(tensor(name, "bias"), f"{name}.b")],
-                        name)
-            else:
-                raise ValueError(f"layer {kind} is not handled by this converter")
+            x = _layer(out, kind, c, x, tensor)
+            flattened = flattened or kind == "Flatten"
             activation = c.get("activation")
             if activation == "relu":
-                x = add("Relu", [x], name + ".relu")
+                x = out.add("Relu", [x], name + ".relu")
             elif activation not in (None, "linear"):
                 raise ValueError(f"activation {activation}")
         assert flattened
     graph = helper.make_graph(
-        nodes, "keras_cifar10_cnn",
+        out.nodes, "keras_cifar10_cnn",
         [helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, ["batch", 3, 32, 32])],
         [helper.make_tensor_value_info(x, onnx.TensorProto.FLOAT, ["batch", 10])],
-        inits,
+        out.inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -31,6 +28,7 @@ from export.zoo import CIFAR_MEAN, CIFAR_STD, resnet20
 from firmware_sim.manifest import IspSpec, Manifest
 from firmware_sim.spec import PRESETS
 from tests.export.helpers import TOLERANCE, op_model, relative_error, session, weights
+from tests.inprocess import keycam
 
 POLICIES = ["fresh", "boundary"]
 CCM = (1.62, -0.45, -0.17, -0.31, 1.53, -0.22, 0.02, -0.58, 1.56)  # a typical sensor-to-sRGB matrix
@@ -41,7 +39,6 @@ ISPS = {
     "gamma": IspOptions(black_level=16, gamma=2.2),
     "ccm-gamma-white": IspOptions(black_level=64, wb_gains=(1.9, 1.0, 1.6), ccm=CCM, gamma=2.2, white=700.0),
 }
-KEYCAM = str(Path(sys.executable).with_name("keycam"))
 
 
 def _mosaics(spec, count: int, height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -226,24 +223,23 @@ def test_options_that_do_not_fit_a_bayer_spec_are_refused(key):
 def test_keycam_keyify_isp_flags(tmp_path, key_file):
     onnx.save(_tiny(), tmp_path / "tiny.onnx")
     out = tmp_path / "keyed.onnx"
-    done = subprocess.run([KEYCAM, "keyify", str(tmp_path / "tiny.onnx"), "--key", str(key_file), "-o", str(out),
-                           "--spec", "bggr12msb", "--layouts", "boundary", "--isp-black", "256", "--isp-wb",
-                           "1.9,1,1.6", "--isp-ccm", ",".join(map(str, CCM)), "--isp-gamma", "2.2"],
-                          capture_output=True, text=True)
+    done = keycam("keyify", str(tmp_path / "tiny.onnx"), "--key", str(key_file), "-o", str(out),
+                  "--spec", "bggr12msb", "--layouts", "boundary", "--isp-black", "256", "--isp-wb",
+                  "1.9,1,1.6", "--isp-ccm", ",".join(map(str, CCM)), "--isp-gamma", "2.2")
     assert done.returncode == 0, done.stderr
     manifest = Manifest.from_json((tmp_path / "keyed.manifest.json").read_text())
     assert manifest.input.isp == IspSpec(black_level=256, wb_gains=[1.9, 1.0, 1.6], ccm=list(CCM), gamma=2.2,
                                          white=4095 - 256)
     assert json.loads((tmp_path / "keyed.manifest.json").read_text())["spec"]["cfa"] == "BGGR"
-    inspect = subprocess.run([KEYCAM, "inspect", str(out)], capture_output=True, text=True)
+    inspect = keycam("inspect", str(out))
     assert "Bayer BGGR cells (R, Gr, Gb, B), 12-bit in (MSB of 16-bit words)" in inspect.stdout
     for flags, fragment in ((["--isp-wb", "1,2"], "must be 3 numbers"), (["--isp-ccm", "1,2,3"], "give 9"),
                             (["--isp-gamma", "-2"], "greater than 0"), (["--isp-black", "nan"], "not a finite"),
                             (["--isp-white", "0"], "greater than 0")):
-        bad = subprocess.run([KEYCAM, "keyify", str(tmp_path / "tiny.onnx"), "--key", str(key_file), "-o",
-                              str(tmp_path / "bad.onnx"), "--spec", "bayer10", *flags], capture_output=True, text=True)
+        bad = keycam("keyify", str(tmp_path / "tiny.onnx"), "--key", str(key_file), "-o",
+                     str(tmp_path / "bad.onnx"), "--spec", "bayer10", *flags)
         assert bad.returncode == 2 and fragment in bad.stderr and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
-    pixel = subprocess.run([KEYCAM, "keyify", str(tmp_path / "tiny.onnx"), "--key", str(key_file), "-o",
-                            str(tmp_path / "bad.onnx"), "--isp-gamma", "2.2"], capture_output=True, text=True)
+    pixel = keycam("keyify", str(tmp_path / "tiny.onnx"), "--key", str(key_file), "-o",
+                   str(tmp_path / "bad.onnx"), "--isp-gamma", "2.2")
     assert pixel.returncode == 1 and "the mini-ISP reads Bayer cells" in pixel.stderr
     assert len(pixel.stderr.strip().splitlines()) == 1 and not (tmp_path / "bad.onnx").exists()

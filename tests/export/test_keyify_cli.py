@@ -1,11 +1,8 @@
-"""keycam keyify / verify / inspect, run as a user runs them."""
+"""keycam keyify / verify / inspect, run as a user runs them (in-process: tests/inprocess.py)."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import cv2
 import onnx
@@ -14,12 +11,11 @@ import pytest
 from edge.lab.demo import shipped_photo
 from export.zoo import CIFAR_MEAN, CIFAR_STD, resnet20
 from firmware_sim.manifest import Manifest
+from tests.inprocess import Done, keycam
 
-KEYCAM = str(Path(sys.executable).with_name("keycam"))
 
-
-def run(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([KEYCAM, *map(str, args)], capture_output=True, text=True)
+def run(*args) -> Done:
+    return keycam(*map(str, args))
 
 
 @pytest.fixture(scope="module")

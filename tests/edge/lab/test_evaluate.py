@@ -1,19 +1,16 @@
-"""keycam eval privacy: the paper's table from the command line, on real models and real images."""
+"""keycam eval privacy: the paper's table from the command line (in-process: tests/inprocess.py), on real models
+and real images."""
 
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import onnx
 
 from edge.lab.datasets import FASHION_MNIST
 from export.zoo.keras_cifar import convert
 from edge.lab.datasets import foolbox_images
-
-KEYCAM = str(Path(sys.executable).with_name("keycam"))
+from tests.inprocess import keycam
 from edge.default import ASSET  # noqa: E402 - keycam's own Fashion-MNIST CNN
 
 
@@ -28,8 +25,8 @@ def test_eval_privacy_on_labelled_cifar10_images(tmp_path):
     for path, _ in foolbox_images("cifar10"):
         shutil.copy(path, data / path.name)
     onnx.save(convert(), tmp_path / "cifar.onnx")
-    done = subprocess.run([KEYCAM, "eval", "privacy", "--model", str(tmp_path / "cifar.onnx"), "--data", str(data),
-                           "--wrong-keys", "3"], capture_output=True, text=True)
+    done = keycam("eval", "privacy", "--model", str(tmp_path / "cifar.onnx"), "--data", str(data),
+                  "--wrong-keys", "3")
     assert done.returncode == 0, done.stderr
     rows = _rows(done.stdout)
     assert rows["plain model, plain images"] == "100.00 %"
@@ -38,9 +35,8 @@ def test_eval_privacy_on_labelled_cifar10_images(tmp_path):
 
 
 def test_eval_privacy_on_fashion_mnist_idx_files():
-    done = subprocess.run([KEYCAM, "eval", "privacy", "--model", str(ASSET), "--data", str(FASHION_MNIST),
-                           "--mean", "72.94", "--std", "90.0", "--limit", "500", "--layouts", "boundary"],
-                          capture_output=True, text=True)
+    done = keycam("eval", "privacy", "--model", str(ASSET), "--data", str(FASHION_MNIST),
+                  "--mean", "72.94", "--std", "90.0", "--limit", "500", "--layouts", "boundary")
     assert done.returncode == 0, done.stderr
     rows = _rows(done.stdout)
     assert "same prediction as plain on 100.00 %" in rows["keyed model, with the key"]
@@ -50,10 +46,8 @@ def test_eval_privacy_on_fashion_mnist_idx_files():
 
 
 def test_eval_privacy_errors(tmp_path):
-    done = subprocess.run([KEYCAM, "eval", "privacy", "--model", str(ASSET), "--data", str(tmp_path / "none")],
-                          capture_output=True, text=True)
+    done = keycam("eval", "privacy", "--model", str(ASSET), "--data", str(tmp_path / "none"))
     assert done.returncode == 1 and "does not exist" in done.stderr
     (tmp_path / "unlabelled.png").write_bytes(b"")
-    done = subprocess.run([KEYCAM, "eval", "privacy", "--model", str(ASSET), "--data", str(tmp_path)],
-                          capture_output=True, text=True)
+    done = keycam("eval", "privacy", "--model", str(ASSET), "--data", str(tmp_path))
     assert done.returncode == 1 and "no label after its last underscore" in done.stderr

@@ -3,8 +3,6 @@ with batching, instances and the keycam parameters, that `keycam serve` serves t
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +16,7 @@ from edge.server.repository import ModelRepository
 from export.errors import ModelError
 from export.package.triton import TritonOptions, _quote, export_triton
 from firmware_sim.manifest import Manifest
-
-KEYCAM = str(Path(sys.executable).with_name("keycam"))
+from tests.inprocess import keycam
 
 
 def _parse(path: Path) -> model_config_pb2.ModelConfig:
@@ -28,9 +25,9 @@ def _parse(path: Path) -> model_config_pb2.ModelConfig:
 
 def test_keyed_model_config_parses_with_tritons_protobuf(repository, tmp_path):
     folder, key = repository
-    result = subprocess.run([KEYCAM, "export", "triton", str(folder / "keyed.onnx"), "--name", "cam-1",
-                             "--repository", str(tmp_path / "repo"), "--max-batch-size", "16", "--instances", "2",
-                             "--max-queue-delay-us", "500"], capture_output=True, text=True)
+    result = keycam("export", "triton", str(folder / "keyed.onnx"), "--name", "cam-1",
+                    "--repository", str(tmp_path / "repo"), "--max-batch-size", "16", "--instances", "2",
+                    "--max-queue-delay-us", "500")
     assert result.returncode == 0, result.stderr
     config = _parse(tmp_path / "repo" / "cam-1" / "config.pbtxt")
     assert config.name == "cam-1" and config.platform == "onnxruntime_onnx" and config.backend == "onnxruntime"
@@ -92,6 +89,6 @@ def test_missing_and_broken_models(tmp_path):
     (tmp_path / "bad.onnx").write_bytes(np.arange(100, dtype=np.uint8).tobytes())
     with pytest.raises(ModelError, match="is not an ONNX model"):
         export_triton(tmp_path / "bad.onnx", tmp_path / "repo", "m")
-    result = subprocess.run([KEYCAM, "export", "triton", str(tmp_path / "none.onnx"), "--name", "m",
-                             "--repository", str(tmp_path / "repo")], capture_output=True, text=True)
+    result = keycam("export", "triton", str(tmp_path / "none.onnx"), "--name", "m",
+                    "--repository", str(tmp_path / "repo"))
     assert result.returncode == 1 and result.stderr.count("\n") == 1 and "does not exist" in result.stderr

@@ -58,3 +58,20 @@ def test_every_pass_in_the_package_is_registered():
     registered = {type(REGISTRY.get(op)) for op in REGISTRY.ops()}
     assert defined == registered
     assert all(type(REGISTRY.get(op)) is cls for cls in registered for op in cls.ops)
+
+
+def test_each_operator_family_is_one_pass():
+    """firmware_sim.words owns the families; the element-wise passes handle exactly them, one pass per family."""
+    from export.passes.elementwise import BinaryPass
+    from export.passes.pointwise import UnaryPass
+    from firmware_sim.words import ELEMENTWISE_BINARY, ELEMENTWISE_UNARY
+
+    for family, cls in ((ELEMENTWISE_UNARY, UnaryPass), (ELEMENTWISE_BINARY, BinaryPass)):
+        assert cls.ops == family
+        assert {type(REGISTRY.get(op)) for op in family} == {cls}
+
+
+def test_no_operator_is_handled_twice_across_the_passes():
+    ops = [op for cls in {type(REGISTRY.get(op)) for op in REGISTRY.ops()} for op in cls.ops]
+    assert len(ops) == len(set(ops)) == len(REGISTRY.ops())
+

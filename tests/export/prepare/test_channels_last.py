@@ -12,6 +12,7 @@ from export.errors import UnsupportedModel
 from export.keyify import KeyifyOptions, keyify
 from export.prepare.channels_last import to_channels_first
 from firmware_sim.spec import PRESETS
+from firmware_sim.words import PREFIX_BINARY, PREFIX_UNARY
 from tests.export.helpers import TOLERANCE, frames, op_model, relative_error, restore, scramble, session, weights
 
 POLICIES = ["fresh", "boundary"]
@@ -159,3 +160,37 @@ def test_channels_last_map_meeting_a_constant_is_refused(key):
     plain = op_model(body, ["N", 3, 8, 6], {"w": weights(2, 3, 3, 3, seed=1), "s": np.ones(2, np.float32)})
     with pytest.raises(UnsupportedModel, match=r"node 'y' \(Mul\): operands 't' \(ChannelsLast\)"):
         keyify(plain, key, KeyifyOptions(policy="fresh"))
+
+
+def _moved_and_same(body: str, constants: dict, positive: bool = False) -> None:
+    """``body`` (reading x, writing p) in front of the Transpose to NCHW: after the rewrite it runs on NCHW tensors
+    (no Transpose is put back) and computes what it computed before, bit for bit."""
+    plain = op_model(body + "  y = Transpose <perm=[0,3,1,2]> (p)\n", [2, 4, 5, 3], constants)
+    moved = onnx.ModelProto()
+    moved.CopyFrom(plain)
+    name = to_channels_first(moved)
+    assert [n.op_type for n in moved.graph.node].count("Transpose") == 0, [n.op_type for n in moved.graph.node]
+    x = np.random.default_rng(7).uniform(-3, 3, (2, 4, 5, 3)).astype(np.float32)
+    x = np.abs(x) + np.float32(0.5) if positive else x
+    (want,) = session(plain, optimise=False).run(None, {"x": x})
+    (got,) = session(moved, optimise=False).run(None, {name: np.ascontiguousarray(x.transpose(0, 3, 1, 2))})
+    assert got.dtype == want.dtype and np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("op", PREFIX_UNARY)
+def test_every_unary_operator_of_the_prefix_family_moves_exactly(op):
+    """firmware_sim.words.PREFIX_UNARY: each one moves behind the Transpose and computes the same values."""
+    if op == "Clip":
+        _moved_and_same("  p = Clip(x, lo, hi)\n", {"lo": np.array(-1.0, np.float32), "hi": np.array(2.0, np.float32)})
+    else:
+        _moved_and_same(f"  p = {op}(x)\n", {}, positive=op in ("Sqrt", "Log"))
+
+
+@pytest.mark.parametrize("op", PREFIX_BINARY)
+@pytest.mark.parametrize("constant", ["channel", "position", "first"])
+def test_every_binary_operator_of_the_prefix_family_moves_exactly(op, constant):
+    """firmware_sim.words.PREFIX_BINARY, with a per-channel or a per-position constant, on either side."""
+    shape = {"channel": (3,), "position": (4, 5, 3), "first": (1, 1, 1, 3)}[constant]
+    c = np.random.default_rng(8).uniform(0.5, 2.0, shape).astype(np.float32)
+    body = f"  p = {op}(c, x)\n" if constant == "first" else f"  p = {op}(x, c)\n"
+    _moved_and_same(body, {"c": c})

@@ -1,12 +1,8 @@
 """keycam quantize and keycam keyify --int8, run as a user runs them: calibration frames measured as the device
 measures them, the int8 model equal to the plain int8 model, inspect showing it, and bad calibration sets
-refused in one line with nothing written."""
+refused in one line with nothing written. In-process (tests/inprocess.py)."""
 
 from __future__ import annotations
-
-import subprocess
-import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -19,13 +15,13 @@ from edge.runtime import KeyedModel
 from export.quantize import quantize_plain
 from firmware_sim.keys import MasterKey
 from tests.export.quantize.helpers import Compiled, run_keyed, run_plain
+from tests.inprocess import Done, keycam
 
-KEYCAM = str(Path(sys.executable).with_name("keycam"))
 FASHION = ["--spec", "gray8", "--mean", "72.94", "--std", "90"]
 
 
-def run(*args, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([KEYCAM, *map(str, args)], capture_output=True, text=True, cwd=cwd)
+def run(*args, cwd=None) -> Done:
+    return keycam(*map(str, args), cwd=cwd)
 
 
 @pytest.fixture(scope="module")
