@@ -17,6 +17,7 @@ from pathlib import Path
 from firmware_sim.keys import MasterKey
 from firmware_sim.spec import PRESETS
 
+KEY_FILE = "default.key"  # the default job's key, in its folder (edge.places.default_folder)
 ASSET = Path(__file__).with_name("assets") / "fashion_mnist_cnn.onnx"
 LABELS = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 MEAN, STD = (72.94,), (90.0,)

@@ -9,23 +9,23 @@ the SSD decoder with BlazeFace's anchors (``edge.tasks.ssd``, the defaults of ``
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
+from edge import places
 from edge.errors import ModelError
 from edge.tasks import TaskConfig
 from firmware_sim.spec import PRESETS
 
-FILE = "face_detection_short_range.onnx"
+FILE = places.FACE_MODEL_FILE
 MEAN = STD = (127.5, 127.5, 127.5)
 SPEC = PRESETS["rgb8"]
 LABELS = ["face"]
 
 
 def face_model() -> Path:
-    """The converted detector: ``$KEYCAM_FACE_MODEL``, or the one set-up put in this environment."""
-    path = Path(os.environ.get("KEYCAM_FACE_MODEL") or Path(sys.prefix) / "share" / "keycam" / FILE)
+    """The converted detector (``edge.places.face_model``: ``$KEYCAM_FACE_MODEL``, or where set-up put it)."""
+    path = places.face_model()
     if not path.is_file():
         raise ModelError(f"the face detector '{path}' is not installed; run: bash scripts/face-detector.sh "
                          f"{sys.prefix} (it fetches mediapipe's BlazeFace from PyPI and converts it)")

@@ -37,13 +37,14 @@ class Frame:
 
 @dataclass
 class Result:
-    """One frame's answer. ``tensors`` are the raw outputs of the stages run so far; ``outputs`` their summaries."""
+    """One frame's answer. ``tensors`` are the raw outputs of the stages run so far, by name; ``outputs`` the
+    answer made of them (``edge.answers``)."""
 
     frame: Frame
     outputs: dict = field(default_factory=dict)
     latency_ms: dict = field(default_factory=dict)
     error: str | None = None  # a forwarded frame the server refused (its outputs are then empty)
-    tensors: list = field(default_factory=list, repr=False, compare=False)
+    tensors: dict = field(default_factory=dict, repr=False, compare=False)
     payload: np.ndarray | None = field(default=None, repr=False, compare=False)  # forwarding: what leaves the device
 
     @property

@@ -1,51 +1,59 @@
 """A run, assembled from a configuration and run: key, keyed model(s), readout, source, pipeline and sinks.
 
 :func:`build_job` checks everything it can before it opens anything: the key against the model, the
-readout settings against the manifest, each sink's settings. The order matters: with forwarding and
-no local model the device reads out for the *server's* model, so the server is asked first
-(``edge.sinks.forwarding``); then the one readout stage is made, and the source and the pipeline
-share it (the virtual sensor reads plain sources out in the capture thread). :meth:`Job.run` runs
-the capture loop with the metrics endpoint, and :meth:`Job.summary_lines` says what happened.
+readout settings against the manifest, each sink's settings. Each stage is built once, with everything
+it needs, in the order the frame will meet them:
+
+1. the key and the models (with forwarding and no local model, the *server's* model: the server is
+   asked first, ``edge.sinks.forwarding``), so the manifest the sensor reads out for is known;
+2. the source, for that sensor's format (``edge.sensor.SensorFormat``), then the one readout stage for
+   the source's channel order, and the virtual sensor joining them (recordings are measured already);
+3. the answer stage (``edge.answers``), once, from the final manifest (the task model's, the server's or
+   the keyed model's), shared by the local task stage and the forwarding sink;
+4. the pipeline, and the sinks in two phases (``edge.sinks.build_sinks``).
+
+:meth:`Job.run` runs the capture loop with the metrics endpoint, and :meth:`Job.summary_lines` says what
+happened.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.config import ModelConfig, ReadoutConfig, default_config, validated
+from edge import places
+from edge.answers import Answers
+from edge.config import Config, ModelConfig, ReadoutConfig, default_config, validated
 from edge.epochs import EpochSchedule
 from edge.errors import ConfigError
 from edge.loop import CaptureLoop
 from edge.pipeline import Pipeline
 from edge.runtime import KeyedModel
-from edge.schema import Section
-from edge.sensor import Readout
-from edge.sinks import SECTIONS, Sink, SinkContext
+from edge.sensor import Readout, SensorFormat
+from edge.sinks import Sink, SinkContext, build_sinks
 from edge.sources.base import Source
 from edge.sources.virtual import VirtualSensor
-from edge.tasks import make_decoder
+from edge.tasks import TaskConfig, make_decoder
 from firmware_sim.keys import MasterKey
 from firmware_sim.manifest import Manifest
 
-DEFAULT_FOLDER = Path("keycam-demo")
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class Job:
-    config: Section
+    config: Config
     source: Source  # what the loop reads: measurements (the virtual sensor, or a recording)
     plain_source: Source | None  # the plain source behind the virtual sensor (None for recordings)
+    readout: Readout  # the run's one readout stage
     pipeline: Pipeline
     sinks: list[Sink]
     key: MasterKey
     model_path: Path | None
+    default_folder: Path | None = None  # the embedded default's key and models, when the run uses them
     last_summary: dict | None = None  # the loop's summary of the last run, also when it failed
-
-    @property
-    def readout(self) -> Readout:
-        return self.pipeline.readout
 
     def run(self, progress=None) -> dict:
         """Run the capture loop to its end (or a stop signal); the loop's summary."""
@@ -63,7 +71,7 @@ class Job:
             loop = self.config.loop
             capture = CaptureLoop(self.source, self.pipeline, self.sinks, queue_size=loop.queue,
                                   max_frames=loop.max_frames, realtime=loop.realtime, progress=progress,
-                                  metrics_server=server)
+                                  metrics_server=server, on_frame_error=loop.on_frame_error)
             try:
                 capture.run()
             finally:  # a run that fails still says what it did (frames, spooled, lost) before its error
@@ -77,6 +85,8 @@ class Job:
         lines = [f"{summary['frames']} frames at {summary['fps']:.1f} fps, {summary['drops']} dropped, "
                  f"{summary['errors']} errors, {summary['skipped']} skipped; key {self.key.fingerprint}; "
                  f"mean ms per stage {summary['stage_ms_mean']}; stopped by {summary['stopped_by']}"]
+        if self.default_folder is not None:
+            lines.append(f"the embedded default's key and compiled models are in '{self.default_folder}'")
         parts = [self.source.summary()] + [sink.summary() for sink in self.sinks]
         return lines + [line for line in parts if line]
 
@@ -88,60 +98,76 @@ def epoch_schedule(readout: ReadoutConfig, manifest: Manifest, where: str) -> Ep
     return EpochSchedule(base, readout.rotate_frames, readout.rotate_seconds)
 
 
-def _models(settings: ModelConfig, forwarding: bool, folder: Path, source_kind: str):
-    """(key, model path or None, labels, task settings or None) of the [model] section. No model: the default
-    job's keyed face detector, with its decoder settings; for the Fashion-MNIST frames, keycam's own CNN."""
+@dataclass(frozen=True)
+class _Models:
+    """The [model] section resolved: the key, the model's path (None: forward measurements), and, for the
+    embedded default, its class names and decoder settings."""
+
+    key: MasterKey
+    path: Path | None
+    labels: tuple[str, ...] = ()
+    task: TaskConfig | None = None
+    folder: Path | None = None  # the embedded default's folder, when it is used
+
+
+def _models(settings: ModelConfig, forwarding: bool, source_kind: str) -> _Models:
+    """No model: the default job's keyed face detector, with its decoder settings; for the Fashion-MNIST frames,
+    keycam's own CNN; both compiled for the default key, in the default folder (``edge.places``)."""
     if settings.path:
-        return MasterKey.load(settings.key), Path(settings.path), None, None
+        return _Models(MasterKey.load(settings.key), Path(settings.path))
     if forwarding:
         if not settings.key:
             raise ConfigError("forward.url is set but model.key is not; name this device's key file")
-        return MasterKey.load(settings.key), None, None, None
+        return _Models(MasterKey.load(settings.key), None)
     from edge import default
     from edge.faces import LABELS, task_settings
 
-    key = default.load_or_create_key(Path(settings.key) if settings.key else folder / "default.key")
+    folder = places.default_folder(settings.folder)
+    key = default.load_or_create_key(Path(settings.key) if settings.key else folder / default.KEY_FILE)
     if source_kind == "fashion-mnist":
-        return key, default.default_model(folder, key), default.LABELS, None
-    return key, default.default_detector(folder, key), LABELS, task_settings()
+        return _Models(key, default.default_model(folder, key), tuple(default.LABELS), folder=folder)
+    return _Models(key, default.default_detector(folder, key), tuple(LABELS), task_settings(), folder)
 
 
-def build_job(config: Section | None = None, *, replay: bool = False, folder: Path = DEFAULT_FOLDER,
-              force: bool = False) -> Job:
-    config = validated(config or default_config())
-    forwarding_on = bool(config.forward.url)
-    key, model_path, labels, default_task = _models(config.model, forwarding_on, folder, config.source.kind)
-    threads = config.model.threads or None
-    model = KeyedModel(model_path, key, threads=threads, optimisation=config.model.optimisation) if model_path else None
-    task = KeyedModel(config.model.task, key, threads=threads) if config.model.task else None
-    forwarding = config.forward.connect(key, model, task, config.readout.rotating) if forwarding_on else None
-    manifest, where = (forwarding.manifest, forwarding.where) if forwarding else (model.manifest,
-                                                                                  f"model '{model.path}'")
-    context = SinkContext(key, manifest, replay=replay, force=force, labels=labels, forwarding=forwarding)
-    readout = Readout.for_model(manifest, key, schedule=epoch_schedule(config.readout, manifest, where),
-                                reference=config.readout.reference, keep_plain=config.record.plain_debug)
-    source = config.source.build(readout)
-    plain_source = None
-    if not source.measured:
-        plain_source, source = source, VirtualSensor(source, readout)
-        readout.source_order = plain_source.channel_order
-    for loaded in (m for m in (model, task) if m is not None):
+def _one_frame_at_a_time(*models: KeyedModel | None) -> None:
+    for loaded in (m for m in models if m is not None):
         batch = loaded.manifest.input.shape[0]
         if batch not in (None, 1):
             raise ConfigError(f"model '{loaded.path}' takes batches of exactly {batch} frames, and the device runs "
                               f"one frame at a time; export it with batch 1 or a dynamic batch and compile it again")
+
+
+def _sensor(config: Config, manifest: Manifest, key: MasterKey, where: str) -> tuple[Source, Source | None, Readout]:
+    """(the source the loop reads, the plain source behind it or None, the run's readout stage)."""
+    source = config.source.build(SensorFormat.of(manifest))
+    readout = Readout.for_model(manifest, key, schedule=epoch_schedule(config.readout, manifest, where),
+                                reference=config.readout.reference, keep_plain=config.record.plain_debug,
+                                source_order=source.channel_order if not source.measured else "bgr")
+    if source.measured:
+        return source, None, readout
+    return VirtualSensor(source, readout), source, readout
+
+
+def build_job(config: Config | None = None, *, replay: bool = False, force: bool = False) -> Job:
+    config = validated(config or default_config())
+    forwarding_on = bool(config.forward.url)
+    models = _models(config.model, forwarding_on, config.source.kind)
+    key, threads = models.key, config.model.threads or None
+    model = KeyedModel(models.path, key, threads=threads, optimisation=config.model.optimisation) \
+        if models.path else None
+    task = KeyedModel(config.model.task, key, threads=threads) if config.model.task else None
+    forwarding = config.forward.connect(key, model, task, config.readout.rotating) if forwarding_on else None
+    manifest, where = (forwarding.manifest, forwarding.where) if forwarding else (model.manifest,
+                                                                                  f"model '{model.path}'")
+    source, plain_source, readout = _sensor(config, manifest, key, where)
+    _one_frame_at_a_time(model, task)
     final = forwarding.remote.manifest if forwarding else (task.manifest if task is not None else manifest)
-    settings = default_task if default_task is not None and config.task.kind == "auto" else config.task
+    settings = models.task if models.task is not None and config.task.kind == "auto" else config.task
+    labels = list(models.labels) or None
     decoder = make_decoder(settings, final, labels)  # a model whose outputs do not fit is refused here
-    pipeline = Pipeline(model, key, task=task, labels=labels, readout=readout, forward=forwarding_on,
-                        manifest=manifest, decoder=decoder)
-    context.decoder = decoder
-    answers, frames, front = [], [], []
-    for name, _ in SECTIONS.items():
-        sink = getattr(config, name).build(context)
-        if sink is None:
-            continue
-        {"answers": answers, "frames": frames, "forward": front}[sink.role].append(sink)
-        if sink.role == "answers":
-            context.answers.append(sink)
-    return Job(config, source, plain_source, pipeline, (front or answers) + frames, key, model_path)
+    answers = Answers(final, decoder, key)
+    pipeline = Pipeline(model, key, task=task, answers=answers, forward=forwarding_on, manifest=manifest)
+    context = SinkContext(key, manifest, replay=replay, force=force, labels=tuple(decoder.labels or labels or ()),
+                          answers=answers, forwarding=forwarding)
+    sinks = build_sinks(config.sink_sections(), context)
+    return Job(config, source, plain_source, readout, pipeline, sinks, key, models.path, models.folder)

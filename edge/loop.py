@@ -1,20 +1,21 @@
-"""The capture loop: source (read out at capture) -> keyed or feature model -> task model -> sinks, stages joined
-by bounded queues.
+"""The capture loop: source (read out at capture) -> keyed or feature model -> answer -> sinks, stages joined
+by bounded queues, a frame moving one way.
 
-- A capture thread reads the source into a bounded queue. For live sources a full queue drops its
-  oldest frame (counted in ``drops``) rather than build latency; recorded sources (files, folders,
-  recordings) wait, so a replay never drops.
-- A device thread runs the keyed (or feature) model (and the readout of any frame that arrives
-  plain) into a second bounded queue; the calling thread runs the task stage (a split's task model)
-  and hands each result to every sink, in order. Stages after capture never drop: they only slow
-  capture down.
+- A capture thread reads the source (the virtual sensor reads each frame out as it is taken) into a
+  bounded queue. For live sources a full queue drops its oldest frame (counted in ``drops``) rather
+  than build latency; recorded sources (files, folders, recordings) wait, so a replay never drops.
+- A device thread runs the keyed (or feature) model into a second bounded queue; the calling thread
+  runs the task stage (a split's task model, the answer stage) and hands each result to every sink,
+  in order. Stages after capture never drop: they only slow capture down.
+- One per-frame error policy, whichever stage raised it: a frame that fails (``FrameError``: in the
+  readout, the model, or the answer) is counted in ``errors`` and logged in one line, and the run goes
+  on (``on_frame_error = "skip"``) or ends with that error (``"stop"``).
 - SIGINT and SIGTERM stop the loop cleanly and soon: capture stops, queued frames are finished,
   sinks stop waiting (``Sink.interrupt``: a forwarding sink waiting for room in a full spool keeps the
   frame anyway and persists its queue at once instead of draining), every sink is closed
   (recordings finished, nothing half-written). ``stopped_by`` names the signal.
 - A camera that fails (``CameraError``) is reopened with exponential backoff, up to ``retries`` times,
-  and each failure is counted and logged; a frame the pipeline rejects (``FrameError``) is skipped and
-  counted, never fatal.
+  and each failure is counted and logged.
 - ``realtime`` replays recorded sources at their recorded speed (frame timestamps); otherwise as fast
   as possible.
 """
@@ -28,13 +29,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from edge.errors import CameraError, FrameError
+from edge.errors import CameraError, ConfigError, FrameError
 from edge.pipeline import Pipeline
 from edge.sinks.base import Sink
 from edge.sources.base import Source
 
 log = logging.getLogger(__name__)
 _END = object()
+FRAME_ERROR_POLICIES = ("skip", "stop")
 
 
 @dataclass
@@ -62,7 +64,10 @@ class Metrics:
 class CaptureLoop:
     def __init__(self, source: Source, pipeline: Pipeline, sinks: list[Sink], *, queue_size: int = 4,
                  max_frames: int = 0, realtime: bool = False, retries: int = 5, backoff_s: float = 0.5,
-                 progress=None, metrics_server=None) -> None:
+                 progress=None, metrics_server=None, on_frame_error: str = "skip") -> None:
+        if on_frame_error not in FRAME_ERROR_POLICIES:
+            raise ConfigError(f"on_frame_error {on_frame_error!r}; use one of {', '.join(FRAME_ERROR_POLICIES)}")
+        self.on_frame_error = on_frame_error
         self.source, self.pipeline, self.sinks = source, pipeline, sinks
         self.queue: queue.Queue = queue.Queue(maxsize=max(1, queue_size))  # capture -> device stage
         self.staged: queue.Queue = queue.Queue(maxsize=max(1, queue_size))  # device stage -> task stage
@@ -80,6 +85,18 @@ class CaptureLoop:
     def stop(self, reason: str = "stopped") -> None:
         self.metrics.stopped_by = reason
         self.stop_event.set()
+
+    def _frame_failed(self, error: FrameError) -> None:
+        """One frame failed in some stage: count it, say so in one line, and go on or stop (``on_frame_error``)."""
+        self.metrics.errors += 1
+        if self.server is not None:
+            self.server.errors.inc()
+        if self.on_frame_error == "stop":
+            log.error("%s; stopping (on_frame_error = stop)", error)
+            self._failure = self._failure or error
+            self.stop("error")
+        else:
+            log.warning("%s; frame skipped", error)
 
     def _signalled(self, number: int) -> None:
         """SIGINT/SIGTERM: stop, and tell every sink to stop waiting (a full spool, a slow server)."""
@@ -116,6 +133,9 @@ class CaptureLoop:
             while not self.stop_event.is_set():
                 try:
                     frame = self.source.read()
+                except FrameError as error:  # the readout could not take it: that frame only
+                    self._frame_failed(error)
+                    continue
                 except CameraError as error:
                     failures += 1
                     self.metrics.camera_failures += 1
@@ -179,12 +199,9 @@ class CaptureLoop:
                 if item is _END:
                     break
                 try:
-                    staged = self.pipeline.front(item)  # a Result whose tensors the task stage summarises
+                    staged = self.pipeline.front(item)  # a Result whose tensors the task stage answers
                 except FrameError as error:
-                    self.metrics.errors += 1
-                    if self.server is not None:
-                        self.server.errors.inc()
-                    log.warning("frame %d skipped: %s", item.sequence, error)
+                    self._frame_failed(FrameError(f"frame {item.sequence}: {error}"))
                     continue
                 self._hand_on(staged)
         except BaseException as error:  # surfaced in the calling thread
@@ -202,6 +219,50 @@ class CaptureLoop:
             except queue.Full:
                 continue
 
+    def _task_stage(self, start: float) -> None:
+        """The calling thread's stage: each result answered and handed to every sink, in order, until the end."""
+        while True:
+            item = self.staged.get()
+            if item is _END:
+                return
+            try:
+                result = self.pipeline.back(item)
+            except FrameError as error:
+                self._frame_failed(FrameError(f"frame {item.sequence}: {error}"))
+                if self.stop_event.is_set():
+                    return
+                continue
+            self.metrics.frames += 1  # handed to the sinks (one that fails accounts for it: spooled or lost)
+            for sink in self.sinks:  # the plain frame (debug recording only) goes to no other sink
+                sink.write(result if sink.wants_plain else result.without_plain())
+            for stage, ms in result.latency_ms.items():
+                self.metrics.stage_ms[stage] = self.metrics.stage_ms.get(stage, 0.0) + ms
+            if self.server is not None:
+                self._export(result, start)
+            if self.progress is not None:
+                self.progress.update(1)
+            if self.max_frames and self.metrics.frames >= self.max_frames:
+                self.stop("max_frames")
+                return
+
+    def _finish(self, threads: list[threading.Thread], start: float) -> None:
+        """Stop the stage threads, close the source and every sink (whatever happened); raise a sink's error."""
+        self.stop_event.set()
+        self._consuming = False  # the stage threads discard what is left and finish
+        for thread in threads:
+            if thread.is_alive():
+                thread.join(timeout=5)
+        self.metrics.seconds = time.perf_counter() - start
+        self.source.close()
+        errors = []
+        for sink in self.sinks:
+            try:
+                sink.close()
+            except Exception as error:  # noqa: BLE001 - keep closing the others
+                errors.append(error)
+        if errors:
+            raise errors[0]
+
     def run(self) -> Metrics:
         handlers = {}
         if threading.current_thread() is threading.main_thread():
@@ -217,41 +278,15 @@ class CaptureLoop:
                 sink.start()
             capture.start()
             device.start()
-            while True:
-                item = self.staged.get()
-                if item is _END:
-                    break
-                result = self.pipeline.back(item)
-                self.metrics.frames += 1  # handed to the sinks (one that fails accounts for it: spooled or lost)
-                for sink in self.sinks:  # the plain frame (debug recording only) goes to no other sink
-                    sink.write(result if sink.wants_plain else result.without_plain())
-                for stage, ms in result.latency_ms.items():
-                    self.metrics.stage_ms[stage] = self.metrics.stage_ms.get(stage, 0.0) + ms
-                if self.server is not None:
-                    self._export(result, start)
-                if self.progress is not None:
-                    self.progress.update(1)
-                if self.max_frames and self.metrics.frames >= self.max_frames:
-                    self.stop("max_frames")
-                    break
+            self._task_stage(start)
             if self._failure is not None:
+                if self.metrics.stopped_by == "end of source":
+                    self.metrics.stopped_by = "error"
                 raise self._failure
         finally:
-            self.stop_event.set()
-            self._consuming = False  # the stage threads discard what is left and finish
-            for thread in (capture, device):
-                if thread.is_alive():
-                    thread.join(timeout=5)
-            self.metrics.seconds = time.perf_counter() - start
-            self.source.close()
-            errors = []
-            for sink in self.sinks:  # every sink is closed, whatever happened
-                try:
-                    sink.close()
-                except Exception as error:  # noqa: BLE001 - keep closing the others
-                    errors.append(error)
-            for sig, handler in handlers.items():
-                signal.signal(sig, handler)
-            if errors:
-                raise errors[0]
+            try:
+                self._finish([capture, device], start)
+            finally:
+                for sig, handler in handlers.items():
+                    signal.signal(sig, handler)
         return self.metrics

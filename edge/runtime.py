@@ -2,9 +2,11 @@
 
 :class:`KeyedModel` reads the model's manifest from its ONNX metadata through onnxruntime (the device
 never needs the ``onnx`` package), refuses a key whose fingerprint differs from the one the model was
-compiled for, refuses measurements tagged with another fingerprint or epoch, and checks every input's
-shape and dtype against the manifest. For key holders, :meth:`KeyedModel.restore` puts dense outputs
-(masks, heat maps, anchors) back in order.
+compiled for, refuses measurements that do not fit it (``Manifest.refusal``: another key, or another
+epoch than its sensor tables are for), and checks every input's shape and dtype against the manifest.
+For another key epoch it rebuilds only the sensor tables (:meth:`KeyedModel._rotate`); a model with
+none reads every epoch as it is. For key holders, :meth:`KeyedModel.restore` puts dense outputs
+(masks, heat maps, anchors) back in order (``edge.restore``).
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from edge.errors import KeyMismatch, ModelError
+from edge.errors import FrameError, KeyMismatch, ModelError
 from edge.frame import Frame
 from edge.restore import Permutations, restore_output
 from firmware_sim.errors import KeycamError
 from firmware_sim.keys import MasterKey
-from firmware_sim.manifest import FINGERPRINT_KEY, METADATA_KEY, Manifest
+from firmware_sim.manifest import FINGERPRINT_KEY, METADATA_KEY, Manifest, shape_text
+from firmware_sim.words import model_files
 
 OPTIMISATION = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -102,16 +105,19 @@ class KeyedModel:
             )
         self.key = key
         self._perms: Permutations | None = None  # the output layouts' permutations, built on first restore
-        self.epoch = manifest.epoch
+        self.epoch = manifest.epoch  # the epoch of the measurements it reads (any, without sensor tables)
         self.rebuild_seconds = 0.0
         self._overrides: list = []
-        if epoch is not None and epoch != manifest.epoch and manifest.sensor_tables:
-            self._rotate(epoch)
+        if epoch is not None and epoch != manifest.epoch:
+            if manifest.sensor_tables:
+                self._rotate(epoch)
+            else:
+                self.epoch = epoch
         self.input = self.session.get_inputs()[0]
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     def _rotate(self, epoch: int) -> None:
-        """Rebuild the tables that depend on the sensor layout for key epoch ``epoch`` (see export/save.py).
+        """Rebuild the tables that depend on the sensor layout for key epoch ``epoch`` (export/package/save.py).
 
         Table N is ``inv_E[recipe]`` where the recipe holds logical input positions (pad rows, >= H*W,
         stay), or, for a table of code indices (``manifest.table_groups``, g codes a position),
@@ -125,7 +131,7 @@ class KeyedModel:
         manifest = self.manifest
         if self.key is None:
             raise KeyMismatch(f"rebuilding '{self.path}' for key epoch {epoch} needs its key")
-        sidecar = self.path.with_name(self.path.stem + ".epochs.npz")
+        sidecar = model_files(self.path).epochs
         if not manifest.epoch_rotation or not sidecar.is_file():
             raise ModelError(f"model '{self.path}' cannot be rebuilt for key epoch {epoch} (no {sidecar.name}); "
                              f"compile it again with `keycam keyify --epoch {epoch}`")
@@ -151,6 +157,11 @@ class KeyedModel:
     def fingerprint(self) -> str:
         return self.manifest.key_fingerprint
 
+    @property
+    def epoch_free(self) -> bool:
+        """True when the model reads measurements of every key epoch as it is (it holds no sensor table)."""
+        return not self.manifest.sensor_tables
+
     def _check(self, data: np.ndarray) -> np.ndarray:
         manifest = self.manifest
         if manifest.role == "task":
@@ -163,35 +174,43 @@ class KeyedModel:
             data = data[np.newaxis]  # one frame -> a batch of one
         shape_ok = data.ndim == len(expected) and all(e is None or e == a for e, a in zip(expected, data.shape))
         if not shape_ok:
-            want = "(" + ", ".join("N" if e is None else str(e) for e in expected) + ")"
-            raise ModelError(f"model '{self.path}' takes input of shape {want}, got {data.shape}")
+            raise ModelError(f"model '{self.path}' takes input of shape {shape_text(expected)}, got {data.shape}")
         if data.dtype != dtype:
             raise ModelError(f"model '{self.path}' takes {dtype} input, got {data.dtype}")
         return np.ascontiguousarray(data)
 
     def run(self, data: np.ndarray | Frame) -> list[np.ndarray]:
         """Outputs for one measurement (H, W, C), a batch (N, H, W, C), a measured :class:`Frame`, or a task
-        model's features. A frame measured with another key, or (for a full or feature model) in another key
-        epoch, is refused before anything is computed."""
+        model's features. A frame that does not fit the model (``Manifest.refusal``: measured with another key,
+        or in another key epoch than its sensor tables are for) is refused before anything is computed."""
         if isinstance(data, Frame):
             if not data.measured:
                 raise ModelError(f"frame {data.sequence} is a plain frame; model '{self.path}' takes measurements "
                                  f"(read it out first: edge.sensor.Readout)")
-            if data.fingerprint and data.fingerprint != self.fingerprint:
-                raise KeyMismatch(f"frame {data.sequence} was measured with key {data.fingerprint}, model "
-                                  f"'{self.path}' is keyed for {self.fingerprint}; use the frame's own model and key")
-            if self.manifest.role != "task" and data.epoch != self.epoch:
-                raise KeyMismatch(f"frame {data.sequence} is from key epoch {data.epoch}, model '{self.path}' reads "
-                                  f"epoch {self.epoch}")
-            data = data.image
+            reason = self.manifest.refusal(data.fingerprint, None if self.manifest.role == "task" else data.epoch,
+                                           self.epoch)
+            if reason is not None:
+                raise KeyMismatch(f"frame {data.sequence} does not fit model '{self.path}': {reason}; use the "
+                                  f"frame's own model and key")
+            try:
+                checked = self._check(data.image)
+            except ModelError as error:  # this frame's shape or depth (a recording that changes): the frame's error
+                raise FrameError(str(error)) from None
+            return self.session.run(self.output_names, {self.input.name: checked})
         return self.session.run(self.output_names, {self.input.name: self._check(data)})
 
-    def restore(self, outputs: list[np.ndarray]) -> list[np.ndarray]:
-        """Dense outputs back in natural order (needs the key)."""
+    def named(self, outputs: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """The outputs of :meth:`run`, by name."""
+        return dict(zip(self.output_names, outputs))
+
+    def restore(self, outputs: list[np.ndarray], epoch: int | None = None) -> list[np.ndarray]:
+        """Dense outputs back in natural order (needs the key), for measurements of key epoch ``epoch`` (default:
+        the epoch the model reads)."""
         if self.key is None:
             raise KeyMismatch(f"restoring the outputs of '{self.path}' needs its key")
         specs = {o.name: o for o in self.manifest.outputs}
         if self._perms is None:
             self._perms = Permutations(self.key)  # built once, kept for the next frame
-        return [restore_output(out, specs[name], self._perms) if name in specs else out
+        epoch = self.epoch if epoch is None else epoch
+        return [restore_output(out, specs[name], self._perms, epoch) if name in specs else out
                 for name, out in zip(self.output_names, outputs)]

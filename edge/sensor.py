@@ -24,6 +24,7 @@ cache); the virtual sensor and the pipeline share it. ``reference=True`` reads o
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -155,8 +156,29 @@ def to_sensor(image: np.ndarray, spec: ReadoutSpec, height: int, width: int, sou
     return np.ascontiguousarray(image)
 
 
+@dataclass(frozen=True)
+class SensorFormat:
+    """What the run's sensor reads out: its readout spec, the model's H x W (cells, for a Bayer spec) and the
+    channel order it delivers. A source is built for it (a camera configures its stream to match)."""
+
+    spec: ReadoutSpec
+    height: int
+    width: int
+    channel_order: str = "bgr"
+
+    @classmethod
+    def of(cls, manifest: Manifest) -> SensorFormat:
+        """The format a keyed model's input expects (its spec, size and channel order)."""
+        _, height, width, _ = manifest.input.shape
+        return cls(manifest.spec, height, width, manifest.input.channel_order)
+
+
 class Readout:
-    """The readout stage of one run: key, spec, model size, channel orders and the epoch schedule."""
+    """The readout stage of one run: key, spec, model size, channel orders and the epoch schedule.
+
+    It is the run's sensor, and keeps what a sensor keeps while it runs: the epoch of the last frame it read
+    out, so that epochs never go back (a clock that jumps back does not reuse an old layout), and the time of
+    its first frame, from which a schedule by seconds counts (``edge.epochs``)."""
 
     def __init__(self, key: MasterKey, spec: ReadoutSpec, height: int, width: int, *,
                  sensor_order: str = "bgr", source_order: str = "bgr", schedule: EpochSchedule | None = None,
@@ -170,20 +192,27 @@ class Readout:
         self.keep_plain = keep_plain  # DEBUG ONLY: attach the plain sensor frame to each measured frame
         self.transform = AdcTransform(key, spec)
         self.transform.prepare(height, width, self.schedule.base)
+        self._first_ns: int | None = None  # the time of the first frame read out (a schedule by seconds)
+        self._last_epoch = self.schedule.base  # epochs never go back within a run
 
     @classmethod
     def for_model(cls, manifest: Manifest, key: MasterKey, **options) -> Readout:
         """The readout a keyed model's input expects (its spec, size and channel order)."""
-        _, height, width, _ = manifest.input.shape
+        sensor = SensorFormat.of(manifest)
         options.setdefault("schedule", EpochSchedule(manifest.epoch))
-        return cls(key, manifest.spec, height, width, sensor_order=manifest.input.channel_order, **options)
+        return cls(key, sensor.spec, sensor.height, sensor.width, sensor_order=sensor.channel_order, **options)
+
+    @property
+    def format(self) -> SensorFormat:
+        return SensorFormat(self.spec, self.height, self.width, self.sensor_order)
 
     @property
     def fingerprint(self) -> str:
         return self.key.fingerprint
 
     def prepare(self, image: np.ndarray, source_order: str | None = None) -> np.ndarray:
-        """A plain picture as this sensor delivers it, before digitising (see :func:`to_sensor`)."""
+        """A plain picture as this sensor delivers it, before digitising (see :func:`to_sensor`); ``source_order``:
+        the picture's channel order when it is not the run source's (a picture read by OpenCV: ``bgr``)."""
         return to_sensor(image, self.spec, self.height, self.width, source_order or self.source_order,
                          self.sensor_order)
 
@@ -197,13 +226,20 @@ class Readout:
         """Key holders: the measurement's positions back in raster order."""
         return self.transform.inverse(measurement, epoch)
 
-    def read(self, frame: Frame, source_order: str | None = None) -> Frame:
+    def epoch(self, frame: Frame) -> int:
+        """The key epoch ``frame`` is read out in: the schedule's, never below the last frame's."""
+        if self._first_ns is None:
+            self._first_ns = frame.timestamp_ns
+        epoch = max(self._last_epoch, self.schedule.epoch(frame.sequence, frame.timestamp_ns - self._first_ns))
+        self._last_epoch = epoch
+        return epoch
+
+    def read(self, frame: Frame) -> Frame:
         """The measured twin of a plain frame: same provenance, the epoch and key fingerprint added."""
         start = time.perf_counter()
-        image = self.prepare(frame.image, source_order)
-        epoch = self.schedule.epoch(frame.sequence, frame.timestamp_ns)
-        measurement = self.measure(image, epoch)
+        image = self.prepare(frame.image)
+        measurement = self.measure(image, self.epoch(frame))
         height, width = frame.image.shape[:2]
-        return frame.replace(image=measurement, measured=True, epoch=epoch, fingerprint=self.fingerprint,
+        return frame.replace(image=measurement, measured=True, epoch=self._last_epoch, fingerprint=self.fingerprint,
                              plain=image if self.keep_plain else None, source_size=(width, height),
                              readout_ms=(time.perf_counter() - start) * 1e3)

@@ -58,7 +58,8 @@ def test_every_path_the_example_writes_is_writable_under_the_unit():
     roots = _writable(settings)
     workdir = PurePosixPath(settings["WorkingDirectory"][0])
     config = Config.model_validate(_example_with_forwarding())
-    written = [config.results.path, config.record.path, config.forward.spool, "keycam-demo"]
+    data = next(v.split("=", 1)[1] for v in settings["Environment"] if v.startswith("KEYCAM_DATA="))
+    written = [config.results.path, config.record.path, config.forward.spool, data]  # data: the default job's
     assert config.forward.url and config.forward.spool.startswith("/var/lib/keycam")  # the section was read
     for path in filter(None, written):
         if path == "-":

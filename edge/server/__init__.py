@@ -6,7 +6,7 @@ of the device. ``app`` is the HTTP application, ``repository`` the models it ser
 folder), ``batching`` the merging of requests that wait for a busy model, ``limits`` what one client may
 cost (bytes, rows, time), ``body`` the reading of a request body within them, ``connections`` the
 connection guards (head deadline, cap), ``listen`` the socket and uvicorn's configuration, ``process``
-the process's file-descriptor limit and allocator.
+the process's file-descriptor limit and allocator, ``metrics`` the Prometheus counters of ``/metrics``.
 """
 
 from __future__ import annotations

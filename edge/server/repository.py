@@ -110,13 +110,10 @@ class ServedModel:
         if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0):
             raise ProtocolError(f"{where}: parameter keycam_epoch is {epoch!r} ({type(epoch).__name__}); send the "
                                 f"key epoch as a whole number >= 0")
-        if fingerprint is not None and self.manifest is not None and fingerprint != self.manifest.key_fingerprint:
-            raise ProtocolError(f"{where} is keyed for {self.manifest.key_fingerprint}, the request was made with "
-                                f"key {fingerprint}; send it to a model compiled for that key")
-        if (epoch is not None and self.manifest is not None and self.manifest.role != "task"
-                and epoch != self.manifest.epoch):
-            raise ProtocolError(f"{where} reads key epoch {self.manifest.epoch}, the request is from epoch {epoch}; "
-                                f"rotate keys with a split model (the task model does not depend on the epoch)")
+        reason = self.manifest.refusal(fingerprint or "", epoch) if self.manifest is not None else None
+        if reason is not None:
+            raise ProtocolError(f"{where} does not take this request: {reason}; send it to a model compiled for its "
+                                f"key and epoch (or rotate keys with a split model: its task model reads every epoch)")
 
     def run(self, inputs: dict[str, np.ndarray], wanted: list[str] | None = None) -> dict[str, np.ndarray]:
         names = [o.name for o in self.outputs] if wanted is None else wanted

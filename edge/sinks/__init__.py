@@ -1,18 +1,18 @@
 """Sinks: a small base (``base``), one file per kind, and the registry of their configuration sections.
 
 Each kind has a section in the configuration file, named below; the configuration schema is made
-from this registry, and a run builds its sinks in this order (answer sinks before the forwarding
-sink, which hands the server's answers to them). Adding a kind is one file and one line here.
+from this registry. A run builds its sinks in two phases (``base.build_sinks``), so the order here
+decides nothing. Adding a kind is one file and one line here.
 """
 
 from __future__ import annotations
 
-from edge.registry import Registry
-from edge.sinks.base import Sink, SinkConfig, SinkContext
+from edge.sinks.base import Sink, SinkConfig, SinkContext, build_sinks
 from edge.sinks.forwarding import ForwardConfig
 from edge.sinks.mqtt import MqttConfig
 from edge.sinks.recorder import RecordConfig
 from edge.sinks.results import ResultsConfig
+from firmware_sim.registry import Registry
 
 SECTIONS: Registry[type[SinkConfig]] = Registry("sink")
 SECTIONS.add("results", ResultsConfig)
@@ -20,4 +20,4 @@ SECTIONS.add("mqtt", MqttConfig)
 SECTIONS.add("record", RecordConfig)
 SECTIONS.add("forward", ForwardConfig)
 
-__all__ = ["SECTIONS", "Sink", "SinkConfig", "SinkContext"]
+__all__ = ["SECTIONS", "Sink", "SinkConfig", "SinkContext", "build_sinks"]

@@ -11,19 +11,24 @@ on SIGINT/SIGTERM: the loop always calls ``close``. A sink's ``role`` says what 
   answers to the ``answers`` sinks itself.
 
 Each sink kind has a configuration section (a :class:`SinkConfig`), registered in ``edge.sinks``
-under its section name; ``build`` returns the sink, or None when the section leaves it off.
+under its section name; ``build`` returns the sink, or None when the section leaves it off. A run
+builds its sinks in two phases, so that no sink depends on the order of the registry: first every
+sink whose section does not ``receive_answers``, then those that do (the forwarding sink), given the
+finished list of answer sinks in their :class:`SinkContext`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
 
 from edge.frame import Result
 from edge.schema import Section
 
 if TYPE_CHECKING:
+    from edge.answers import Answers
     from firmware_sim.keys import MasterKey
     from firmware_sim.manifest import Manifest
 
@@ -62,7 +67,7 @@ class Sink(ABC):
         self.close()
 
 
-@dataclass
+@dataclass(frozen=True)
 class SinkContext:
     """What a sink's settings are built against: the run's key, the manifest it reads out for, and more."""
 
@@ -70,14 +75,34 @@ class SinkContext:
     manifest: Manifest
     replay: bool = False  # a replay writes deterministic results (no latency)
     force: bool = False  # replace an existing output file
-    labels: list[str] | None = None
-    answers: list[Sink] = field(default_factory=list)  # forwarding hands the server's answers to these
+    labels: tuple[str, ...] = ()  # the class names the answers use
+    answers: Answers | None = None  # the run's answer stage (edge.answers), for sinks that answer frames themselves
     forwarding: object | None = None  # edge.sinks.forwarding.Forwarding, when the run forwards
-    decoder: object | None = None  # edge.tasks.Decoder: how the final outputs become answers
+    answer_sinks: tuple[Sink, ...] = ()  # phase two only: the answer sinks built in phase one
+
+    def with_answer_sinks(self, sinks: list[Sink]) -> SinkContext:
+        return dataclasses.replace(self, answer_sinks=tuple(sinks))
 
 
 class SinkConfig(Section):
     """One sink kind's settings section."""
 
+    receives_answers: ClassVar[bool] = False  # built in phase two, with the answer sinks (the forwarding sink)
+
     def build(self, context: SinkContext) -> Sink | None:
         raise NotImplementedError
+
+
+def build_sinks(sections: list[SinkConfig], context: SinkContext) -> list[Sink]:
+    """The run's sinks from its sections, in two phases (see the module's docstring), in the order the loop writes
+    to them: the answer sinks (or, when the run forwards, the forwarding sink, which hands them its answers
+    itself), then the frame sinks (the recorder)."""
+    built = [(section, section.build(context)) for section in sections if not section.receives_answers]
+    answer_sinks = [sink for _, sink in built if sink is not None and sink.role == "answers"]
+    phase_two = context.with_answer_sinks(answer_sinks)
+    senders = [sink for section in sections if section.receives_answers
+               if (sink := section.build(phase_two)) is not None]
+    frame_sinks = [sink for _, sink in built if sink is not None and sink.role != "answers"]
+    if senders:  # the answer sinks are the senders' now: the loop writes to the senders and the frame sinks
+        return senders + frame_sinks
+    return answer_sinks + frame_sinks

@@ -22,7 +22,7 @@ and the server's answer becomes the frame's result, in frame order, exactly once
   request only after that. A 4xx answer will not improve by retrying: the frame's result records
   the server's error, and the frame is not sent again, unless the server itself has changed.
 - After any failure or refusal the server's model is checked again: keyed for another key, or
-  another role or input, it is *misconfigured*: every frame stays in the spool, the alarm is raised
+  another role, input, datatype or key epoch, it is *misconfigured*: every frame stays in the spool, the alarm is raised
   (``alarm``, the log, ``keycam_forward_misconfigured`` on the metrics endpoint), and the device
   retries with backoff until it is fixed. No frame is dropped for it.
 - A damaged spool entry (its digest fails, or it is truncated) is moved to the spool's
@@ -33,7 +33,9 @@ and the server's answer becomes the frame's result, in frame order, exactly once
 
 Only measurements or features leave the device; the key never does. Before the first frame
 (``edge.wire.client.connect``) the device checks that the server's model is keyed for its key. The
-``[forward]`` settings and how a run is assembled around them: ``edge.sinks.forward_config``.
+server's outputs become the frame's answer through the run's one answer stage (``edge.answers``:
+restore in the frame's epoch, geometry, decode), as a local task stage's would. The ``[forward]``
+settings and how a run is assembled around them: ``edge.sinks.forwarding``.
 """
 
 from __future__ import annotations
@@ -47,11 +49,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge.errors import ConfigError, KeyMismatch, ServerRejected, ServerUnavailable, SpoolError, WireError
+from edge.answers import Answers
+from edge.errors import (ConfigError, FrameError, KeyMismatch, ServerRejected, ServerUnavailable, SpoolError,
+                         WireError)
 from edge.frame import Frame, Result
 from edge.sinks.base import Sink
-from edge.restore import Permutations, restore_output
-from edge.tasks import Geometry, TaskConfig, make_decoder
 from edge.wire.client import RemoteModel, V2Client
 from edge.wire.codec import encode_request
 from edge.wire.spool import Spool
@@ -86,23 +88,18 @@ class ForwardStats:
 class ForwardSink(Sink):
     role = "forward"
 
-    def __init__(self, client: V2Client, remote: RemoteModel, results: Sink, spool: Spool, *,
-                 labels: list[str] | None = None, when_full: str = "drop_oldest", inflight: int = 8,
-                 retry_min_s: float = 0.2, retry_max_s: float = 10.0, drain_s: float = 30.0,
-                 device_id: str = "", decoder=None, key=None) -> None:
+    def __init__(self, client: V2Client, remote: RemoteModel, results: Sink, spool: Spool,
+                 answers: Answers | None = None, *, when_full: str = "drop_oldest", inflight: int = 8, retry_min_s: float = 0.2,
+                 retry_max_s: float = 10.0, drain_s: float = 30.0, device_id: str = "") -> None:
         if when_full not in POLICIES:
             raise ConfigError(f"forward.when_full {when_full!r}; use one of {', '.join(POLICIES)}")
         self.client, self.remote, self.results, self.spool = client, remote, results, spool
-        self.labels, self.when_full, self.inflight = labels, when_full, max(1, inflight)
+        # the run's answer stage: the server's outputs become the frame's answer (default: the server's task)
+        self.answers = answers or Answers.for_manifest(remote.manifest)
+        self.when_full, self.inflight = when_full, max(1, inflight)
         self.retry_min_s, self.retry_max_s, self.drain_s = retry_min_s, max(retry_min_s, retry_max_s), drain_s
         self.run_id = f"{device_id or socket.gethostname()}:{time.time_ns():x}"
         self.stats = ForwardStats()
-        self._specs = {o.name: o for o in remote.manifest.outputs}
-        self.decoder = decoder or make_decoder(TaskConfig(), remote.manifest, labels)  # the server's answers decoded
-        self.key = key  # to restore dense answers, for decoders that need natural order
-        self._perms: Permutations | None = None
-        _, height, width, _ = remote.manifest.input.shape
-        self.input_size = (width, height)
         self._memory: collections.deque[_Item] = collections.deque()
         self._spooling = len(spool) > 0  # an earlier run's requests go first
         self._down = False
@@ -213,66 +210,71 @@ class ForwardSink(Sink):
         delay = self.retry_min_s
         try:
             while True:
-                with self._cond:
-                    item = self._take()
-                    while item is None and not self._closing:
-                        self._cond.wait(0.5)
-                        item = self._take()
-                    if item is None or self._abort.is_set():
-                        return
-                meta, body = item.meta, item.body
-                if body is None:
-                    try:
-                        meta, body = self.spool.read(item.counter)
-                    except SpoolError as error:
-                        with self._cond:
-                            self.stats.quarantined += 1
-                            where = self.spool.quarantine(item.counter)
-                            self._sending = None
-                        log.error("%s; moved to %s, not sent", error, where)
-                        continue
-                if not self._verified:  # after any failure: is it still the server the device checked at start?
-                    reason = self._mismatch()
-                    if reason is not None:
-                        if self._hold(reason, delay):
-                            return
-                        delay = min(delay * 2, self.retry_max_s)
-                        continue
-                start = time.perf_counter()
-                try:
-                    response = self.client.infer(self.remote.name, self.remote.version, body, meta["header_length"])
-                except ServerUnavailable as error:
-                    with self._cond:
-                        self.stats.failures += 1
-                        if not self._down:
-                            log.warning("%s; spooling to '%s' and retrying", error, self.spool.folder)
-                        self._down, self._verified = True, False
-                        self._sending = None
-                        self._spill()
-                    if self._abort.wait(delay):
-                        return
-                    delay = min(delay * 2, self.retry_max_s)
-                    continue
-                except ServerRejected as error:
-                    reason = self._mismatch()  # a refusal of every frame is a misconfigured server, not bad frames
-                    if reason is not None:
-                        if self._hold(reason, delay):
-                            return
-                        delay = min(delay * 2, self.retry_max_s)
-                        continue
-                    self._emit(meta, None, str(error), 0.0)
-                    self._done(item, rejected=True)
-                    continue
-                if self._down:
-                    log.warning("server %s answers again; delivering %d spooled frames", self.client.url,
-                                len(self.spool))
-                delay = self.retry_min_s
-                self._emit(meta, response.outputs, None, (time.perf_counter() - start) * 1e3)
-                self._done(item)
+                item = self._next_item()
+                if item is None:
+                    return
+                delay = self._deliver(item, delay)
+                if delay is None:
+                    return
         except BaseException as error:  # surfaced to the loop at the next write or at close
             self._failure = error
             with self._cond:
                 self._cond.notify_all()
+
+    def _next_item(self) -> _Item | None:
+        """The next request to send, its body read back from the spool if it was spooled; None: stop."""
+        while True:
+            with self._cond:
+                item = self._take()
+                while item is None and not self._closing:
+                    self._cond.wait(0.5)
+                    item = self._take()
+                if item is None or self._abort.is_set():
+                    return None
+            if item.body is not None:
+                return item
+            try:
+                meta, body = self.spool.read(item.counter)
+            except SpoolError as error:
+                with self._cond:
+                    self.stats.quarantined += 1
+                    where = self.spool.quarantine(item.counter)
+                    self._sending = None
+                log.error("%s; moved to %s, not sent", error, where)
+                continue
+            return _Item(item.counter, meta, body)
+
+    def _deliver(self, item: _Item, delay: float) -> float | None:
+        """Send one request and write its result; the next retry delay, or None to stop (the sink is closing)."""
+        meta, body = item.meta, item.body
+        if not self._verified:  # after any failure: is it still the server the device checked at start?
+            reason = self._mismatch()
+            if reason is not None:
+                return None if self._hold(reason, delay) else min(delay * 2, self.retry_max_s)
+        start = time.perf_counter()
+        try:
+            response = self.client.infer(self.remote.name, self.remote.version, body, meta["header_length"])
+        except ServerUnavailable as error:
+            with self._cond:
+                self.stats.failures += 1
+                if not self._down:
+                    log.warning("%s; spooling to '%s' and retrying", error, self.spool.folder)
+                self._down, self._verified = True, False
+                self._sending = None
+                self._spill()
+            return None if self._abort.wait(delay) else min(delay * 2, self.retry_max_s)
+        except ServerRejected as error:
+            reason = self._mismatch()  # a refusal of every frame is a misconfigured server, not bad frames
+            if reason is not None:
+                return None if self._hold(reason, delay) else min(delay * 2, self.retry_max_s)
+            self._emit(meta, None, str(error), 0.0)
+            self._done(item, rejected=True)
+            return delay
+        if self._down:
+            log.warning("server %s answers again; delivering %d spooled frames", self.client.url, len(self.spool))
+        self._emit(meta, response.outputs, None, (time.perf_counter() - start) * 1e3)
+        self._done(item)
+        return self.retry_min_s
 
     def _mismatch(self) -> str | None:
         """Why the server's model is no longer the one the device checked at start, or None if it still is."""
@@ -283,12 +285,16 @@ class ForwardSink(Sink):
         except (KeyMismatch, WireError) as error:
             return str(error)
         expected = self.remote.manifest
-        if now.manifest.key_fingerprint != expected.key_fingerprint:
+        if now.manifest.refusal(expected.key_fingerprint) is not None:
             return (f"the server's model '{now.name}' at {self.client.url} is now keyed for "
                     f"{now.manifest.key_fingerprint}, this device's key is {expected.key_fingerprint}")
-        if now.manifest.role != expected.role or now.input_shape != self.remote.input_shape:
-            return (f"the server's model '{now.name}' at {self.client.url} changed ({now.manifest.role} model, "
-                    f"input {now.input_shape}; expected {expected.role}, {self.remote.input_shape})")
+        was = (expected.role, self.remote.input_shape, self.remote.input_datatype)
+        seen = (now.manifest.role, now.input_shape, now.input_datatype)
+        epochs = (expected.sensor_tables or now.manifest.sensor_tables) and now.manifest.epoch != expected.epoch
+        if seen != was or epochs:
+            return (f"the server's model '{now.name}' at {self.client.url} changed ({seen[0]} model, input "
+                    f"{seen[1]} {seen[2]}, key epoch {now.manifest.epoch}; expected {was[0]}, {was[1]} {was[2]}, "
+                    f"key epoch {expected.epoch})")
         with self._cond:
             self._verified = True
             if self.alarm:
@@ -322,24 +328,20 @@ class ForwardSink(Sink):
             self._cond.notify_all()
 
     def _emit(self, meta: dict, outputs: dict | None, error: str | None, forward_ms: float) -> None:
-        summaries = {}
+        """Write the frame's result: its answer from the server's outputs (the run's answer stage), or the error."""
+        source = tuple(meta["source_size"]) if meta.get("source_size") else None
+        frame = Frame(None, meta["sequence"], meta["timestamp_ns"], meta["origin"], measured=True,
+                      epoch=meta["epoch"], fingerprint=meta["fingerprint"], source_size=source)
+        answer = {}
         if outputs is not None:
-            names = [spec.name for spec in self.decoder.outputs if spec.name in outputs] or self.remote.output_names
-            tensors = [outputs[name] for name in names]
-            if self.decoder.natural_order and self.key is not None:
-                specs = [self._specs.get(name) for name in names]
-                if self._perms is None:
-                    self._perms = Permutations(self.key)  # built once, kept for the next answer
-                tensors = [restore_output(t, spec, self._perms) if spec is not None else t
-                           for t, spec in zip(tensors, specs)]
-            source = tuple(meta["source_size"]) if meta.get("source_size") else None
-            summaries = self.decoder.decode(tensors, Geometry.of(*self.input_size, source))
+            try:
+                answer = self.answers(outputs, frame)
+            except FrameError as failure:  # the server's answer does not fit the model: this frame's error only
+                log.warning("frame %d: %s", frame.sequence, failure)
+                error = str(failure)
         latency = dict(meta.get("latency_ms") or {})
         latency["forward"] = forward_ms
-        frame = Frame(None, meta["sequence"], meta["timestamp_ns"], meta["origin"], measured=True,
-                      epoch=meta["epoch"], fingerprint=meta["fingerprint"],
-                      source_size=tuple(meta["source_size"]) if meta.get("source_size") else None)
-        self.results.write(Result(frame, summaries, latency, error=error))
+        self.results.write(Result(frame, answer, latency, error=error))
 
     # -- closing --------------------------------------------------------------------------------
 

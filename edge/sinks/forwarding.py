@@ -3,17 +3,20 @@
 Forwarding changes how a run is put together, not only where results go: with no local model the
 device reads out for the *server's* model, so the server is asked first (:meth:`ForwardConfig.connect`,
 which checks that its model is keyed for this device's key), and only then are the readout, the
-source and the pipeline built. The forwarding sink (``edge.sinks.forward``) then takes every frame
-and hands the server's answers to the run's answer sinks (the results file, event publishers).
+source and the pipeline built. The forwarding sink (``edge.sinks.forward``) then takes every frame,
+answers the server's outputs with the run's answer stage (``edge.answers``) and hands the answers to
+the run's answer sinks (the results file, event publishers): its section ``receives_answers``, so it
+is built after them (``edge.sinks.base.build_sinks``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
+from edge.answers import Answers
 from edge.credentials import read_token
 from edge.errors import ConfigError
 from edge.runtime import KeyedModel
@@ -26,6 +29,7 @@ from firmware_sim.manifest import Manifest
 
 
 class ForwardConfig(SinkConfig):
+    receives_answers: ClassVar[bool] = True
     url: str = Field(default="", description="forward to this Open Inference Protocol server, e.g. "
                                              "'http://server:8000' (empty: run the model on the device)")
     model: str = Field(default="", description="the model's name in the server's repository")
@@ -75,7 +79,7 @@ class ForwardConfig(SinkConfig):
                 raise ConfigError(f"the server's model '{self.model}' is a {remote.manifest.role} model; forwarding "
                                   f"measurements needs a full keyed model (or set model.path to the split's feature "
                                   f"model)")
-            if rotating:
+            if rotating and remote.manifest.sensor_tables:
                 raise ConfigError("key rotation with forwarded measurements would need the server to rebuild its "
                                   "sensor tables; rotate keys with a split model (forward the features to the task "
                                   "model)")
@@ -88,8 +92,11 @@ class ForwardConfig(SinkConfig):
     def build(self, context: SinkContext) -> Sink | None:
         if context.forwarding is None:
             return None
-        answers = context.answers[0] if len(context.answers) == 1 else FanOut(context.answers)
-        return context.forwarding.sink(answers, context.labels, context.decoder, context.key)
+        if context.answers is None:
+            raise ConfigError("forwarding needs the run's answer stage (edge.answers) to answer the server's outputs")
+        sinks = list(context.answer_sinks)
+        target = sinks[0] if len(sinks) == 1 else FanOut(sinks)
+        return context.forwarding.sink(target, context.answers)
 
 
 @dataclass
@@ -102,12 +109,12 @@ class Forwarding:
     manifest: Manifest
     where: str  # the model the readout serves, in words
 
-    def sink(self, answers: Sink, labels: list[str] | None, decoder=None, key=None) -> ForwardSink:
+    def sink(self, results: Sink, answers: Answers) -> ForwardSink:
+        """The forwarding sink: the server's outputs answered by ``answers``, the answers written to ``results``."""
         settings = self.settings
         spool = Spool(settings.spool, max_entries=settings.spool_max_frames,
                       max_bytes=int(settings.spool_max_mb * (1 << 20)))
-        return ForwardSink(self.client, self.remote, answers, spool, labels=labels, decoder=decoder, key=key,
-                           when_full=settings.when_full,
+        return ForwardSink(self.client, self.remote, results, spool, answers, when_full=settings.when_full,
                            inflight=settings.inflight, retry_min_s=settings.retry_min_s,
                            retry_max_s=settings.retry_max_s, drain_s=settings.drain_s, device_id=settings.device_id)
 

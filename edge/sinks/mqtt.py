@@ -238,7 +238,7 @@ class MqttConfig(SinkConfig):
             import paho.mqtt  # noqa: F401
         except ImportError:
             raise ConfigError("[mqtt] needs paho-mqtt: pip install 'keycam[mqtt]'") from None
-        labels = list(getattr(context.decoder, "labels", []) or context.labels or [])
+        labels = list(context.labels)
         classes = self.classes or labels
         if self.classes and labels:
             unknown = [name for name in self.classes if name not in labels]

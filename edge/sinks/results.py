@@ -22,6 +22,7 @@ from typing import Literal, TextIO
 
 from pydantic import Field
 
+from edge.errors import ConfigError
 from edge.frame import Result
 from edge.sinks.base import Sink, SinkConfig, SinkContext
 
@@ -44,7 +45,7 @@ def rotate(path: Path, keep: int = KEEP) -> None:
 class ResultsSink(Sink):
     def __init__(self, target: str | Path | TextIO = "-", include_latency: bool = True, mode: str = "append") -> None:
         if mode not in MODES:
-            raise ValueError(f"results mode {mode!r}; use one of {', '.join(MODES)}")
+            raise ConfigError(f"results mode {mode!r}; use one of {', '.join(MODES)}")
         self.include_latency, self.mode = include_latency, mode
         self._path: Path | None = None
         if target == "-" or target is None:

@@ -13,9 +13,14 @@ cannot be decoded is skipped and counted in ``skipped``, never fatal. Most sourc
 frames, which the run's readout stage turns into measurements at once (``edge.sources.virtual``);
 ``measured`` sources (recordings) yield measurements already.
 
+A source returns :class:`~edge.frame.Frame` objects (``_read``), numbered by the base in the order it
+produced them; a frame goes forward from there and never comes back.
+
 Each kind has a configuration model, a :class:`SourceConfig` with a literal ``kind`` and that kind's
-own fields, which builds the source (``build``) and may claim a path given on the command line
-(``for_path``). ``edge.sources`` registers the kinds and makes the discriminated union.
+own fields, which builds the source for the sensor it feeds (``build``, given the run's
+:class:`~edge.sensor.SensorFormat`) and may claim a path given on the command line (``claim``: how
+surely it reads it; ``for_path``: its settings for it). ``edge.sources`` registers the kinds and makes
+the discriminated union.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from edge.frame import Frame
 from edge.schema import Section
 
 if TYPE_CHECKING:
-    from edge.sensor import Readout
+    from edge.sensor import SensorFormat
 
 
 class Source(ABC):
@@ -51,12 +56,13 @@ class Source(ABC):
     def _open(self) -> None: ...
 
     @abstractmethod
-    def _read(self) -> tuple[np.ndarray, int, str] | None:
-        """The next (image, timestamp_ns, origin), or None at the end. Skips (and counts) bad frames."""
+    def _read(self) -> Frame | None:
+        """The next frame (made with :meth:`_frame`), or None at the end. Skips (and counts) bad frames."""
 
-    def _frame(self, image: np.ndarray, timestamp_ns: int, origin: str) -> Frame:
-        """Wrap what ``_read`` returned (sources of measurements override this)."""
-        return Frame(image, self._sequence, timestamp_ns, origin)
+    def _frame(self, image: np.ndarray, timestamp_ns: int, origin: str, **provenance) -> Frame:
+        """The source's next frame: ``image`` with the next sequence number, its time, its origin and, for sources
+        of measurements, the rest of its provenance (``measured``, ``epoch``, ``fingerprint``, ``source_size``)."""
+        return Frame(image, self._sequence, timestamp_ns, origin, **provenance)
 
     def _close(self) -> None:  # noqa: B027 - optional hook: most sources hold nothing to release
         """Release what ``_open`` acquired (nothing by default)."""
@@ -85,11 +91,9 @@ class Source(ABC):
     def read(self) -> Frame | None:
         if not self._opened:
             self.open()
-        item = self._read()
-        if item is None:
-            return None
-        frame = self._frame(*item)
-        self._sequence += 1
+        frame = self._read()
+        if frame is not None:
+            self._sequence = frame.sequence + 1
         return frame
 
     def __iter__(self) -> Iterator[Frame]:
@@ -113,19 +117,30 @@ PathSetting = Annotated[Path, BeforeValidator(_not_empty)]
 """A path in a source's settings: not empty; a Path, so that any file name the system allows is kept as it is."""
 
 
+CLAIM_NONE, CLAIM_FALLBACK, CLAIM_EXACT = 0, 1, 2
+"""How surely a source kind reads a path named on the command line (:meth:`SourceConfig.claim`): not at all,
+as a fallback (a video: any file no other kind names), or by what the path is (a folder, an image, a .mcap)."""
+
+
 class SourceConfig(Section):
     """One source kind's settings. Subclasses set ``kind: Literal["..."]`` and their own fields."""
 
     kind: str
 
-    def build(self, readout: Readout) -> Source:
-        """The source these settings describe, for a run whose readout stage is ``readout``."""
+    def build(self, sensor: SensorFormat) -> Source:
+        """The source these settings describe, for a run whose sensor reads frames of format ``sensor``."""
         raise NotImplementedError
 
     @classmethod
-    def for_path(cls, path: Path) -> SourceConfig | None:
-        """These settings for a path named on the command line, if this kind reads such a path."""
-        return None
+    def claim(cls, path: Path) -> int:
+        """How surely this kind reads ``path`` (:data:`CLAIM_NONE`, :data:`CLAIM_FALLBACK`, :data:`CLAIM_EXACT`);
+        the strongest claim wins, and two equal strongest claims are refused (``edge.sources.config_for_path``)."""
+        return CLAIM_NONE
+
+    @classmethod
+    def for_path(cls, path: Path) -> SourceConfig:
+        """These settings for a path this kind claims."""
+        raise NotImplementedError(f"source kind {cls.model_fields['kind'].default!r} reads no path")
 
     def describe(self) -> str:
         """A few words for summaries: the kind and what it reads."""

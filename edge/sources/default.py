@@ -36,7 +36,7 @@ def photo(name: str) -> Path:
 class DefaultConfig(SourceConfig):
     kind: Literal["default"] = "default"
 
-    def build(self, readout) -> Source:
+    def build(self, sensor) -> Source:
         paths = [photo(name) for name in PHOTOS]
         return FolderSource(paths[0].parent, names=[p.name for p in paths])
 

@@ -29,7 +29,7 @@ def frames_folder() -> tuple[Path, str]:
 class FashionMnistConfig(SourceConfig):
     kind: Literal["fashion-mnist"] = "fashion-mnist"
 
-    def build(self, readout) -> Source:
+    def build(self, sensor) -> Source:
         return FolderSource(*frames_folder())
 
     def describe(self) -> str:

@@ -11,15 +11,15 @@ import logging
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 from pydantic import Field
 
 from edge.errors import ImageFileError
+from edge.frame import Frame
 from edge.imageio import read_frame
-from edge.sources.base import PathSetting, Source, SourceConfig
+from edge.sources.base import CLAIM_EXACT, CLAIM_NONE, PathSetting, Source, SourceConfig
+from firmware_sim.words import IMAGE_SUFFIXES, is_image
 
 log = logging.getLogger(__name__)
-SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".npy"}
 
 
 class FolderSource(Source):
@@ -40,12 +40,12 @@ class FolderSource(Source):
             self._files = [self.folder / name for name in self.names if (self.folder / name).is_file()]
         else:
             self._files = sorted(p for p in self.folder.glob(self.pattern)
-                                 if p.is_file() and p.suffix.lower() in SUFFIXES)
+                                 if p.is_file() and is_image(p))
         if not self._files:
-            raise ImageFileError(f"image folder '{self.folder}' holds no images ({', '.join(sorted(SUFFIXES))})")
+            raise ImageFileError(f"image folder '{self.folder}' holds no images ({', '.join(IMAGE_SUFFIXES)})")
         self._next = 0
 
-    def _read(self) -> tuple[np.ndarray, int, str] | None:
+    def _read(self) -> Frame | None:
         while self._next < len(self._files):
             path = self._files[self._next]
             self._next += 1
@@ -55,7 +55,7 @@ class FolderSource(Source):
                 self.skipped += 1
                 log.warning("skipping %s: %s", path.name, error)
                 continue
-            return image, path.stat().st_mtime_ns, path.name
+            return self._frame(image, path.stat().st_mtime_ns, path.name)
         return None
 
 
@@ -64,17 +64,19 @@ class FolderConfig(SourceConfig):
     path: PathSetting = Field(description="the image folder (unit: path)")
     pattern: str = Field(default="*", min_length=1, description="glob pattern of the files to read, in name order")
 
-    def build(self, readout) -> Source:
+    def build(self, sensor) -> Source:
         return FolderSource(self.path, self.pattern)
 
     @classmethod
-    def for_path(cls, path: Path) -> FolderConfig | None:
+    def claim(cls, path: Path) -> int:
         """A folder, or one image file (read as a folder of one)."""
+        return CLAIM_EXACT if path.is_dir() or (path.is_file() and is_image(path)) else CLAIM_NONE
+
+    @classmethod
+    def for_path(cls, path: Path) -> FolderConfig:
         if path.is_dir():
             return cls(path=path)
-        if path.is_file() and path.suffix.lower() in SUFFIXES:
-            return cls(path=path.parent, pattern=glob.escape(path.name))
-        return None
+        return cls(path=path.parent, pattern=glob.escape(path.name))
 
     def describe(self) -> str:
         return f"folder '{self.path}'"

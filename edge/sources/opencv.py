@@ -17,6 +17,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from edge.errors import ImageFileError
+from edge.frame import Frame
 from edge.sources.base import Source, SourceConfig
 
 
@@ -57,7 +58,7 @@ class OpenCVSource(Source):
             raise ImageFileError(f"OpenCV cannot open '{self.target}' (not a camera, readable video or stream)")
         self._capture = capture
 
-    def _read(self) -> tuple[np.ndarray, int, str] | None:
+    def _read(self) -> Frame | None:
         assert self._capture is not None
         attempts = self.grab_retries if self.live else 1
         for _ in range(attempts):
@@ -69,7 +70,7 @@ class OpenCVSource(Source):
                     stamp = time.monotonic_ns()
                 else:
                     stamp = int(self._capture.get(cv2.CAP_PROP_POS_MSEC) * 1e6)
-                return image, stamp, str(self.target)
+                return self._frame(image, stamp, str(self.target))
             if self.live:
                 self.skipped += 1
         return None
@@ -99,7 +100,7 @@ class OpenCVConfig(SourceConfig):
                              f"kind = \"video\" with path = ...")
         return self
 
-    def build(self, readout) -> Source:
+    def build(self, sensor) -> Source:
         return OpenCVSource(self.url or self.camera, is_file=False)
 
     def describe(self) -> str:

@@ -46,6 +46,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from edge.errors import CameraError
+from edge.frame import Frame
 from edge.sensor import fit_frame, fit_mosaic
 from edge.sources.base import Source, SourceConfig
 from edge.sources.picamera_formats import parse_raw_format, raw_words, rephase, to_spec_codes, yuv420_to_bgr
@@ -123,8 +124,8 @@ class PicameraConfig(SourceConfig):
             raise ValueError(f"source.camera = {self.camera}: camera numbers are 0 to 16")
         return self
 
-    def build(self, readout) -> Source:
-        return PicameraSource(readout.height, readout.width, readout.spec, self)
+    def build(self, sensor) -> Source:
+        return PicameraSource(sensor.height, sensor.width, sensor.spec, self)
 
     def describe(self) -> str:
         return f"picamera2 camera {self.camera}"
@@ -331,7 +332,7 @@ class PicameraSource(Source):
             return fit_mosaic(codes[:, :, np.newaxis], want, self.height // 2, self.width // 2)
         return fit_frame(codes[:, :, np.newaxis], self.height, self.width)
 
-    def _read(self) -> tuple[np.ndarray, int, str] | None:
+    def _read(self) -> Frame | None:
         camera = self._camera
         if camera is None:
             return None
@@ -359,7 +360,7 @@ class PicameraSource(Source):
             log.warning("%s: releasing a request failed too: %s", self.name, error)
         if failure is not None:
             raise failure
-        return image, self._account(metadata), self.name
+        return self._frame(image, self._account(metadata), self.name)
 
     def _account(self, metadata: dict) -> int:
         """The frame's time; counts frames dropped inside picamera2's queue, reads the temperature, locks."""

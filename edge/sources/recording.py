@@ -11,12 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 from pydantic import Field
 
 from edge.frame import Frame
 from edge.recording import RecordedFrame, RecordingInfo, check_recording, read_recording
-from edge.sources.base import PathSetting, Source, SourceConfig
+from edge.sources.base import CLAIM_EXACT, CLAIM_NONE, PathSetting, Source, SourceConfig
 
 
 class RecordingSource(Source):
@@ -29,7 +28,6 @@ class RecordingSource(Source):
         self.path = Path(path)
         self.info = RecordingInfo()
         self._frames: Iterator[RecordedFrame] | None = None
-        self._current: RecordedFrame | None = None
 
     def _open(self) -> None:
         check_recording(self.path)  # now, before the run opens any output
@@ -45,27 +43,28 @@ class RecordingSource(Source):
     def summary(self) -> str | None:
         return self.info.describe(self.path)
 
-    def _read(self) -> tuple[np.ndarray, int, str] | None:
-        self._current = next(self._frames, None)
-        if self._current is None:
+    def _read(self) -> Frame | None:
+        recorded = next(self._frames, None)
+        if recorded is None:
             return None
-        return self._current.image, self._current.timestamp_ns, self.path.name
-
-    def _frame(self, image: np.ndarray, timestamp_ns: int, origin: str) -> Frame:
-        return Frame(image, self._sequence, timestamp_ns, origin, measured=True, epoch=self._current.epoch,
-                     fingerprint=self.info.fingerprint, source_size=self._current.source_size)
+        return self._frame(recorded.image, recorded.timestamp_ns, self.path.name, measured=True,
+                           epoch=recorded.epoch, fingerprint=self.info.fingerprint, source_size=recorded.source_size)
 
 
 class RecordingConfig(SourceConfig):
     kind: Literal["recording"] = "recording"
     path: PathSetting = Field(description="a keycam recording, .mcap (unit: path)")
 
-    def build(self, readout) -> Source:
+    def build(self, sensor) -> Source:
         return RecordingSource(self.path)
 
     @classmethod
-    def for_path(cls, path: Path) -> RecordingConfig | None:
-        return cls(path=path) if path.suffix.lower() == ".mcap" else None
+    def claim(cls, path: Path) -> int:
+        return CLAIM_EXACT if path.suffix.lower() == ".mcap" else CLAIM_NONE
+
+    @classmethod
+    def for_path(cls, path: Path) -> RecordingConfig:
+        return cls(path=path)
 
     def describe(self) -> str:
         return f"recording '{self.path}'"

@@ -10,8 +10,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from edge.sources.base import PathSetting, Source, SourceConfig
-from edge.sources.folder import SUFFIXES as IMAGE_SUFFIXES
+from edge.sources.base import CLAIM_FALLBACK, CLAIM_NONE, PathSetting, Source, SourceConfig
 from edge.sources.opencv import OpenCVSource
 
 
@@ -19,14 +18,17 @@ class VideoConfig(SourceConfig):
     kind: Literal["video"] = "video"
     path: PathSetting = Field(description="a video file OpenCV can read, e.g. clip.mp4 (unit: path)")
 
-    def build(self, readout) -> Source:
+    def build(self, sensor) -> Source:
         return OpenCVSource(self.path, is_file=True)
 
     @classmethod
-    def for_path(cls, path: Path) -> VideoConfig | None:
-        if path.is_file() and path.suffix.lower() not in IMAGE_SUFFIXES | {".mcap"}:
-            return cls(path=path)
-        return None
+    def claim(cls, path: Path) -> int:
+        """Any file, as a fallback: what no other kind names by its suffix is tried as a video."""
+        return CLAIM_FALLBACK if path.is_file() else CLAIM_NONE
+
+    @classmethod
+    def for_path(cls, path: Path) -> VideoConfig:
+        return cls(path=path)
 
     def describe(self) -> str:
         return f"video '{self.path}'"

@@ -4,45 +4,58 @@
 model), ``ssd`` (regressors and scores over generated anchors: BlazeFace, MobileNet-SSD), ``segment``
 (a dense class map: areas and contours) and ``tensors`` (per-output summaries, for models of unknown
 task). :func:`make_decoder` picks one from ``[task]`` and the manifest, checked against the model's
-outputs at start-up. Adding a family is one file and one line here.
+outputs at start-up: the task kind (``[task] kind``, else the manifest's), then among that task's
+decoders the one ``[task] decoder`` names, or the one whose ``fits`` accepts the output shapes.
+Adding a family is one file and one line here (a new task kind: one word in ``firmware_sim.words``).
 """
 
 from __future__ import annotations
 
 from edge.errors import ConfigError
-from edge.registry import Registry
-from edge.tasks.base import Decoder, TaskConfig, shape_text
+from edge.tasks.base import Decoder, TaskConfig
 from edge.tasks.geometry import Geometry
 from edge.tasks.segment import SegmentDecoder
 from edge.tasks.ssd import SsdDecoder
 from edge.tasks.summary import ClassifyDecoder, TensorsDecoder, summarise
 from edge.tasks.yolo import YoloDecoder
-from firmware_sim.manifest import Manifest
+from firmware_sim.manifest import Manifest, shape_text
+from firmware_sim.registry import Registry
 
 DECODERS: Registry[type[Decoder]] = Registry("decoder")
 for _decoder in (TensorsDecoder, ClassifyDecoder, YoloDecoder, SsdDecoder, SegmentDecoder):
     DECODERS.add(_decoder.name, _decoder)
 
 
-def _detector(manifest: Manifest) -> str:
-    """yolo or ssd, from the output shapes."""
-    shapes = [o.shape for o in manifest.outputs]
-    if len(shapes) == 1 and len(shapes[0]) == 3:
-        return "yolo"
-    if len(shapes) == 2 and all(len(s) == 3 for s in shapes):
-        return "ssd"
-    raise ConfigError(f"a detector's outputs are (N, 4 + classes, anchors) (yolo) or regressors and scores (ssd); "
-                      f"this model gives {', '.join(shape_text(s) for s in shapes)}; set [task] kind or decoder")
+def choose(kind: str, decoder: str, manifest: Manifest) -> type[Decoder]:
+    """The decoder class for task ``kind``: the one ``decoder`` names, or (``auto``) the one of that task whose
+    ``fits`` accepts the model's outputs."""
+    if decoder != "auto":
+        chosen = DECODERS[decoder]
+        if chosen.task != kind and kind != "tensors":
+            raise ConfigError(f"task.decoder = {decoder!r} decodes {chosen.task} outputs, and the task is {kind}; "
+                              f"set [task] kind = {chosen.task!r} or choose a {kind} decoder")
+        return chosen
+    family = [d for d in DECODERS.values() if d.task == kind]
+    if not family:
+        raise ConfigError(f"no decoder answers task {kind!r}; the decoders answer "
+                          f"{', '.join(sorted({d.task for d in DECODERS.values()}))}")
+    if len(family) == 1:
+        return family[0]
+    fitting = [d for d in family if d.fits(manifest.outputs)]
+    if len(fitting) != 1:
+        shapes = ", ".join(shape_text(o.shape) for o in manifest.outputs)
+        names = ", ".join(d.name for d in family)
+        raise ConfigError(f"the {kind} decoders ({names}) cannot tell which of them reads this model's outputs "
+                          f"({shapes}); set [task] decoder to one of them")
+    return fitting[0]
 
 
 def make_decoder(settings: TaskConfig, manifest: Manifest, labels: list[str] | None = None) -> Decoder:
     """The decoder for the model whose (final) manifest is ``manifest``: [task] first, then the manifest's task."""
     kind = (manifest.task or "tensors") if settings.kind == "auto" else settings.kind
-    if kind == "detect":
-        kind = _detector(manifest) if settings.decoder == "auto" else settings.decoder
     names = settings.read_labels() or labels or manifest.labels or None
     _, height, width, _ = manifest.input.shape  # every role's manifest describes the measurement's input
-    return DECODERS[kind](settings, manifest.outputs, names, (width, height))
+    return choose(kind, settings.decoder, manifest)(settings, manifest.outputs, names, (width, height))
 
 
-__all__ = ["DECODERS", "Decoder", "Geometry", "TaskConfig", "make_decoder", "summarise"]
+__all__ = ["DECODERS", "Decoder", "Geometry", "TaskConfig", "choose", "make_decoder", "summarise"]

@@ -5,7 +5,10 @@ It checks the model's outputs once, at start-up (:meth:`Decoder.check`: a detect
 not fit is refused in one line naming the expected and the actual shapes), and then decodes each
 frame, mapping what it finds to the camera frame's pixels through the frame's
 :class:`~edge.tasks.geometry.Geometry`. ``natural_order``: the decoder needs dense outputs back in
-natural order first (the pipeline restores them with the key, which the device holds).
+natural order first (the answer stage, ``edge.answers``, restores them with the key, which the device
+holds). ``task``: the task kind it answers (``firmware_sim.words.TASKS``, or ``tensors``); ``fits``:
+whether a model's output shapes look like its family's, so that ``[task] decoder = "auto"`` can choose
+among the decoders of one task. A frame whose tensors it cannot decode is a :class:`FrameError`.
 """
 
 from __future__ import annotations
@@ -15,12 +18,15 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from edge.errors import ConfigError
 from edge.schema import Section
 from edge.tasks.geometry import Geometry
 from firmware_sim.manifest import OutputSpec
+from firmware_sim.words import TASKS
+
+TASK_KINDS = ("auto", *TASKS, "tensors")  # [task] kind: the manifest's task (auto), a task, or summaries only
 
 
 class AnchorsConfig(Section):
@@ -39,10 +45,11 @@ class AnchorsConfig(Section):
 class TaskConfig(Section):
     """``[task]``: what the model's outputs are, and how to read them."""
 
-    kind: Literal["auto", "classify", "detect", "segment", "tensors"] = Field(
-        default="auto", description="auto: the model's manifest says (else: per-tensor summaries)")
-    decoder: Literal["auto", "yolo", "ssd"] = Field(default="auto", description="detect: the output family "
-                                                                                "(auto: from the output shapes)")
+    kind: Literal[TASK_KINDS] = Field(default="auto", description="auto: the model's manifest says (else: "
+                                                                  "per-tensor summaries)")
+    decoder: str = Field(default="auto", description="the output family, a registered decoder (edge.tasks."
+                                                     "DECODERS: yolo, ssd, ...; auto: chosen by the task and the "
+                                                     "output shapes)")
     score_threshold: float = Field(default=0.5, ge=0, le=1, description="detect: lowest score kept")
     iou_threshold: float = Field(default=0.45, gt=0, le=1, description="detect: overlap above which NMS keeps "
                                                                        "only the best box")
@@ -54,6 +61,15 @@ class TaskConfig(Section):
     box_order: Literal["xywh", "yxhw"] = Field(default="xywh", description="ssd: the order of a regressor's first "
                                                                           "four values")
     anchors: AnchorsConfig = Field(default_factory=AnchorsConfig, description="ssd: how the anchors are made")
+
+    @field_validator("decoder")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        from edge.tasks import DECODERS  # the registry is built from the decoder modules, which import this one
+
+        if value != "auto" and value not in DECODERS:
+            raise ValueError(f"task.decoder = {value!r} is not a decoder; use auto or one of {', '.join(DECODERS)}")
+        return value
 
     @model_validator(mode="after")
     def _labels_exist(self) -> TaskConfig:
@@ -75,13 +91,15 @@ class TaskConfig(Section):
         return [name for name in names if name]
 
 
-def shape_text(shape) -> str:
-    return "(" + ", ".join("N" if d is None else str(d) for d in shape) + ")"
-
-
 class Decoder(ABC):
     name = "tensors"
+    task = "tensors"  # the task kind it answers
     natural_order = False
+
+    @classmethod
+    def fits(cls, outputs: list[OutputSpec]) -> bool:
+        """Whether outputs of these shapes look like this decoder's family (``auto`` chooses by it)."""
+        return True
 
     def __init__(self, settings: TaskConfig, outputs: list[OutputSpec], labels: list[str] | None,
                  input_size: tuple[int, int]) -> None:

@@ -13,14 +13,16 @@ import cv2
 import numpy as np
 
 from edge.errors import ConfigError
-from edge.tasks.base import Decoder, shape_text
+from edge.tasks.base import Decoder
 from edge.tasks.geometry import Geometry
+from firmware_sim.manifest import shape_text
 
 MAX_CONTOURS = 20  # per class and frame, the largest first
 
 
 class SegmentDecoder(Decoder):
     name = "segment"
+    task = "segment"
     natural_order = True
 
     def check(self) -> None:

@@ -24,11 +24,12 @@ import math
 
 import numpy as np
 
-from edge.errors import ConfigError
-from edge.tasks.base import AnchorsConfig, Decoder, shape_text
+from edge.errors import ConfigError, FrameError
+from edge.tasks.base import AnchorsConfig, Decoder
 from edge.tasks.geometry import Geometry
 from edge.tasks.nms import detection, suppress
 from edge.tasks.yolo import answer
+from firmware_sim.manifest import OutputSpec, shape_text
 
 
 def _scale(low: float, high: float, index: int, count: int) -> float:
@@ -63,7 +64,13 @@ def ssd_anchors(options: AnchorsConfig, width: int, height: int) -> np.ndarray:
 
 class SsdDecoder(Decoder):
     name = "ssd"
+    task = "detect"
     natural_order = True
+
+    @classmethod
+    def fits(cls, outputs: list[OutputSpec]) -> bool:
+        """Regressors and scores: two outputs of rank 3."""
+        return len(outputs) == 2 and all(len(o.shape) == 3 for o in outputs)
 
     def check(self) -> None:
         width, height = self.input_size
@@ -92,7 +99,7 @@ class SsdDecoder(Decoder):
     def decode(self, tensors: list[np.ndarray], geometry: Geometry) -> dict:
         raw, logits = tensors[0][0], tensors[1][0]  # (A, R), (A, C)
         if len(raw) != len(self.anchors) or len(logits) != len(self.anchors):
-            raise ConfigError(f"the model gave {len(raw)} regressors and {len(logits)} scores for the "
+            raise FrameError(f"the model gave {len(raw)} regressors and {len(logits)} scores for the "
                               f"{len(self.anchors)} anchors of [task.anchors]; set them to match the model")
         if logits.shape[1] == 1:  # one class (faces): no argmax
             best = logits[:, 0]

@@ -42,3 +42,4 @@ class TensorsDecoder(Decoder):
 
 class ClassifyDecoder(TensorsDecoder):
     name = "classify"
+    task = "classify"

@@ -12,13 +12,20 @@ from __future__ import annotations
 import numpy as np
 
 from edge.errors import ConfigError
-from edge.tasks.base import Decoder, shape_text
+from edge.tasks.base import Decoder
 from edge.tasks.geometry import Geometry
 from edge.tasks.nms import detection, suppress
+from firmware_sim.manifest import OutputSpec, shape_text
 
 
 class YoloDecoder(Decoder):
     name = "yolo"
+    task = "detect"
+
+    @classmethod
+    def fits(cls, outputs: list[OutputSpec]) -> bool:
+        """One output of rank 3: (N, 4 + classes, anchors)."""
+        return len(outputs) == 1 and len(outputs[0].shape) == 3
 
     def check(self) -> None:
         shapes = [spec.shape for spec in self.outputs]

@@ -6,6 +6,8 @@ VGG-16-bn at 32, MobileNetV2 at 224 and a U-Net-style segmentation net at a non-
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pytest
 
@@ -19,7 +21,7 @@ from tests.export.helpers import TOLERANCE, frames, relative_error, restore, run
 def test_keyed_network_equals_plain(key, name, policy):
     build, (height, width), mean, std = NETWORKS[name]
     options = KeyifyOptions(policy=policy, mean=mean, std=std)
-    batch = frames(4, height, width, 3, seed=hash(name) % 1000)
+    batch = frames(4, height, width, 3, seed=zlib.crc32(name.encode()) % 1000)  # the same frames in every run
     want, got, keyed = run_both(build(), key, options, batch)
     out_spec = keyed.manifest.outputs[0]
     output = restore(got[0], out_spec, key) if out_spec.kind == "dense" else got[0]

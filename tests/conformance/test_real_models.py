@@ -1,6 +1,6 @@
 """Real trained models, no retraining: keyed with the key == plain on every image; a wrong key at chance.
 
-- the Keras CIFAR-10 CNN shipped in ``cifar-10-model`` (converted by tests/fixtures/keras_cifar.py),
+- the Keras CIFAR-10 CNN shipped in ``cifar-10-model`` (converted by export/zoo/keras_cifar.py),
   on foolbox's 20 real CIFAR-10 test images;
 - our Fashion-MNIST CNN (training/train_fashion_mnist.py, exported by torch.onnx, committed in
   models/), on all 10,000 test images of Debian's dataset-fashion-mnist.

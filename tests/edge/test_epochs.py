@@ -148,15 +148,13 @@ def test_a_recording_across_epochs_replays_with_the_right_tables(tmp_path, key):
 def test_rotation_every_n_frames_end_to_end(tmp_path):
     """keycam run with [readout] rotate_frames = 2: results carry epochs 0..2 and stay the same (the default job)."""
     import json
-    import subprocess
-    import sys
-    from pathlib import Path
+
+    from tests.inprocess import keycam  # in this process
 
     config = tmp_path / "rotate.toml"
     config.write_text("[readout]\nrotate_frames = 2\n")
-    keycam = str(Path(sys.executable).with_name("keycam"))
-    plain = subprocess.run([keycam, "run"], capture_output=True, text=True, cwd=tmp_path)
-    rotated = subprocess.run([keycam, "run", "--config", str(config)], capture_output=True, text=True, cwd=tmp_path)
+    plain = keycam("run", cwd=tmp_path)
+    rotated = keycam("run", "--config", str(config), cwd=tmp_path)
     assert plain.returncode == 0 and rotated.returncode == 0, rotated.stderr
     fixed = [json.loads(line) for line in plain.stdout.splitlines()]
     moving = [json.loads(line) for line in rotated.stdout.splitlines()]
@@ -166,9 +164,25 @@ def test_rotation_every_n_frames_end_to_end(tmp_path):
 
 def test_schedules():
     from edge.epochs import EpochSchedule
+    from edge.errors import ConfigError
 
     assert [EpochSchedule(2, every_frames=3).epoch(i, 0) for i in range(7)] == [2, 2, 2, 3, 3, 3, 4]
-    timed = EpochSchedule(0, every_seconds=1.5)
-    assert [timed.epoch(i, t) for i, t in enumerate([10**9, 2 * 10**9, 25 * 10**8, 4 * 10**9])] == [0, 0, 1, 2]
-    with pytest.raises(ValueError):
+    timed = EpochSchedule(0, every_seconds=1.5)  # by the time since the run's first frame
+    assert [timed.epoch(i, t) for i, t in enumerate([0, 10**9, 15 * 10**8, 3 * 10**9])] == [0, 0, 1, 2]
+    assert timed.epoch(4, -5 * 10**9) == 0  # before the first frame: never below the base
+    with pytest.raises(ConfigError, match="not both"):
         EpochSchedule(0, every_frames=1, every_seconds=1)
+    with pytest.raises(ConfigError, match="at least a nanosecond"):
+        EpochSchedule(0, every_seconds=1e-300)
+
+
+def test_the_readout_counts_seconds_from_its_first_frame_and_never_goes_back(key):
+    """The sensor's clock starts at its first frame; a clock that jumps back reuses no old epoch."""
+    from edge.frame import Frame
+    from edge.sensor import Readout
+
+    readout = Readout(key, DEFAULT_SPEC, 4, 4, schedule=EpochSchedule(5, every_seconds=1.0))
+    image = np.zeros((4, 4, 3), np.uint8)
+    stamps = [100 * 10**9, 101 * 10**9 + 1, 103 * 10**9, 40 * 10**9, 104 * 10**9]  # the clock jumps back, then on
+    epochs = [readout.read(Frame(image, i, t, "t")).epoch for i, t in enumerate(stamps)]
+    assert epochs == [5, 6, 8, 8, 9]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from edge.errors import FrameError
 from edge.restore import layout_perm, restore_output
 from firmware_sim.keys import MasterKey
 from firmware_sim.manifest import LayoutRef, OutputSpec, Segment
@@ -47,5 +48,5 @@ def test_a_three_head_anchor_list_is_restored_head_by_head(axis):
 def test_segments_that_do_not_add_up_to_the_output_are_refused():
     spec = OutputSpec(name="output0", shape=[1, 5, 70], kind="dense", form="anchors", axis=2,
                       segments=[Segment(length=64, layout=LayoutRef(kind="layer", height=8, width=8, label="a"))])
-    with pytest.raises(ValueError, match="segments hold 64 entries, the output 70 along axis 2"):
+    with pytest.raises(FrameError, match="segments hold 64 entries, the output 70 along axis 2"):
         restore_output(np.zeros((1, 5, 70), np.float32), spec, MasterKey.generate())
