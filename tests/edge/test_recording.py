@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +16,7 @@ from edge.errors import ImageFileError
 from edge.recording import MEASUREMENT_TOPIC, Recorder, RecordingInfo, read_recording
 from edge.transform import AdcTransform
 from firmware_sim.spec import DEFAULT_SPEC, PRESETS
+from tests.inprocess import keycam
 
 
 def _frames(count: int, spec=DEFAULT_SPEC, size=(24, 32)):
@@ -108,11 +108,12 @@ def test_keycam_replay_of_a_killed_recording_warns_and_replays_its_complete_chun
     writer = WRITER.replace("(24, 32, 3)", "(128, 128, 3)")
     path = tmp_path / "killed.mcap"
     root = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
-    keycam = os.path.join(os.path.dirname(sys.executable), "keycam")
-    assert subprocess.run([keycam, "run", "--max-frames", "1"], capture_output=True, cwd=tmp_path).returncode == 0
+    assert keycam("run", "--max-frames", "1", cwd=tmp_path).returncode == 0  # in this process (tests/inprocess.py)
     from firmware_sim.keys import MasterKey
 
-    fingerprint = MasterKey.load(tmp_path / "keycam-demo" / "default.key").fingerprint  # the default job's key
+    from edge.places import default_folder
+
+    fingerprint = MasterKey.load(default_folder() / "default.key").fingerprint  # the default job's key
     process = subprocess.Popen([sys.executable, "-c", writer, str(path), fingerprint], stdout=subprocess.PIPE,
                                text=True, cwd=root)
     assert process.stdout.readline().strip() == "ready"
@@ -120,8 +121,7 @@ def test_keycam_replay_of_a_killed_recording_warns_and_replays_its_complete_chun
     process.send_signal(signal.SIGKILL)
     process.wait()
     recovered = len(list(read_recording(path)))
-    done = subprocess.run([keycam, "replay", str(path), "--output", str(tmp_path / "r.jsonl")], capture_output=True,
-                          text=True, cwd=tmp_path)
+    done = keycam("replay", str(path), "--output", str(tmp_path / "r.jsonl"), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "ends early" in done.stderr
     assert len((tmp_path / "r.jsonl").read_text().splitlines()) == recovered >= 32
@@ -168,15 +168,14 @@ def test_keycam_replay_of_a_damaged_recording_exits_1_unless_told_to_skip(tmp_pa
             recorder.write(transform(frame), epoch=0, sequence=i, timestamp_ns=1_000_000 * i)
     _flip(path, range(path.stat().st_size // 2, path.stat().st_size // 2 + 64, 5))
     model = default_model(tmp_path, key)
-    keycam = str(Path(sys.executable).with_name("keycam"))
-    args = [keycam, "replay", str(path), "--model", str(model), "--key", str(tmp_path / "k.key"),
+    args = ["replay", str(path), "--model", str(model), "--key", str(tmp_path / "k.key"),
             "--output", str(tmp_path / "out.jsonl")]
-    refused = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    refused = keycam(*args, timeout=120)
     assert refused.returncode == 1 and "damaged chunk" in refused.stderr and "--skip-damage" in refused.stderr
     assert "Traceback" not in refused.stderr
     replayed = len((tmp_path / "out.jsonl").read_text().splitlines())
     assert 0 < replayed < 30  # the undamaged frames were still replayed
-    accepted = subprocess.run(args + ["--skip-damage"], capture_output=True, text=True, timeout=120)
+    accepted = keycam(*args, "--skip-damage", timeout=120)
     assert accepted.returncode == 0 and "damaged chunk" in accepted.stderr
 
 

@@ -1,5 +1,9 @@
 """The command line's contract, over every command: a bad argument is refused in one line on stderr, with exit
-status 1 (a known error) or 2 (usage), never a traceback, and nothing is written."""
+status 1 (a known error) or 2 (usage), never a traceback, and nothing is written.
+
+The tables run `keycam` in this process (tests/inprocess.py: stdout and stderr at the file descriptors, an
+exception that escapes ``main()`` fails the test, process state put back after each call); a few real
+`keycam` processes check what only a process shows: the console script's exit statuses and its one line."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from edge.cli import build_parser
+from tests.inprocess import keycam
 
 KEYCAM = shutil.which("keycam") or str(Path(sys.executable).with_name("keycam"))
 GONE = "{tmp}/missing"  # a path that does not exist
@@ -74,11 +79,27 @@ def places(tmp_path, key):
 def test_a_bad_argument_is_one_line_and_no_traceback(argv, places):
     places["tmp"].mkdir()
     args = [a.format(**places) for a in argv]
-    done = subprocess.run([KEYCAM, *args], capture_output=True, text=True, timeout=120, cwd=places["tmp"])
+    done = keycam(*args, cwd=places["tmp"], timeout=120)
     assert done.returncode in (1, 2), (done.returncode, done.stdout, done.stderr)
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert done.stderr.startswith("keycam"), done.stderr
     assert not [p for p in places["tmp"].rglob("*") if p.name.startswith("out")]  # nothing written
+
+
+# the console script itself, as a user runs it: a known error (exit 1) from a command that loads the model
+# libraries, and a usage error (exit 2); each one line, no traceback, nothing written
+CONSOLE = [["keyify", "{png}", "--key", "{key}", "-o", "{tmp}/out.onnx"], ["run", "--max-frames", "-1"]]
+
+
+@pytest.mark.parametrize("argv, status", list(zip(CONSOLE, (1, 2))), ids=["known error", "usage error"])
+def test_the_console_script_refuses_in_one_line_with_its_exit_status(argv, status, places):
+    places["tmp"].mkdir()
+    args = [a.format(**places) for a in argv]
+    done = subprocess.run([KEYCAM, *args], capture_output=True, text=True, timeout=120, cwd=places["tmp"])
+    assert done.returncode == status, (done.returncode, done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert done.stderr.startswith(f"keycam {argv[0]}: error: "), done.stderr
+    assert not list(places["tmp"].rglob("*"))  # nothing written
 
 
 # -- hostile and careless inputs: every command's input files, broken every way a file can be ---------------------
@@ -198,9 +219,8 @@ def test_a_broken_input_file_is_one_line_never_a_traceback_and_changes_nothing(a
     bad = _broken(kind, samples[sample], where)
     before = _digests(samples["png"].parent) | _digests(where)
     args = [a.format(BAD=bad, out=out, **samples) for a in argv]
-    done = subprocess.run([KEYCAM, *args], capture_output=True, text=True, errors="replace", timeout=180,
-                          cwd=tmp_path)
-    assert done.returncode != 139 and "Traceback" not in done.stderr, done.stderr  # no crash, no traceback
+    done = keycam(*args, cwd=tmp_path, timeout=180)  # a crash here would end the whole test run, loudly
+    assert "Traceback" not in done.stderr, done.stderr  # no traceback (one escaping main() fails in keycam())
     legitimate = (kind == "not-utf8-name" or (kind == "corrupt" and sample in ("key", "npy"))
                   or (kind in ("empty", "truncated") and sample == "toml")  # an empty configuration is the default
                   or (kind == "truncated" and sample == "mcap"))  # a recording cut short replays what it holds
@@ -218,6 +238,25 @@ def test_a_broken_input_file_is_one_line_never_a_traceback_and_changes_nothing(a
         assert len(lines) == 1 and done.stderr.startswith("keycam"), done.stderr
         assert not [p for p in out.rglob("*") if p.is_file()]  # no partial output
     assert _digests(samples["png"].parent) | _digests(where) == before  # every input as it was
+
+
+@pytest.mark.parametrize("argv, sample, kind", [(["inspect", "{BAD}"], "keyed", "corrupt"),
+                                                (["scramble", "--key", "{key}", "{BAD}", "{out}/o.npy"], "npy",
+                                                 "huge-header")],
+                         ids=["corrupt model", "npy header promising 28 GiB"])
+def test_a_hostile_input_does_not_crash_the_console_script(argv, sample, kind, samples, tmp_path):
+    """What only a process shows: native code reading a hostile file neither crashes keycam (SIGSEGV: 139) nor
+    gets it killed for memory (137); one line, exit 1."""
+    where, out = tmp_path / "in", tmp_path / "out"
+    where.mkdir()
+    out.mkdir()
+    bad = _broken(kind, samples[sample], where)
+    args = [a.format(BAD=bad, out=out, **samples) for a in argv]
+    done = subprocess.run([KEYCAM, *args], capture_output=True, text=True, errors="replace", timeout=180,
+                          cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, (done.returncode, done.stderr)
+    assert len(done.stderr.strip().splitlines()) == 1 and done.stderr.startswith(f"keycam {argv[0]}: error: ")
+    assert not list(out.iterdir())
 
 
 # (command line with {OUT} for the output under test)
@@ -270,7 +309,7 @@ def test_an_output_that_cannot_or_must_not_be_written_is_refused_and_nothing_is_
     before = _digests(samples["png"].parent)
     args = [a.format(OUT=target, **inputs) for a in argv]
     try:
-        done = subprocess.run([KEYCAM, *args], capture_output=True, text=True, timeout=180, cwd=tmp_path)
+        done = keycam(*args, cwd=tmp_path, timeout=180)
     finally:
         if case == "read-only-folder" and os.geteuid() == 0:
             subprocess.run(["umount", "-l", str(request_unmount)], capture_output=True)

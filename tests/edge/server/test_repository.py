@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from edge.errors import ModelError
 from edge.server.repository import ModelRepository
-
-KEYCAM = str(Path(sys.executable).with_name("keycam"))
+from tests.inprocess import keycam
 
 
 def _copy(repository, tmp_path: Path) -> Path:
@@ -66,5 +63,5 @@ def test_versions_latest_wins(repository, tmp_path):
     (["--model-repository", ".", "--keep-alive-s", "nan"], "--keep-alive-s: 'nan' must be a finite", 2),
 ])
 def test_serve_errors_are_one_line(arguments, words, status):
-    done = subprocess.run([KEYCAM, "serve", *arguments], capture_output=True, text=True, timeout=60)
+    done = keycam("serve", *arguments, timeout=60)  # in this process (tests/inprocess.py)
     assert done.returncode == status and words in done.stderr and done.stderr.count("\n") == 1, done.stderr

@@ -19,10 +19,12 @@ from edge.loop import CaptureLoop
 from edge.frame import Frame, Result
 from edge.pipeline import Pipeline
 from edge.runtime import KeyedModel
+from edge.sensor import Readout
 from edge.sinks.forward import ForwardSink
 from edge.sinks.results import ResultsSink
 from edge.sources.base import Source
 from edge.sources.fashion import FashionMnistConfig
+from edge.sources.virtual import VirtualSensor
 from edge.wire.client import V2Client, connect
 from edge.wire.spool import Spool
 from tests.edge.servers import ProcessServer, ThreadServer, free_port
@@ -118,15 +120,16 @@ class _Frames(Source):
         if self.period_s:
             time.sleep(self.period_s)
         self._n += 1
-        return self.images[self._n - 1], self._n * 1000, f"device-frame-{self._n - 1}"
+        return self._frame(self.images[self._n - 1], self._n * 1000, f"device-frame-{self._n - 1}")
 
 
 def _device(remote, key, url, spool: Path, results: Path, count: int, seed: int, period_s: float, **options):
     source = _Frames(count, seed, period_s)
     sink = ForwardSink(V2Client(url, timeout_s=2.0), remote, ResultsSink(results, include_latency=False),
                        Spool(spool), retry_min_s=0.05, retry_max_s=0.4, drain_s=60, **options)
-    pipeline = Pipeline(None, key, forward=True, manifest=remote.manifest, source_order="rgb")
-    return source, sink, CaptureLoop(source, pipeline, [sink])
+    sensor = VirtualSensor(source, Readout.for_model(remote.manifest, key, source_order="rgb"))
+    pipeline = Pipeline(None, key, forward=True, manifest=remote.manifest)
+    return source, sink, CaptureLoop(sensor, pipeline, [sink])
 
 
 def _expected_labels(folder: Path, key, source: _Frames, remote) -> list[int]:
@@ -153,8 +156,10 @@ def test_server_killed_and_restarted_mid_stream_every_frame_answered_once_in_ord
             assert time.monotonic() < deadline
             time.sleep(0.02)
         server.kill()  # mid-stream, without warning
-        time.sleep(1.5)  # frames keep coming: they go to each device's spool
-        assert all(sink.stats.failures > 0 for _, sink, _ in devices)
+        deadline = time.monotonic() + 60  # hang protection: frames keep coming and each device meets the outage
+        while not all(sink.stats.failures > 0 for _, sink, _ in devices):
+            assert time.monotonic() < deadline and all(thread.is_alive() for thread in threads)
+            time.sleep(0.02)
         server.start()  # the same port, a new process
         for thread in threads:
             thread.join(timeout=120)
@@ -216,12 +221,16 @@ def test_a_full_spool_follows_its_policy(repository, tmp_path, policy):
 
     writer = threading.Thread(target=write_frames)
     writer.start()
-    time.sleep(1.5)  # the server is down
+    # the server is down; waiting up to a minute is hang protection only
     if policy == "drop_oldest":
-        assert writer_done.is_set() and sink.stats.dropped >= 7
+        assert writer_done.wait(timeout=60) and sink.stats.dropped >= 7  # never blocked: the oldest made room
         assert len(spool) <= 5
     else:
-        assert not writer_done.is_set() and sink.stats.waited > 0 and sink.stats.dropped == 0  # capture stopped
+        deadline = time.monotonic() + 60
+        while sink.stats.waited == 0:
+            assert time.monotonic() < deadline and not writer_done.is_set()
+            time.sleep(0.02)
+        assert not writer_done.is_set() and sink.stats.dropped == 0  # capture stopped
     with server:  # the server returns: what waits is delivered in order
         writer.join(timeout=60)
         sink.close()
@@ -245,7 +254,7 @@ def test_refused_frames_are_recorded_with_the_servers_error_and_not_retried(repo
     results = _lines(tmp_path / "out.jsonl")
     assert [r["sequence"] for r in results] == [0, 1, 2]
     assert "error" not in results[0] and "has shape [-1, 28, 28, 1]" in results[1]["error"]
-    assert "reads key epoch 0, the request is from epoch 3" in results[2]["error"]
+    assert "it is from key epoch 3, and the model reads key epoch 0" in results[2]["error"]
     assert sink.stats.rejected == 2 and sink.stats.answered == 1 and sink.stats.failures == 0
 
 
@@ -287,18 +296,16 @@ def test_forward_configuration_is_strict(repository, tmp_path):
 
 
 def test_keycam_run_forwards_with_a_configuration_file(repository, tmp_path):
-    import subprocess
-    import sys
+    from tests.inprocess import keycam  # `keycam run` in this process, the server in its own
 
     folder, key = repository
-    keycam = str(Path(sys.executable).with_name("keycam"))
     with ProcessServer(folder / "repo") as server:
         config = tmp_path / "keycam.toml"
         config.write_text(f'[source]\nkind = "fashion-mnist"\n[model]\nkey = "{folder / "device.key"}"\n'
                           f'[results]\npath = "{tmp_path / "out.jsonl"}"\n'
                           f'[forward]\nurl = "{server.url}"\nmodel = "fmnist"\nspool = "{tmp_path / "spool"}"\n'
                           f'[metrics]\nport = {free_port()}\n')
-        done = subprocess.run([keycam, "run", "--config", str(config)], capture_output=True, text=True, timeout=120)
+        done = keycam("run", "--config", str(config), timeout=120)
     assert done.returncode == 0, done.stderr
     assert len(_lines(tmp_path / "out.jsonl")) == 20
     assert "20 answered, 0 refused" in done.stderr and "0 waiting" in done.stderr

@@ -7,8 +7,6 @@ chosen from the manifest (``task = detect`` from ultralytics' metadata), the cla
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -23,8 +21,7 @@ from export.keyify import KeyifyOptions, keyify
 from export.package.save import save
 from firmware_sim.manifest import Manifest
 from tests.export.detection import PHOTOS, score_threshold
-
-KEYCAM = str(Path(sys.executable).with_name("keycam"))
+from tests.inprocess import keycam
 SIZE = (384, 640)  # H x W, as ultralytics' imgsz
 
 
@@ -67,9 +64,9 @@ def test_keyed_yolov8n_on_the_device_detects_what_the_plain_model_detects_in_cam
     # a threshold in the widest gap of all the photos' scores: float rounding cannot move a candidate across it
     threshold = score_threshold(np.concatenate([out[0, 4:].max(axis=0) for out, _ in reference.values()]), 40, 200)
     (tmp_path / "task.toml").write_text(f"[task]\nscore_threshold = {threshold!r}\n")
-    done = subprocess.run([KEYCAM, "replay", str(frames), "--model", str(tmp_path / "keyed.onnx"), "--key",
-                           str(tmp_path / "k.key"), "--config", str(tmp_path / "task.toml"), "--output",
-                           str(tmp_path / "r.jsonl")], capture_output=True, text=True, timeout=300)
+    done = keycam("replay", str(frames), "--model", str(tmp_path / "keyed.onnx"), "--key",
+                  str(tmp_path / "k.key"), "--config", str(tmp_path / "task.toml"), "--output",
+                  str(tmp_path / "r.jsonl"), timeout=300)
     assert done.returncode == 0, done.stderr
     results = {r["origin"]: r["outputs"] for r in map(json.loads, (tmp_path / "r.jsonl").read_text().splitlines())}
     assert sorted(results) == sorted(reference)
@@ -93,8 +90,7 @@ def test_a_detector_of_a_fixed_batch_above_one_is_refused_at_start_up(key, tmp_p
 
     key.save(tmp_path / "k.key")
     save(keyify(ssd_head(batch=2), key, KeyifyOptions()), tmp_path / "b2.onnx")
-    done = subprocess.run([KEYCAM, "replay", str(tmp_path), "--model", str(tmp_path / "b2.onnx"), "--key",
-                           str(tmp_path / "k.key"), "--output", str(tmp_path / "r.jsonl")],
-                          capture_output=True, text=True, timeout=120)
+    done = keycam("replay", str(tmp_path), "--model", str(tmp_path / "b2.onnx"), "--key",
+                  str(tmp_path / "k.key"), "--output", str(tmp_path / "r.jsonl"), timeout=120)
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "takes batches of exactly 2 frames" in done.stderr and len(done.stderr.strip().splitlines()) == 1
