@@ -36,8 +36,11 @@ from firmware_sim.manifest import Manifest, OutputSpec, shape_text
 class Answers:
     """The run's answer stage: restore (the frame's epoch), geometry, decode."""
 
-    def __init__(self, manifest: Manifest, decoder: Decoder, key: MasterKey | None) -> None:
+    def __init__(self, manifest: Manifest, decoder: Decoder, key: MasterKey | None, fit: str | None = None) -> None:
+        """``fit``: the run's framing when the configuration overrides the model's (``[model] fit``)."""
         self.manifest, self.decoder = manifest, decoder
+        self.fit = fit or manifest.input.fit
+        self.cells = 2 if manifest.spec.is_bayer else 1  # a raw mosaic is fitted per colour plane
         self.specs = list(manifest.outputs)
         self.restoring = decoder.natural_order and any(spec.kind == "dense" for spec in self.specs)
         if self.restoring and key is None:
@@ -49,14 +52,14 @@ class Answers:
 
     @classmethod
     def for_manifest(cls, manifest: Manifest, key: MasterKey | None = None, settings: TaskConfig | None = None,
-                     labels: list[str] | None = None) -> Answers:
+                     labels: list[str] | None = None, fit: str | None = None) -> Answers:
         """The answer stage for a model whose final manifest is ``manifest``: its decoder chosen by ``settings``
         (default: the manifest's task) and checked against its outputs (``edge.tasks.make_decoder``)."""
-        return cls(manifest, make_decoder(settings or TaskConfig(), manifest, labels), key)
+        return cls(manifest, make_decoder(settings or TaskConfig(), manifest, labels), key, fit)
 
     def geometry(self, frame: Frame) -> Geometry:
-        """The mapping from the model's input pixels to the frame's camera pixels."""
-        return Geometry.of(*self.input_size, frame.source_size)
+        """The mapping from the model's input pixels to the frame's camera pixels (the run's framing)."""
+        return Geometry.of(*self.input_size, frame.source_size, self.fit, self.cells)
 
     def restore(self, outputs: dict[str, np.ndarray], frame: Frame) -> dict[str, np.ndarray]:
         """The dense outputs back in natural order, for the frame's key epoch (key holders only)."""

@@ -35,11 +35,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import AfterValidator, Field, ValidationError, model_validator
 
 from edge.errors import ConfigError
+from edge.masks import PrivacyMasks
 from edge.schema import Section
 from edge.sinks import SECTIONS, SinkConfig
 from edge.sinks.forwarding import ForwardConfig
@@ -49,6 +50,7 @@ from edge.sinks.results import ResultsConfig
 from edge.sources import KINDS, SourceSettings
 from edge.sources.default import DefaultConfig
 from edge.tasks import TaskConfig
+from firmware_sim.manifest import FITS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -64,6 +66,9 @@ MOVED = {  # keys of earlier versions, and where they went
 }
 
 
+FRAMINGS = ("model", *FITS)  # [model] fit: the model's own framing, or one of edge.fitting's rules
+
+
 class ModelConfig(Section):
     path: str = Field(default="", description="keyed model (full or feature), .onnx; empty for the default model")
     task: str = Field(default="", description="task model of a split, .onnx (optional)")
@@ -71,14 +76,37 @@ class ModelConfig(Section):
     threads: int = Field(default=0, ge=0, le=64, description="onnxruntime intra-op threads (0: its default)")
     optimisation: Literal["disable", "basic", "extended", "all"] = Field(
         default="all", description="onnxruntime graph optimisation level")
+    fit: Literal[FRAMINGS] = Field(default="model", description="how camera frames are brought to the model's "
+                                                                "size: the model's own rule (recorded when it was "
+                                                                "keyed), or crop, letterbox, stretch")
     folder: str = Field(default="", description="the embedded default's folder for its key and compiled models "
                                                 "(empty: $KEYCAM_DATA, else $XDG_DATA_HOME/keycam; unit: path)")
+
+    @property
+    def fit_override(self) -> str | None:
+        """The framing the configuration asks for, None for the model's own."""
+        return None if self.fit == "model" else self.fit
 
     @model_validator(mode="after")
     def _key_for_a_model(self) -> ModelConfig:
         if self.path and not self.key:
             raise ValueError("model.path is set but model.key is not; name the key file the model was keyed for")
         return self
+
+
+def _polygon(points: list) -> list:
+    if len(points) < 3:
+        raise ValueError(f"a polygon needs at least 3 points [x, y], got {len(points)}")
+    area = 0.5 * abs(sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1) in zip(points, points[1:] + points[:1])))
+    if area == 0:
+        raise ValueError(f"the polygon {points} encloses no area; give its corners in camera pixels")
+    return points
+
+
+Point = Annotated[tuple[Annotated[float, Field(ge=0, le=100_000, allow_inf_nan=False)],
+                        Annotated[float, Field(ge=0, le=100_000, allow_inf_nan=False)]], Field()]
+Polygon = Annotated[list[Point], AfterValidator(_polygon)]
+"""A polygon in camera pixels: at least three [x, y] points, finite, enclosing some area."""
 
 
 class ReadoutConfig(Section):
@@ -89,12 +117,23 @@ class ReadoutConfig(Section):
                                                                                  "seconds of sensor time (0: never)")
     reference: bool = Field(default=False, description="read out with firmware_sim's reference model (exact, "
                                                        "slow) instead of the edge transform, its byte-exact twin")
+    masks: list[Polygon] = Field(default_factory=list, max_length=256,
+                                 description="privacy masks: polygons [[x, y], ...] in camera pixels, never "
+                                             "digitised, for anyone (edge.masks; no new model needed)")
+    mask_image: str = Field(default="", description="a privacy mask as a picture laid over the camera frame: its "
+                                                    "nonzero pixels are masked (unit: path)")
 
     @model_validator(mode="after")
     def _one_rotation(self) -> ReadoutConfig:
         if self.rotate_frames and self.rotate_seconds:
             raise ValueError("readout.rotate_frames and readout.rotate_seconds are both set; choose one")
+        if self.mask_image and not Path(self.mask_image).is_file():
+            raise ValueError(f"readout.mask_image = {self.mask_image!r} does not exist; give a picture whose "
+                             f"nonzero pixels are masked")
         return self
+
+    def privacy_masks(self) -> PrivacyMasks | None:
+        return PrivacyMasks.from_settings(self.masks, self.mask_image)
 
     @property
     def rotating(self) -> bool:
@@ -115,6 +154,12 @@ class LoopConfig(Section):
     on_frame_error: Literal["skip", "stop"] = Field(
         default="skip", description="a frame that fails in any stage (readout, model, answer) is counted, logged "
                                     "in one line and skipped; or the run stops with its error")
+    open_retries: int = Field(default=3, ge=0, le=1000, description="a live source (camera) that cannot be opened "
+                                                                "at start is tried again this many times, with "
+                                                                "backoff (0: fail at once)")
+    open_backoff_s: float = Field(default=2.0, ge=0, le=600, description="the wait before the first retry of the "
+                                                                         "first open, doubled each time up to 60 s "
+                                                                         "(unit: seconds)")
 
 
 class Config(Section):
@@ -175,7 +220,9 @@ def problems(error: ValidationError, root=None) -> str:
         elif item["type"] == "missing":
             found.append(f"{where} is missing (required here)")
         elif item["type"] == "value_error":
-            found.append(str(item["msg"]).removeprefix("Value error, "))
+            message = str(item["msg"]).removeprefix("Value error, ")
+            named = not where or message.startswith(shown[0]) or f"{shown[-1]} " in message
+            found.append(message if named else f"{where}: {message}")  # the key path, where the check did not say
         else:
             found.append(f"{where} = {item.get('input')!r}: {item['msg']}")
     return "; ".join(found)

@@ -1,7 +1,9 @@
 """What travels through the capture loop: a :class:`Frame`, then its :class:`Result`.
 
 A frame is the one carrier of a measurement's provenance: where it came from (``origin``), when
-(``timestamp_ns``, the sensor's or the file's time), its place in the run (``sequence``), and, once
+(``timestamp_ns``: wall-clock UTC nanoseconds for live sources, the recorded time for recordings, files
+and videos, so replays keep their times; ``monotonic_ns``: the device's own clock, for intervals), its
+place in the run (``sequence``), and, once
 it has been read out, the key it was measured with (``fingerprint``) and the key epoch (``epoch``).
 Every stage after the source hands the same frame on; a result holds its frame rather than copies
 of these fields, so provenance is written once and cannot drift between stages.
@@ -22,7 +24,7 @@ import numpy as np
 class Frame:
     image: np.ndarray | None  # (H, W, C) codes: plain in the source's channel order, or the measurement
     sequence: int  # 0, 1, 2, ... in the order the source produced them
-    timestamp_ns: int  # the sensor's or the file's time of the frame, nanoseconds
+    timestamp_ns: int  # when it was captured: UTC nanoseconds for live sources; a recording's or file's own time
     origin: str  # where it came from: a file name, a camera, a stream
     measured: bool = False  # True once ``image`` is a private measurement
     epoch: int = 0  # key epoch of a measurement
@@ -30,6 +32,8 @@ class Frame:
     plain: np.ndarray | None = field(default=None, repr=False, compare=False)  # debug recording only
     readout_ms: float = field(default=0.0, repr=False, compare=False)  # time the readout stage took, if it ran
     source_size: tuple[int, int] | None = None  # (width, height) of the camera frame before it was fitted
+    monotonic_ns: int = field(default=0, compare=False)  # the device's monotonic clock at capture (0: unknown)
+    masks: str = ""  # the digest of the privacy masks it was read out under ("" : none; edge.masks)
 
     def replace(self, **changes) -> Frame:
         return dataclasses.replace(self, **changes)
@@ -73,6 +77,8 @@ class Result:
         frame = self.frame
         record = {"sequence": frame.sequence, "timestamp_ns": frame.timestamp_ns, "origin": frame.origin,
                   "fingerprint": frame.fingerprint, "epoch": frame.epoch, "outputs": self.outputs}
+        if frame.masks:
+            record["masks"] = frame.masks
         if self.error is not None:
             record["error"] = self.error
         if include_latency:

@@ -26,6 +26,7 @@ from pathlib import Path
 from edge import places
 from edge.answers import Answers
 from edge.config import Config, ModelConfig, ReadoutConfig, default_config, validated
+from edge.credentials import credential_path
 from edge.epochs import EpochSchedule
 from edge.errors import ConfigError
 from edge.loop import CaptureLoop
@@ -71,7 +72,8 @@ class Job:
             loop = self.config.loop
             capture = CaptureLoop(self.source, self.pipeline, self.sinks, queue_size=loop.queue,
                                   max_frames=loop.max_frames, realtime=loop.realtime, progress=progress,
-                                  metrics_server=server, on_frame_error=loop.on_frame_error)
+                                  metrics_server=server, on_frame_error=loop.on_frame_error,
+                                  open_retries=loop.open_retries, open_backoff_s=loop.open_backoff_s)
             try:
                 capture.run()
             finally:  # a run that fails still says what it did (frames, spooled, lost) before its error
@@ -113,6 +115,7 @@ class _Models:
 def _models(settings: ModelConfig, forwarding: bool, source_kind: str) -> _Models:
     """No model: the default job's keyed face detector, with its decoder settings; for the Fashion-MNIST frames,
     keycam's own CNN; both compiled for the default key, in the default folder (``edge.places``)."""
+    settings = settings.model_copy(update={"key": credential_path(settings.key)})  # credential:NAME -> systemd's
     if settings.path:
         return _Models(MasterKey.load(settings.key), Path(settings.path))
     if forwarding:
@@ -139,9 +142,11 @@ def _one_frame_at_a_time(*models: KeyedModel | None) -> None:
 
 def _sensor(config: Config, manifest: Manifest, key: MasterKey, where: str) -> tuple[Source, Source | None, Readout]:
     """(the source the loop reads, the plain source behind it or None, the run's readout stage)."""
-    source = config.source.build(SensorFormat.of(manifest))
-    readout = Readout.for_model(manifest, key, schedule=epoch_schedule(config.readout, manifest, where),
+    fit = config.model.fit_override
+    source = config.source.build(SensorFormat.of(manifest, fit))
+    readout = Readout.for_model(manifest, key, fit, schedule=epoch_schedule(config.readout, manifest, where),
                                 reference=config.readout.reference, keep_plain=config.record.plain_debug,
+                                masks=config.readout.privacy_masks(),
                                 source_order=source.channel_order if not source.measured else "bgr")
     if source.measured:
         return source, None, readout
@@ -165,7 +170,7 @@ def build_job(config: Config | None = None, *, replay: bool = False, force: bool
     settings = models.task if models.task is not None and config.task.kind == "auto" else config.task
     labels = list(models.labels) or None
     decoder = make_decoder(settings, final, labels)  # a model whose outputs do not fit is refused here
-    answers = Answers(final, decoder, key)
+    answers = Answers(final, decoder, key, config.model.fit_override)
     pipeline = Pipeline(model, key, task=task, answers=answers, forward=forwarding_on, manifest=manifest)
     context = SinkContext(key, manifest, replay=replay, force=force, labels=tuple(decoder.labels or labels or ()),
                           answers=answers, forwarding=forwarding)

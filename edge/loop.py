@@ -64,7 +64,8 @@ class Metrics:
 class CaptureLoop:
     def __init__(self, source: Source, pipeline: Pipeline, sinks: list[Sink], *, queue_size: int = 4,
                  max_frames: int = 0, realtime: bool = False, retries: int = 5, backoff_s: float = 0.5,
-                 progress=None, metrics_server=None, on_frame_error: str = "skip") -> None:
+                 progress=None, metrics_server=None, on_frame_error: str = "skip", open_retries: int = 0,
+                 open_backoff_s: float = 1.0) -> None:
         if on_frame_error not in FRAME_ERROR_POLICIES:
             raise ConfigError(f"on_frame_error {on_frame_error!r}; use one of {', '.join(FRAME_ERROR_POLICIES)}")
         self.on_frame_error = on_frame_error
@@ -74,6 +75,7 @@ class CaptureLoop:
         self.max_frames = max_frames
         self.realtime = realtime
         self.retries, self.backoff_s = retries, backoff_s
+        self.open_retries, self.open_backoff_s = open_retries, open_backoff_s
         self.progress = progress
         self.server = metrics_server  # an edge.metrics.MetricsServer, or None
         self._exported: dict[str, int] = {}
@@ -263,6 +265,25 @@ class CaptureLoop:
         if errors:
             raise errors[0]
 
+    def _open_source(self) -> None:
+        """Open the source; a live one (a camera still booting, or held by another program) that fails with a
+        ``CameraError`` is tried again ``open_retries`` times, after ``open_backoff_s``, doubled each time (at most
+        60 s). An error the source marks ``permanent`` (a configuration the camera refuses) is raised at once; a
+        stop (SIGTERM) during a wait ends the run without an error."""
+        for attempt in range(self.open_retries + 1):
+            try:
+                self.source.open()
+                return
+            except CameraError as error:
+                if not self.source.live or getattr(error, "permanent", False) or attempt >= self.open_retries:
+                    raise
+                delay = min(60.0, self.open_backoff_s * 2 ** attempt)
+                self.metrics.camera_failures += 1
+                log.warning("%s; opening again in %.1f s (attempt %d of %d)", error, delay, attempt + 1,
+                            self.open_retries)
+                if self.stop_event.wait(delay):
+                    return
+
     def run(self) -> Metrics:
         handlers = {}
         if threading.current_thread() is threading.main_thread():
@@ -273,7 +294,7 @@ class CaptureLoop:
         start = time.perf_counter()
         self._consuming = True
         try:
-            self.source.open()
+            self._open_source()
             for sink in self.sinks:  # outputs are opened only once the source is there
                 sink.start()
             capture.start()

@@ -5,7 +5,8 @@ Layout of a keycam recording (``*.mcap``, profile ``keycam``):
 - one channel per stream, topic ``/keycam/measurement`` (and ``/keycam/plain`` only when the user
   asks for plain frames with the explicit debug flag), message encoding ``keycam.frame/1``,
   channel metadata: the readout spec (JSON), the key fingerprint, frame height, width, channels,
-  dtype and the key epoch of the first frame (each frame carries its own epoch);
+  dtype, the key epoch of the first frame (each frame carries its own epoch) and, when the frames were
+  read out under privacy masks, the masks' digest (``masks``: a run's masks are fixed);
 - one message per frame: log time = the frame's sensor time (ns), sequence = frame number, data =
   a 32-byte header (``KCF2``, key epoch u64, height u32, width u32, channels u16, bits u8, 0 u8, then
   the width and height u32 of the camera frame the measurement was fitted from, which maps detections
@@ -128,23 +129,23 @@ class Recorder:
             raise ImageFileError(f"cannot record to '{path}': directory '{path.parent}' does not exist")
         return path
 
-    def _channel(self, topic: str, image: np.ndarray, epoch: int) -> int:
+    def _channel(self, topic: str, image: np.ndarray, epoch: int, masks: str = "") -> int:
         if topic not in self._channels:
             height, width, channels = image.shape
-            self._channels[topic] = self._writer.register_channel(
-                topic, ENCODING, 0,
-                {"spec": self.spec.model_dump_json(), "fingerprint": self.fingerprint, "height": str(height),
-                 "width": str(width), "channels": str(channels), "dtype": image.dtype.name,
-                 "first_epoch": str(epoch)},
-            )
+            metadata = {"spec": self.spec.model_dump_json(), "fingerprint": self.fingerprint, "height": str(height),
+                        "width": str(width), "channels": str(channels), "dtype": image.dtype.name,
+                        "first_epoch": str(epoch)}
+            if masks:
+                metadata["masks"] = masks
+            self._channels[topic] = self._writer.register_channel(topic, ENCODING, 0, metadata)
         return self._channels[topic]
 
     def write(self, measurement: np.ndarray, epoch: int, sequence: int, timestamp_ns: int,
-              plain: np.ndarray | None = None, source_size: tuple[int, int] | None = None) -> None:
+              plain: np.ndarray | None = None, source_size: tuple[int, int] | None = None, masks: str = "") -> None:
         if measurement.dtype != self.spec.output_dtype or measurement.ndim != 3:
             raise ImageFileError(f"measurement {measurement.shape} {measurement.dtype} does not match the spec "
                                  f"({self.spec.output_dtype}, (H, W, C))")
-        channel = self._channel(MEASUREMENT_TOPIC, measurement, epoch)
+        channel = self._channel(MEASUREMENT_TOPIC, measurement, epoch, masks)
         self._writer.add_message(channel, log_time=timestamp_ns, data=encode_frame(measurement, epoch,
                                  self.spec.output_bits, source_size), publish_time=timestamp_ns, sequence=sequence)
         if plain is not None:
@@ -175,6 +176,7 @@ class RecordingInfo:
     """What a read found besides the frames: the recording's key and spec, and the damage it skipped."""
 
     fingerprint: str = ""
+    masks: str = ""  # the digest of the privacy masks the frames were read out under ("": none)
     spec: ReadoutSpec | None = None
     truncated: bool = False  # the file ends before its summary (a process killed mid-write)
     frames: int = 0  # frames of the topic read
@@ -287,6 +289,8 @@ def read_recording(path: str | Path, topic: str = MEASUREMENT_TOPIC,
 def _frames(record, channels: dict[int, str], topic: str, info: RecordingInfo, path: Path) -> Iterator[RecordedFrame]:
     if isinstance(record, Channel):
         channels[record.id] = record.topic
+        if record.topic == topic:
+            info.masks = record.metadata.get("masks", "")
         if record.topic == topic and record.message_encoding != ENCODING:
             raise ImageFileError(f"recording '{path}': channel {topic} is {record.message_encoding}, not {ENCODING}")
     elif isinstance(record, Metadata) and record.name == "keycam":

@@ -1,8 +1,9 @@
 """The sensor: one rule that fits a frame to the model, and the one readout stage.
 
-Frame fitting (:func:`fit_frame`) brings any picture to the model's H x W the way a sensor bins
-before it digitises: centre-crop to the target's aspect ratio, then area-average down (or
-interpolate up). :func:`to_sensor` adds what a sensor of the readout spec delivers: its channel
+Frame fitting (:func:`fit_frame`) brings any picture to the model's H x W before it is digitised, by
+the model's own rule (``edge.fitting``: ``crop``, keycam's, a centre crop to the target's aspect ratio
+then an area-average down; ``letterbox``, ultralytics', scale to fit and pad with the model's pad
+value, a constant code; ``stretch``). :func:`to_sensor` adds what a sensor of the readout spec delivers: its channel
 count and order and its code depth (8-bit pictures on a deeper sensor are left-aligned,
 ``code << (bits - 8)``). Every path that turns a picture into a sensor frame goes through these two
 functions: the capture loop, ``keycam verify``, ``keycam preview`` and the lab's evaluations.
@@ -29,9 +30,12 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from edge import fitting
 from edge.epochs import EpochSchedule
 from edge.errors import FrameError, SpecError
 from edge.frame import Frame
+from edge.masks import PrivacyMasks
+from edge.tasks.geometry import Geometry
 from edge.transform import AdcTransform
 from firmware_sim.cfa import PHASES, cell_offsets
 from firmware_sim.keys import MasterKey
@@ -40,25 +44,10 @@ from firmware_sim.readout import readout as reference_readout
 from firmware_sim.spec import ReadoutSpec
 
 
-def fit_frame(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Centre-crop ``image`` (H, W, C) to the aspect ratio of height x width, then resize to it."""
-    h, w = image.shape[:2]
-    if (h, w) == (height, width):
-        return image
-    if h * width > w * height:  # too tall: crop rows
-        keep = max(1, round(w * height / width))
-        top = (h - keep) // 2
-        image = image[top:top + keep]
-    elif h * width < w * height:  # too wide: crop columns
-        keep = max(1, round(h * width / height))
-        left = (w - keep) // 2
-        image = image[:, left:left + keep]
-    shrinking = image.shape[0] >= height and image.shape[1] >= width
-    resized = cv2.resize(np.ascontiguousarray(image), (width, height),
-                         interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-    if resized.ndim == 2:
-        resized = resized[:, :, np.newaxis]  # (H, W) -> (H, W, 1)
-    return resized
+def fit_frame(image: np.ndarray, height: int, width: int, fit: str = "crop", pad: int = 0) -> np.ndarray:
+    """``image`` (H, W, C) brought to height x width by the fitting rule ``fit`` (``edge.fitting``); ``pad``: the
+    letterbox's value in the image's own units."""
+    return fitting.apply(image, height, width, fit, pad)
 
 
 def _phase(cfa: str, what: str) -> tuple[tuple[int, int], ...]:
@@ -89,12 +78,12 @@ def simulate_cfa(picture: np.ndarray, cfa: str, source_order: str = "bgr") -> np
     return mosaic[:, :, np.newaxis]  # (H2, W2) -> (H2, W2, 1)
 
 
-def fit_mosaic(mosaic: np.ndarray, cfa: str, height: int, width: int) -> np.ndarray:
+def fit_mosaic(mosaic: np.ndarray, cfa: str, height: int, width: int, fit: str = "crop", pad: int = 0) -> np.ndarray:
     """A raw mosaic of any even size brought to (2*height, 2*width, 1), its phase ``cfa`` kept.
 
     The mosaic is split into its four colour planes (R, Gr, Gb, B), each plane fitted to height x width
-    by :func:`fit_frame` (centre crop to the aspect ratio, area resize; integer codes stay in their
-    dtype), and the planes interleaved again at their places in the cell.
+    by :func:`fit_frame` (the rule ``fit``; integer codes stay in their dtype; a letterbox pads every
+    plane with ``pad``), and the planes interleaved again at their places in the cell.
     """
     offsets = _phase(cfa, "fit_mosaic")
     if isinstance(mosaic, np.ndarray) and mosaic.ndim == 3 and mosaic.shape[2] == 1:
@@ -111,11 +100,12 @@ def fit_mosaic(mosaic: np.ndarray, cfa: str, height: int, width: int) -> np.ndar
     out = np.empty((2 * height, 2 * width), mosaic.dtype)
     for dy, dx in offsets:
         plane = np.ascontiguousarray(mosaic[dy::2, dx::2])
-        out[dy::2, dx::2] = fit_frame(plane, height, width).reshape(height, width)
+        out[dy::2, dx::2] = fit_frame(plane, height, width, fit, pad).reshape(height, width)
     return out[:, :, np.newaxis]  # (2H, 2W) -> (2H, 2W, 1)
 
 
-def _bayer_sensor(image: np.ndarray, spec: ReadoutSpec, height: int, width: int, source_order: str) -> np.ndarray:
+def _bayer_sensor(image: np.ndarray, spec: ReadoutSpec, height: int, width: int, source_order: str, fit: str,
+                  pad: float) -> np.ndarray:
     """The (2H, 2W, 1) mosaic of a Bayer sensor: a colour picture sampled through its CFA, or a raw mosaic fitted."""
     if image.ndim == 2:
         image = image[:, :, np.newaxis]  # (H, W) -> (H, W, 1)
@@ -123,14 +113,25 @@ def _bayer_sensor(image: np.ndarray, spec: ReadoutSpec, height: int, width: int,
         raise FrameError(f"picture has shape {image.shape}; a Bayer sensor reads a colour picture (H, W, 3) or a raw "
                          f"mosaic (H, W, 1)")
     if image.shape[2] == 1:
-        return fit_mosaic(image, spec.cfa, height, width)
+        return fit_mosaic(image, spec.cfa, height, width, fit, pad_units(pad, image.dtype, spec))
     order = source_order if source_order in ("rgb", "bgr") else "bgr"
-    return simulate_cfa(fit_frame(image, 2 * height, 2 * width), spec.cfa, order)
+    fitted = fit_frame(image, 2 * height, 2 * width, fit, pad_units(pad, image.dtype, spec))
+    return simulate_cfa(fitted, spec.cfa, order)
+
+
+def pad_units(pad: float, dtype: np.dtype, spec: ReadoutSpec) -> int:
+    """The letterbox's pad value (0..255 scale) in the units of a frame of ``dtype``: an 8-bit picture's own
+    scale, or the spec's deeper codes (``pad << (bits - 8)``, as an 8-bit picture's codes are shifted)."""
+    value = int(round(pad))
+    if np.dtype(dtype) == np.uint8:
+        return value
+    return value << (spec.input_bits - 8 + spec.alignment_shift)
 
 
 def to_sensor(image: np.ndarray, spec: ReadoutSpec, height: int, width: int, source_order: str = "bgr",
-              sensor_order: str = "bgr") -> np.ndarray:
-    """A picture as a sensor of ``spec`` would deliver it: model size, channel count and order, code depth.
+              sensor_order: str = "bgr", fit: str = "crop", pad: float = 0.0) -> np.ndarray:
+    """A picture as a sensor of ``spec`` would deliver it: model size (by the fitting rule ``fit``, a letterbox
+    padded with ``pad`` on the 0..255 scale), channel count and order, code depth.
 
     Bayer specs: ``height`` x ``width`` cells, so a (2H, 2W, 1) mosaic: a 3-channel picture is fitted to
     2H x 2W and sampled through the spec's CFA (:func:`simulate_cfa`), a 1-channel frame is a raw mosaic
@@ -138,11 +139,11 @@ def to_sensor(image: np.ndarray, spec: ReadoutSpec, height: int, width: int, sou
     bits (an 8-bit picture: ``value << 8``).
     """
     if spec.is_bayer:
-        image = _bayer_sensor(image, spec, height, width, source_order)
+        image = _bayer_sensor(image, spec, height, width, source_order, fit, pad)
         if image.dtype != spec.input_dtype:
             image = image.astype(spec.input_dtype) << (spec.input_bits - 8 + spec.alignment_shift)
         return np.ascontiguousarray(image)
-    image = fit_frame(image, height, width)
+    image = fit_frame(image, height, width, fit, pad_units(pad, image.dtype, spec))
     if image.ndim == 2:
         image = image[:, :, np.newaxis]  # (H, W) -> (H, W, 1)
     if spec.channels == 1 and image.shape[2] == 3:
@@ -165,12 +166,16 @@ class SensorFormat:
     height: int
     width: int
     channel_order: str = "bgr"
+    fit: str = "crop"  # how a camera frame is brought to H x W (edge.fitting)
+    pad: float = 0.0  # the letterbox's value, 0..255 scale
 
     @classmethod
-    def of(cls, manifest: Manifest) -> SensorFormat:
-        """The format a keyed model's input expects (its spec, size and channel order)."""
+    def of(cls, manifest: Manifest, fit: str | None = None) -> SensorFormat:
+        """The format a keyed model's input expects (its spec, size, channel order and framing; ``fit``: the
+        configuration's override of the model's framing)."""
         _, height, width, _ = manifest.input.shape
-        return cls(manifest.spec, height, width, manifest.input.channel_order)
+        return cls(manifest.spec, height, width, manifest.input.channel_order, fit or manifest.input.fit,
+                   manifest.input.pad)
 
 
 class Readout:
@@ -182,9 +187,13 @@ class Readout:
 
     def __init__(self, key: MasterKey, spec: ReadoutSpec, height: int, width: int, *,
                  sensor_order: str = "bgr", source_order: str = "bgr", schedule: EpochSchedule | None = None,
-                 reference: bool = False, keep_plain: bool = False) -> None:
+                 reference: bool = False, keep_plain: bool = False, fit: str = "crop", pad: float = 0.0,
+                 masks: PrivacyMasks | None = None) -> None:
         self.key, self.spec = key, spec
         self.height, self.width = height, width
+        self.fit, self.pad = fit, pad  # the model's framing (edge.fitting)
+        self.masks = masks  # privacy masks: never digitised (edge.masks)
+        self._masks_by_size: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         self.sensor_order = sensor_order  # the channel order the (emulated) sensor delivers
         self.source_order = source_order  # the channel order of the plain frames it is given
         self.schedule = schedule or EpochSchedule()
@@ -196,15 +205,17 @@ class Readout:
         self._last_epoch = self.schedule.base  # epochs never go back within a run
 
     @classmethod
-    def for_model(cls, manifest: Manifest, key: MasterKey, **options) -> Readout:
-        """The readout a keyed model's input expects (its spec, size and channel order)."""
-        sensor = SensorFormat.of(manifest)
+    def for_model(cls, manifest: Manifest, key: MasterKey, fit: str | None = None, **options) -> Readout:
+        """The readout a keyed model's input expects (its spec, size, channel order and framing; ``fit``: the
+        configuration's override of the model's framing)."""
+        sensor = SensorFormat.of(manifest, fit)
         options.setdefault("schedule", EpochSchedule(manifest.epoch))
-        return cls(key, sensor.spec, sensor.height, sensor.width, sensor_order=sensor.channel_order, **options)
+        return cls(key, sensor.spec, sensor.height, sensor.width, sensor_order=sensor.channel_order,
+                   fit=sensor.fit, pad=sensor.pad, **options)
 
     @property
     def format(self) -> SensorFormat:
-        return SensorFormat(self.spec, self.height, self.width, self.sensor_order)
+        return SensorFormat(self.spec, self.height, self.width, self.sensor_order, self.fit, self.pad)
 
     @property
     def fingerprint(self) -> str:
@@ -214,13 +225,30 @@ class Readout:
         """A plain picture as this sensor delivers it, before digitising (see :func:`to_sensor`); ``source_order``:
         the picture's channel order when it is not the run source's (a picture read by OpenCV: ``bgr``)."""
         return to_sensor(image, self.spec, self.height, self.width, source_order or self.source_order,
-                         self.sensor_order)
+                         self.sensor_order, self.fit, self.pad)
 
-    def measure(self, sensor_frame: np.ndarray, epoch: int) -> np.ndarray:
-        """The measurement of a frame already at the sensor's size, order and depth."""
+    def measure(self, sensor_frame: np.ndarray, epoch: int, mask: np.ndarray | None = None) -> np.ndarray:
+        """The measurement of a frame already at the sensor's size, order and depth (``mask``: the positions a
+        privacy mask covers, read as code 0)."""
         if self.reference:
-            return reference_readout(sensor_frame, self.key, self.spec, epoch)
-        return self.transform(sensor_frame, epoch)
+            return reference_readout(sensor_frame, self.key, self.spec, epoch, mask=mask)
+        return self.transform(sensor_frame, epoch, mask)
+
+    def masked(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(the camera frame with its masked pixels 0, the masked positions) for the run's privacy masks."""
+        if self.masks is None:
+            return image, None
+        rows, cols = image.shape[:2]
+        if (cols, rows) not in self._masks_by_size:
+            cells = 2 if self.spec.is_bayer else 1
+            camera = self.masks.camera(cols, rows, cells if image.ndim == 2 or image.shape[2] == 1 else 1)
+            geometry = Geometry.of(self.width, self.height, (cols, rows), self.fit, cells)
+            self._masks_by_size[(cols, rows)] = (camera, self.masks.positions(geometry, camera))
+        camera, positions = self._masks_by_size[(cols, rows)]
+        if camera.any():
+            image = image.copy()
+            image[camera] = 0
+        return image, positions
 
     def inverse(self, measurement: np.ndarray, epoch: int) -> np.ndarray:
         """Key holders: the measurement's positions back in raster order."""
@@ -237,9 +265,11 @@ class Readout:
     def read(self, frame: Frame) -> Frame:
         """The measured twin of a plain frame: same provenance, the epoch and key fingerprint added."""
         start = time.perf_counter()
-        image = self.prepare(frame.image)
-        measurement = self.measure(image, self.epoch(frame))
+        camera, mask = self.masked(frame.image)
+        image = self.prepare(camera)
+        measurement = self.measure(image, self.epoch(frame), mask)
         height, width = frame.image.shape[:2]
         return frame.replace(image=measurement, measured=True, epoch=self._last_epoch, fingerprint=self.fingerprint,
                              plain=image if self.keep_plain else None, source_size=(width, height),
+                             masks=self.masks.digest if self.masks is not None else "",
                              readout_ms=(time.perf_counter() - start) * 1e3)

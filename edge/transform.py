@@ -41,6 +41,7 @@ import numpy as np
 from firmware_sim.errors import FrameError
 from firmware_sim.keys import MasterKey
 from firmware_sim.permutation import inverse_table, permutation_table
+from firmware_sim.readout import check_mask
 from firmware_sim.spec import DEFAULT_SPEC, ReadoutSpec
 
 _REMAP_LIMIT = 32767  # cv2.remap's CV_16SC2 maps hold signed 16-bit coordinates
@@ -158,12 +159,19 @@ class AdcTransform:
         plane = frame[:, :, 0]  # (2H, 2W, 1) -> (2H, 2W)
         return np.stack([plane[dy::2, dx::2] for dy, dx in self.spec.cell_offsets], axis=-1)  # -> (H, W, 4)
 
-    def __call__(self, frame: np.ndarray, epoch: int = 0) -> np.ndarray:
-        """The measurement of ``frame`` (validated against the spec) as (H, W, C) output codes.
+    def __call__(self, frame: np.ndarray, epoch: int = 0, mask: np.ndarray | None = None) -> np.ndarray:
+        """The measurement of ``frame`` (validated against the spec) as (H, W, C) output codes; ``mask``: the privacy
+        mask, (H, W) bool over the positions, whose photosites read input code 0 (firmware_sim.readout).
 
         Bayer specs: ``frame`` is the (2H, 2W[, 1]) mosaic, the measurement (H, W, 4) cells (R, Gr, Gb, B)."""
         positions = self._positions(frame)
         height, width, _ = positions.shape
+        if mask is not None:
+            if not isinstance(mask, np.ndarray) or mask.shape != (height, width) or mask.dtype != np.bool_:
+                check_mask(mask, height, width)  # raises the reference model's one-line FrameError
+            if np.may_share_memory(positions, frame):
+                positions = positions.copy()  # never the caller's frame
+            positions[mask] = 0  # the masked positions' photosites: input code 0, before the transfer
         tables = self._tables(height, width, epoch)
         return _gather(self._apply_transfer(positions), tables.forward, tables.forward_map)
 

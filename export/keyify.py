@@ -40,6 +40,8 @@ why), one line.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import onnx
 
 from export.compiler.assemble import KeyifyResult, assemble
@@ -47,8 +49,10 @@ from export.compiler.boundary import compile_boundary
 from export.compiler.compilation import Compilation
 from export.compiler.fresh import compile_fresh
 from export.compiler.inputs import check_options
+from export.compiler.metadata import plain_metadata
 from export.compiler.options import IspOptions, KeyifyOptions
 from export.compiler.outputs import emit_output
+from export.compiler.preprocessing import resolve
 from export.compiler.split import cut, split_target
 from export.errors import ModelError, UnsupportedModel
 from export.prepare.graph import prepare
@@ -83,7 +87,11 @@ def keyify(plain: onnx.ModelProto | str, key: MasterKey, options: KeyifyOptions 
 def _keyify(plain: onnx.ModelProto | str, key: MasterKey, options: KeyifyOptions) -> KeyifyResult:
     graph = prepare(plain, options.size)
     check_options(graph, options)
-    job = Compilation(graph, key, options)
+    chosen = resolve(options, plain_metadata(graph.model), f"model {graph.model.graph.name or '(unnamed)'!r}")
+    options = replace(options, mean=chosen.mean, std=chosen.std, model_order=chosen.model_order, fit=chosen.fit,
+                      pad=chosen.pad, normalize=None)  # decided: what the compile uses, every value given
+    check_options(graph, options)
+    job = Compilation(graph, key, options, chosen.sources)
     crossing = split_target(graph, options.split_after) if options.split_after else None
     if options.policy == "boundary":
         context, values = None, compile_boundary(job)

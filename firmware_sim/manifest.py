@@ -24,6 +24,10 @@ METADATA_KEY = "keycam.manifest"
 FINGERPRINT_KEY = "keycam.fingerprint"
 
 
+FITS = ("crop", "letterbox", "stretch")
+"""How a camera frame is brought to the model's size (``InputSpec.fit``; ``edge.sensor.fit_frame``)."""
+
+
 def shape_text(shape) -> str:
     """A manifest shape as people read it: ``(N, 3, 224, 224)``, N for a dynamic dimension (None)."""
     return "(" + ", ".join("N" if d is None else str(d) for d in shape) + ")"
@@ -83,13 +87,25 @@ class InputSpec(_Strict):
     isp: IspSpec | None = Field(
         default=None, description="Bayer specs: the mini-ISP that turns cells into the plain model's RGB, on the "
                                   "0..255 scale (then mean, std and model_channel_order apply as for pixels)")
+    fit: Literal[FITS] = Field(
+        default="crop", description="how a camera frame is brought to the model's H x W before the readout: crop "
+                                    "(centre-crop to the aspect ratio, then resize), letterbox (scale to fit, centre, "
+                                    "pad with `pad`: ultralytics' LetterBox), stretch (resize to H x W)")
+    pad: float = Field(default=0.0, ge=0, le=255, allow_inf_nan=False,
+                       description="letterbox: the padding value, on the 0..255 scale of the picture")
+    sources: dict[str, str] = Field(
+        default_factory=dict, description="where each preprocessing value came from (mean, std, fit, pad, "
+                                          "model_channel_order): an option, the model's metadata, or a default")
 
     @model_serializer(mode="wrap")
     def _no_isp_for_pixels(self, handler):
-        """A pixel model's manifest is written as before the mini-ISP existed (no ``isp`` field)."""
+        """Fields added later are written only when set: a manifest of a pixel model with the default framing
+        and no recorded sources is written as before they existed."""
         data = handler(self)
-        if self.isp is None and isinstance(data, dict):
-            data.pop("isp", None)
+        if isinstance(data, dict):
+            for name, empty in (("isp", None), ("fit", "crop"), ("pad", 0.0), ("sources", {})):
+                if data.get(name, empty) == empty:
+                    data.pop(name, None)
         return data
 
 
@@ -161,6 +177,11 @@ class Manifest(_Strict):
     task: Literal[("", *TASKS)] = Field(
         default="", description="what the outputs are ('': unknown; the device summarises tensors)")
     labels: list[str] = Field(default_factory=list, description="class names, in class-index order")
+    decoder: str = Field(default="", description="the decoder the model's head needs where its output shapes do "
+                                                 "not tell (rtdetr, end2end; '': chosen by the shapes)")
+    kpt_shape: list[Annotated[int, Field(ge=1)]] | None = Field(
+        default=None, min_length=2, max_length=2, description="pose: [keypoints, values per keypoint], from the "
+                                                              "exporter's metadata")
     batch: int | None = Field(default=None, ge=1, description="the fixed batch size the model was exported with "
                                                               "(None: dynamic)")
     quantization: QuantizationSpec | None = None
@@ -178,7 +199,7 @@ class Manifest(_Strict):
         data = handler(self)
         if isinstance(data, dict):
             for name, empty in (("table_groups", {}), ("task", ""), ("labels", []), ("batch", None),
-                                ("quantization", None)):
+                                ("quantization", None), ("decoder", ""), ("kpt_shape", None)):
                 if data.get(name, empty) == empty:
                     data.pop(name, None)
         return data

@@ -24,6 +24,15 @@ each at ``(2*row + dy, 2*col + dx)`` with (dy, dx) from the spec's phase (``firm
 
 The shift applies to pixel specs with MSB-aligned input too.
 
+Privacy masks (readout spec version 3, section 10) are an input of the readout, not a field of the
+spec: an (H, W) bitmap over the positions. A masked position's photosites are read as input code 0,
+whatever they held, before the transfer::
+
+    emit S.transfer(0 if mask[row][col] else word >> shift)
+
+so nothing of what was under the mask leaves the sensor, in any form, for anyone (key holders
+included). For a Bayer spec a position is a whole 2x2 cell: a mask covers whole cells.
+
 Everything here works on Python integers. It is slow (tens of microseconds per
 position) and meant to be read, not deployed; ``edge.transform`` is the fast twin.
 """
@@ -56,12 +65,27 @@ def positions(frame: np.ndarray, spec: ReadoutSpec) -> tuple[int, int]:
     return frame.shape[0], frame.shape[1]
 
 
+def check_mask(mask: np.ndarray | None, height: int, width: int) -> list[list[bool]] | None:
+    """A privacy mask as nested Python booleans, refused (FrameError) unless it is (H, W) over the positions."""
+    if mask is None:
+        return None
+    if not isinstance(mask, np.ndarray) or mask.shape != (height, width) or mask.dtype != np.bool_:
+        shape = getattr(mask, "shape", type(mask).__name__)
+        dtype = getattr(mask, "dtype", "")
+        raise FrameError(f"privacy mask has shape {shape} {dtype}, expected ({height}, {width}) bool: one flag per "
+                         f"position (a Bayer cell counts once)")
+    return mask.tolist()
+
+
 def stream(
-    frame: np.ndarray, key: MasterKey, spec: ReadoutSpec = DEFAULT_SPEC, epoch: int = 0
+    frame: np.ndarray, key: MasterKey, spec: ReadoutSpec = DEFAULT_SPEC, epoch: int = 0,
+    mask: np.ndarray | None = None,
 ) -> Iterator[Pixel]:
-    """Yield the readout of one frame, step by step, in readout order."""
+    """Yield the readout of one frame, step by step, in readout order (``mask``: the privacy mask, an (H, W) bool
+    array over the positions; a masked position reads input code 0)."""
     frame = spec.check_frame(frame)
     height, width = positions(frame, spec)
+    masked = check_mask(mask, height, width)
     rows = frame.tolist()  # nested Python ints: no numpy arithmetic past this point
     shift = spec.alignment_shift  # MSB-aligned words: the code is the top input_bits bits
     if spec.is_bayer:  # photosite (2*row + dy, 2*col + dx) holds the cell's c-th code
@@ -80,24 +104,27 @@ def stream(
             code = word >> shift
             if not 0 <= code <= spec.input_max:  # checked per sample, as hardware would flag it
                 raise FrameError(f"code {code} at ({y}, {x}, {c}) is outside 0..{spec.input_max}")
+            if masked is not None and masked[row][col]:
+                code = 0  # a masked photosite: never digitised
             codes.append(spec.transfer(code))
         yield Pixel(step, address, tuple(codes))
 
 
 def readout(
     frame: np.ndarray, key: MasterKey, spec: ReadoutSpec = DEFAULT_SPEC, epoch: int = 0,
-    progress: Callable[[int], object] | None = None,
+    progress: Callable[[int], object] | None = None, mask: np.ndarray | None = None,
 ) -> np.ndarray:
     """The measurement of one frame as an (H, W, C) array of the spec's output dtype.
 
     In the Bayer mode ``frame`` is the (2H, 2W[, 1]) mosaic and the measurement (H, W, 4) cells.
     ``progress``, if given, is called with the number of steps done after each row of positions.
+    ``mask``: the privacy mask, (H, W) bool over the positions (see :func:`stream`).
     """
     frame = spec.check_frame(frame)
     height, width = positions(frame, spec)
     channels = spec.channels
     codes: list[int] = []
-    for pixel in stream(frame, key, spec, epoch):
+    for pixel in stream(frame, key, spec, epoch, mask):
         codes.extend(pixel.codes)
         if progress is not None and (pixel.step + 1) % width == 0:
             progress(width)

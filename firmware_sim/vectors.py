@@ -13,6 +13,14 @@ phase, LSB- and MSB-aligned input (MSB words carry random bits below the code, w
 drops) and transfers with a black level and a gain. For a Bayer case ``height`` and ``width`` count
 cells, and ``input`` is the (2H, 2W) mosaic in raster order (``input_shape`` says so).
 
+The ``mask`` cases (readout spec version 3) pass a privacy mask, a bitmap over the positions (SHAKE-128
+bits of the case name; one case masks everything), and record it flattened in raster order: a masked
+position reads input code 0.
+
+The ``letterbox`` cases hold a picture inside a field of the pad code (``framing.py``: what a model that
+wants ultralytics' letterbox sees); the case records the picture's place and the pad value, and the
+readout of the whole frame.
+
 Input codes come from SHAKE-128 of the case name (never numpy's random
 generators), with the first samples forced to 0 and the top code so that the
 saturation paths are exercised.
@@ -36,6 +44,7 @@ import numpy as np
 from firmware_sim import SPEC_VERSION
 from firmware_sim.errors import VectorsError
 from firmware_sim.files import write_atomic
+from firmware_sim.framing import letterboxed, pad_code
 from firmware_sim.keys import MasterKey
 from firmware_sim.readout import stream
 from firmware_sim.spec import GAIN_ONE, ReadoutSpec
@@ -130,6 +139,36 @@ _CASES = [
 ]
 
 
+# (spec, key, height, width, epoch, inner height, inner width, top, left, pad): positions (cells for a Bayer spec)
+_LETTERBOX_CASES = [
+    ("rgb8-identity", "counting", 8, 10, 0, 4, 10, 2, 0, 114),
+    ("rgb8-black16-gain1.25", "shake", 5, 9, 3, 5, 5, 0, 2, 114),
+    ("gray12msb-identity", "shake", 6, 6, 0, 6, 4, 0, 1, 114),
+    ("rgb10-identity", "zeros", 7, 3, 1, 3, 3, 2, 0, 0),
+    ("bayer-rggb10-identity", "counting", 4, 4, 1, 2, 4, 1, 0, 114),
+    ("bayer-bggr12msb-identity", "shake", 3, 5, 0, 3, 3, 0, 1, 255),
+]
+
+
+# (spec, key, height, width, epoch, every position masked): privacy masks, positions (cells for a Bayer spec)
+_MASK_CASES = [
+    ("rgb8-identity", "counting", 6, 5, 0, False),
+    ("rgb8-black16-gain1.25", "shake", 4, 4, 2, False),
+    ("gray12msb-identity", "ones", 4, 7, 0, False),
+    ("rgb12to8-black240-gain0.07", "zeros", 3, 3, 1, True),
+    ("bayer-rggb10-identity", "counting", 3, 4, 1, False),
+    ("bayer-bggr12msb-identity", "shake", 2, 5, 0, False),
+]
+
+
+def case_mask(name: str, height: int, width: int, everything: bool) -> np.ndarray:
+    """A case's privacy mask: SHAKE-128 bits of its name (about half the positions), or every position."""
+    if everything:
+        return np.ones((height, width), bool)
+    bits = np.frombuffer(hashlib.shake_128(("mask/" + name).encode()).digest(height * width), np.uint8) & 1
+    return bits.astype(bool).reshape(height, width)  # (H*W,) -> (H, W)
+
+
 def case_name(spec_name: str, key_name: str, height: int, width: int, epoch: int) -> str:
     return f"{spec_name}/{key_name}/{height}x{width}/epoch{epoch}"
 
@@ -155,40 +194,67 @@ def case_input(name: str, spec: ReadoutSpec, height: int, width: int) -> np.ndar
     return codes.astype(spec.input_dtype).reshape(shape)  # (count,) -> (H, W, C) or (2H, 2W, 1)
 
 
+def _letterbox_input(name: str, spec: ReadoutSpec, height: int, width: int, inner: tuple, place: tuple,
+                     pad: int) -> np.ndarray:
+    """A letterbox case's frame: SHAKE codes of the inner picture, placed at ``place`` in a field of the pad code."""
+    picture = case_input(name, spec, *inner)
+    cell = 2 if spec.is_bayer else 1  # photosites per position along each axis
+    rows, cols = case_shape(spec, height, width)[:2]
+    return letterboxed(picture, rows, cols, place[0] * cell, place[1] * cell, pad_code(pad, spec))
+
+
 def generate() -> dict:
     """Compute every golden case with the reference readout."""
-    cases = []
-    for spec_name, key_name, height, width, epoch in _CASES:
+    cases = [_case(spec_name, key_name, height, width, epoch) for spec_name, key_name, height, width, epoch in _CASES]
+    for spec_name, key_name, height, width, epoch, inner_h, inner_w, top, left, pad in _LETTERBOX_CASES:
+        name = "letterbox/" + case_name(spec_name, key_name, height, width, epoch)
         spec = _SPECS[spec_name]
-        key = MasterKey(TEST_KEYS[key_name])
-        name = case_name(spec_name, key_name, height, width, epoch)
-        frame = case_input(name, spec, height, width)
-        order, output = [], []
-        for pixel in stream(frame, key, spec, epoch):
-            order.append(pixel.address)
-            output.extend(pixel.codes)
-        case = {
-            "name": name,
-            "key_hex": TEST_KEYS[key_name].hex(),
-            "fingerprint": key.fingerprint,
-            "spec": spec.model_dump(),
-            "height": height,
-            "width": width,
-            "epoch": epoch,
-            "input": frame.reshape(-1).tolist(),  # (H, W, C) raster order, flattened (a mosaic: (2H, 2W, 1))
-            "readout_order": order,
-            "output": output,
-        }
-        if spec.is_bayer:
-            case["input_shape"] = list(frame.shape)
+        frame = _letterbox_input(name, spec, height, width, (inner_h, inner_w), (top, left), pad)
+        case = _case(spec_name, key_name, height, width, epoch, name, frame)
+        case["letterbox"] = {"inner": [inner_h, inner_w], "top": top, "left": left, "pad": pad,
+                             "pad_code": pad_code(pad, spec)}
+        cases.append(case)
+    for spec_name, key_name, height, width, epoch, everything in _MASK_CASES:
+        name = "mask/" + case_name(spec_name, key_name, height, width, epoch)
+        mask = case_mask(name, height, width, everything)
+        case = _case(spec_name, key_name, height, width, epoch, name, mask=mask)
+        case["mask"] = mask.reshape(-1).astype(int).tolist()  # (H, W) -> raster order, 1: masked
         cases.append(case)
     return {
         "description": "keycam readout golden vectors (docs/readout-spec.md); regenerate with "
         "`python -m firmware_sim.vectors --write`",
         "spec_version": SPEC_VERSION,
-        "spec_versions": [1, 2],
+        "spec_versions": [1, 2, 3],
         "cases": cases,
     }
+
+
+def _case(spec_name: str, key_name: str, height: int, width: int, epoch: int, name: str | None = None,
+          frame: np.ndarray | None = None, mask: np.ndarray | None = None) -> dict:
+    """One golden case: its inputs, the readout order and the measurement, by the reference readout."""
+    spec = _SPECS[spec_name]
+    key = MasterKey(TEST_KEYS[key_name])
+    name = name or case_name(spec_name, key_name, height, width, epoch)
+    frame = case_input(name, spec, height, width) if frame is None else frame
+    order, output = [], []
+    for pixel in stream(frame, key, spec, epoch, mask):
+        order.append(pixel.address)
+        output.extend(pixel.codes)
+    case = {
+        "name": name,
+        "key_hex": TEST_KEYS[key_name].hex(),
+        "fingerprint": key.fingerprint,
+        "spec": spec.model_dump(),
+        "height": height,
+        "width": width,
+        "epoch": epoch,
+        "input": frame.reshape(-1).tolist(),  # (H, W, C) raster order, flattened (a mosaic: (2H, 2W, 1))
+        "readout_order": order,
+        "output": output,
+    }
+    if spec.is_bayer:
+        case["input_shape"] = list(frame.shape)
+    return case
 
 
 def load(path: Path = GOLDEN_PATH) -> dict:
@@ -231,13 +297,13 @@ def main(argv: list[str] | None = None) -> int:
             write_atomic(Path(args.write), dumps(generate()).encode())
         except OSError as error:
             raise VectorsError(f"golden vectors '{args.write}' cannot be written: {error.strerror}") from None
-        print(f"wrote {len(_CASES)} golden cases to {args.write}")
+        print(f"wrote {len(_CASES) + len(_LETTERBOX_CASES) + len(_MASK_CASES)} golden cases to {args.write}")
         return 0
     drifted = drift(Path(args.check))
     if drifted:
         print(f"{len(drifted)} golden case(s) drifted: {', '.join(drifted)}", file=sys.stderr)
         return 1
-    print(f"all {len(_CASES)} golden cases match {args.check}")
+    print(f"all {len(_CASES) + len(_LETTERBOX_CASES) + len(_MASK_CASES)} golden cases match {args.check}")
     return 0
 
 

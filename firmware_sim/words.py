@@ -25,7 +25,7 @@ from pathlib import Path
 
 # -- task kinds -----------------------------------------------------------------------------------------------
 
-TASKS = ("classify", "detect", "segment")
+TASKS = ("classify", "detect", "segment", "pose", "obb")
 """Task kinds the device has decoders for, as a manifest records them."""
 
 # -- model files ----------------------------------------------------------------------------------------------

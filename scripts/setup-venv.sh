@@ -52,6 +52,13 @@ if [[ ",$extras," == *",test,"* ]] && [ "$(uname -m)" = x86_64 ] \
     "$venv/bin/python" -m pip install --quiet --no-deps ultralytics==8.4.190 ultralytics-thop==2.2.3 \
         torchvision==0.28.0 onnxslim==0.1.98 colorama==0.4.6 pyyaml==6.0.4 psutil==7.2.2 >&2
 fi
+if [[ ",$extras," == *",test,"* ]] && [ "$(uname -m)" = x86_64 ] \
+    && ! "$venv/bin/python" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('timm') is None)"; then
+    # timm, for the model families users bring (its architectures with random weights, exported by torch.onnx);
+    # without its declared dependencies (torch and torchvision are there already; nothing is downloaded at run time).
+    echo "setup: installing timm==1.0.31 for the tests" >&2
+    "$venv/bin/python" -m pip install --quiet --no-deps timm==1.0.31 huggingface_hub==1.1.2 safetensors==0.7.0 >&2
+fi
 if [[ ",$extras," == *",test,"* ]] && [ ! -d /usr/share/datasets/fashion-mnist ]; then
     # Fashion-MNIST (70,000 labelled images, MIT) from Debian's archive, for the real-model tests.
     if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
@@ -64,6 +71,21 @@ if [[ ",$extras," == *",test,"* ]] && [ ! -d /usr/share/datasets/fashion-mnist ]
 fi
 # The trained face detector (BlazeFace from mediapipe's wheel, converted to ONNX; nothing committed).
 bash "$root/scripts/face-detector.sh" "$venv"
+if [[ ",$extras," == *",test,"* ]] && [ "$(uname -m)" = x86_64 ]; then
+    # tf2onnx (in a venv of its own: it imports TensorFlow) and mediapipe's palm detector, for the converter tests.
+    PYTHON="$python" bash "$root/scripts/converters.sh" "$venv"
+fi
+if [[ ",$extras," == *",test,"* ]] && [ ! -f /usr/share/doc/opencv-doc/examples/data/vtest.avi ]; then
+    # Debian's opencv-doc: real videos (vtest.avi: people walking; Megamind.avi: a face) for replay, detection,
+    # tracking and framing tests and benchmarks.
+    if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
+        echo "setup: installing Debian's opencv-doc (its example videos)" >&2
+        apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq opencv-doc >&2
+    else
+        echo "setup: opencv-doc's videos are missing; run: sudo apt-get install opencv-doc" >&2
+        exit 1
+    fi
+fi
 if [[ ",$extras," == *",test,"* ]] && ! command -v mosquitto > /dev/null && [ ! -x /usr/sbin/mosquitto ]; then
     # Debian's MQTT broker, started by the tests of the [mqtt] sink on 127.0.0.1.
     if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then

@@ -12,6 +12,7 @@ import time
 
 from edge.cli.args import EXIT_ERROR, epoch, floats, path, positive, positive_float, positive_floats, size
 from firmware_sim.keys import MasterKey
+from firmware_sim.manifest import FITS
 from firmware_sim.words import IMAGE_SUFFIXES, TASKS, is_image, model_files
 
 
@@ -19,6 +20,13 @@ def _black(text: str) -> float:
     values = floats(text)
     if len(values) != 1 or values[0] < 0:
         raise argparse.ArgumentTypeError(f"black level {text!r} must be one finite number >= 0 (output codes)")
+    return values[0]
+
+
+def _pad(text: str) -> float:
+    values = floats(text)
+    if len(values) != 1 or not 0 <= values[0] <= 255:
+        raise argparse.ArgumentTypeError(f"letterbox padding {text!r} must be one number in 0..255")
     return values[0]
 
 
@@ -37,17 +45,36 @@ def _ccm(text: str) -> tuple[float, ...]:
 
 
 def register(commands) -> None:
+    _register_keyify(commands)
+    _register_quantize(commands)
+    _register_verify(commands)
+    inspect = commands.add_parser("inspect", help="print a model's manifest and key fingerprint")
+    inspect.add_argument("model", type=path, metavar="MODEL.onnx")
+    inspect.set_defaults(handler=inspect_command)
+
+
+def _register_keyify(commands) -> None:
     keyify = commands.add_parser("keyify", help="compile a plain ONNX model into its keyed twin",
                                  description="compile a plain ONNX model into a keyed model that runs on measurements")
     keyify.add_argument("plain", type=path, metavar="PLAIN.onnx")
     keyify.add_argument("--key", required=True, type=path, metavar="KEYFILE")
     keyify.add_argument("-o", "--output", required=True, type=path, metavar="KEYED.onnx")
     keyify.add_argument("--size", type=size, default=None, metavar="HxW", help="frame size when the model's is dynamic")
-    keyify.add_argument("--mean", type=floats, default=None, metavar="R,G,B", help="per-channel mean, 0..255 scale")
+    keyify.add_argument("--mean", type=floats, default=None, metavar="R,G,B",
+                        help="per-channel mean, 0..255 scale (default: the model's metadata)")
     keyify.add_argument("--std", type=positive_floats, default=None, metavar="R,G,B",
-                        help="per-channel std, 0..255 scale")
+                        help="per-channel std, 0..255 scale (default: the model's metadata)")
+    keyify.add_argument("--normalize", choices=("none",), default=None,
+                        help="none: feed the model the raw 0..255 values (without it, or --mean and --std, a model "
+                             "whose metadata does not say how it is normalised is refused)")
+    keyify.add_argument("--fit", choices=FITS, default=None,
+                        help="how camera frames are brought to the model's size: crop (centre-crop, resize), "
+                             "letterbox (scale to fit, pad), stretch (default: the model's metadata, else crop)")
+    keyify.add_argument("--pad", type=_pad, default=None, metavar="N",
+                        help="letterbox padding value, 0..255 scale (default: the model's metadata, else 114)")
     keyify.add_argument("--channel-order", choices=("rgb", "bgr"), default="rgb", help="the measurement's order")
-    keyify.add_argument("--model-order", choices=("rgb", "bgr"), default="rgb", help="the plain model's order")
+    keyify.add_argument("--model-order", choices=("rgb", "bgr"), default=None,
+                        help="the plain model's order (default: the model's metadata, else rgb)")
     keyify.add_argument("--spec", default=None, metavar="SPEC", help="readout spec (fixes the input dtype)")
     keyify.add_argument("--layouts", choices=("boundary", "fresh"), default="boundary",
                         help="layout policy (default boundary; fresh: the paper's, every feature map scrambled)")
@@ -55,12 +82,15 @@ def register(commands) -> None:
     keyify.add_argument("--epoch", type=epoch, default=0, help="key epoch of the sensor layout (default 0)")
     keyify.add_argument("--labels", type=path, default=None, metavar="FILE",
                         help="class names, one per line in class-index order (default: the model's metadata)")
-    keyify.add_argument("--task", choices=TASKS, default=None,
-                        help="what the model does, for the device's decoder (default: the model's metadata)")
+    keyify.add_argument("--task", choices=(*TASKS, "tensors"), default=None,
+                        help="what the model does, for the device's decoder (default: the model's metadata; "
+                             "tensors: no task, the outputs summarised)")
     keyify.add_argument("--int8", action="store_true", help="also write an int8 twin, KEYED.int8.onnx (needs "
                                                             "--calibration)")
     keyify.add_argument("--calibration", type=path, default=None, metavar="DIR",
                         help="--int8: calibration pictures or .npy sensor frames, like the camera's")
+    keyify.add_argument("--force", action="store_true",
+                        help="replace an existing KEYED.onnx and the files beside it (manifest, epochs, split, int8)")
     isp = keyify.add_argument_group("mini-ISP (Bayer specs: cells R, Gr, Gb, B -> the plain model's RGB)")
     isp.add_argument("--isp-black", type=_black, default=None, metavar="N", help="black level, output codes")
     isp.add_argument("--isp-wb", type=_gains, default=None, metavar="R,G,B", help="white-balance gains")
@@ -70,6 +100,8 @@ def register(commands) -> None:
                      help="level that becomes 255 (default: top output code - black)")
     keyify.set_defaults(handler=keyify_command, usage=keyify.error)
 
+
+def _register_quantize(commands) -> None:
     quantize = commands.add_parser("quantize", help="quantise a keyed model to int8, calibrated on measurements",
                                    description="quantise a keyed model (and its feature and task models) to int8 "
                                                "with onnxruntime, calibrated on the measurements of DIR's frames")
@@ -82,29 +114,45 @@ def register(commands) -> None:
                           help="the plain model it was compiled from: int8 outputs then equal the plain int8 "
                                "model's bit for bit")
     quantize.add_argument("--limit", type=positive, default=None, help="calibrate on the first N frames only")
+    quantize.add_argument("--force", action="store_true",
+                          help="replace an existing KEYED.int8.onnx and the files beside it")
     quantize.set_defaults(handler=quantize_command)
 
-    verify = commands.add_parser("verify", help="compare a keyed model with its plain model on images")
-    verify.add_argument("plain", type=path, metavar="PLAIN.onnx")
-    verify.add_argument("keyed", type=path, metavar="KEYED.onnx")
-    verify.add_argument("--key", required=True, type=path, metavar="KEYFILE")
-    verify.add_argument("--images", required=True, type=path, metavar="DIR")
-    verify.add_argument("--limit", type=positive, default=None, help="use the first N images only")
-    verify.set_defaults(handler=verify_command)
 
-    inspect = commands.add_parser("inspect", help="print a model's manifest and key fingerprint")
-    inspect.add_argument("model", type=path, metavar="MODEL.onnx")
-    inspect.set_defaults(handler=inspect_command)
+def _register_verify(commands) -> None:
+    verify = commands.add_parser(
+        "verify", help="compare a keyed model with its plain model on images: raw outputs and decoded answers",
+        description="compare a keyed model with the plain model it was compiled from, on pictures prepared as the "
+                    "device prepares camera frames: every raw output (dense ones put back in order with the key) to "
+                    "1e-4 of its range, then the decoded answers (the manifest's task or --config's [task]; "
+                    "detections as sets, matched by class and box); 'exact' only when both agree. A plain model "
+                    "that is not the keyed model's (other input, outputs or sha256) is refused. Exit 0 when exact, "
+                    "1 otherwise")
+    verify.add_argument("plain", type=path, metavar="PLAIN.onnx", help="the model keyify was given")
+    verify.add_argument("keyed", type=path, metavar="KEYED.onnx", help="its keyed twin (a full model, not a split's)")
+    verify.add_argument("--key", required=True, type=path, metavar="KEYFILE", help="the key it was keyed for")
+    verify.add_argument("--images", required=True, type=path, metavar="DIR",
+                        help="pictures, or .npy sensor frames (those only, for specs deeper than 8 bits)")
+    verify.add_argument("--limit", type=positive, default=None, metavar="N", help="use the first N images only")
+    verify.add_argument("--batch", type=positive, default=None, metavar="N",
+                        help="frames per run of a dynamic-batch model (default 8; a fixed-batch model takes its own)")
+    verify.add_argument("--config", type=path, default=None, metavar="FILE",
+                        help="decode the answers with this configuration's [task] and frame pictures by its [model] "
+                             "fit (default: the model's task, default thresholds, the model's framing)")
+    verify.set_defaults(handler=verify_command)
 
 
 def keyify_command(args: argparse.Namespace) -> int:
-    from export.keyify import IspOptions, KeyifyOptions, keyify  # the compiler needs onnx; the device does not
-    from export.package.save import save
+    from export.keyify import keyify  # the compiler needs onnx; the device does not
+    from export.package.save import family, refuse_existing, remove_stale, save, stored_size
     from edge.outputs import check_outputs
-    from firmware_sim.spec import load_spec
 
     if args.int8 != (args.calibration is not None):
         args.usage("--int8 needs --calibration DIR" if args.int8 else "--calibration DIR goes with --int8")
+    if args.normalize == "none" and (args.mean is not None or args.std is not None):
+        args.usage("--normalize none feeds the raw 0..255 values; leave out --mean and --std, or --normalize")
+    if args.pad is not None and args.fit not in (None, "letterbox"):
+        args.usage(f"--pad is the letterbox's padding; --fit {args.fit} does not pad")
     out = args.output
     siblings = {"-o": out, "its feature model": model_files(out).feature, "its task model": model_files(out).task}
     int8 = model_files(out).int8
@@ -112,34 +160,90 @@ def keyify_command(args: argparse.Namespace) -> int:
         siblings |= _int8_outputs(int8)
     check_outputs(siblings, {"PLAIN.onnx": args.plain, "--key": args.key, "--spec": args.spec,
                              "--calibration": args.calibration})
+    replaced = family(out) + (family(int8) if args.int8 else [])
+    if not args.force:
+        refuse_existing(replaced)  # before any compile: an earlier model is never overwritten silently
     if args.int8:
         _calibration_files(args.calibration)  # a missing or empty folder is refused before compiling
     key = MasterKey.load(args.key)
+    options = _keyify_options(args)
+    start = time.perf_counter()
+    result = keyify(args.plain, key, options)
+    seconds = time.perf_counter() - start
+    _check_task(result, args)
+    calibration = _calibration(args.calibration, result.manifest, key) if args.int8 else None
+    written = save(result, args.output)
+    plain_size = stored_size(args.plain)
+    print(f"keyed {args.plain} for {key.fingerprint} ({args.layouts} layouts) in {seconds:.2f} s; "
+          f"{result.stats['plain_nodes']} plain nodes -> {result.stats['keyed_nodes']} keyed nodes")
+    for written_path in written:
+        note = f" ({stored_size(written_path) / plain_size:.2f}x the plain model)" \
+            if written_path.suffix == ".onnx" else ""
+        print(f"wrote {written_path}{note}")
+    if calibration is not None:
+        written += _quantize(out, int8, calibration, args.plain)
+    for stale in remove_stale(replaced, written):
+        print(f"removed {stale} (an earlier model's)")
+    if not args.int8 and int8.exists():
+        print(f"note: {int8} is an earlier model's int8 twin; run `keycam quantize` again or delete it")
+    return 0
+
+
+def _keyify_options(args: argparse.Namespace):
+    from export.keyify import IspOptions, KeyifyOptions
+    from firmware_sim.spec import load_spec
+
     isp = None
     given = {"black_level": args.isp_black, "wb_gains": args.isp_wb, "ccm": args.isp_ccm, "gamma": args.isp_gamma,
              "white": args.isp_white}
     if any(value is not None for value in given.values()):
         isp = IspOptions(**{name: value for name, value in given.items() if value is not None})
-    options = KeyifyOptions(
+    return KeyifyOptions(
         size=args.size, mean=args.mean, std=args.std, channel_order=args.channel_order,
         model_order=args.model_order, spec=load_spec(args.spec), policy=args.layouts,
-        split_after=args.split_after, epoch=args.epoch, isp=isp, labels=args.labels, task=args.task,
+        split_after=args.split_after, epoch=args.epoch, isp=isp, labels=args.labels,
+        task="" if args.task == "tensors" else args.task, fit=args.fit, pad=args.pad,
+        normalize=args.normalize or "metadata",  # a model that says nothing is refused, naming the flags
     )
-    start = time.perf_counter()
-    result = keyify(args.plain, key, options)
-    seconds = time.perf_counter() - start
-    calibration = _calibration(args.calibration, result.manifest, key) if args.int8 else None
-    written = save(result, args.output)
-    plain_size = args.plain.stat().st_size
-    print(f"keyed {args.plain} for {key.fingerprint} ({args.layouts} layouts) in {seconds:.2f} s; "
-          f"{result.stats['plain_nodes']} plain nodes -> {result.stats['keyed_nodes']} keyed nodes")
-    for written_path in written:
-        note = f" ({written_path.stat().st_size / plain_size:.2f}x the plain model)" \
-            if written_path.suffix == ".onnx" else ""
-        print(f"wrote {written_path}{note}")
-    if calibration is not None:
-        _quantize(out, int8, calibration, args.plain)
-    return 0
+
+
+def _check_task(result, args: argparse.Namespace) -> None:
+    """Refuse now, in one line, what `keycam run` would refuse: a decoder of the final manifest's task must take
+    the model's outputs (``edge.tasks.make_decoder``: the default ``[task]``, else one naming a decoder of that
+    task), and a task the metadata names must be one keycam decodes."""
+    from edge.errors import ConfigError
+    from edge.tasks import DECODERS, TaskConfig, make_decoder
+    from firmware_sim.manifest import shape_text
+
+    fitted = result.manifest.input
+    if args.pad is not None and fitted.fit != "letterbox":
+        raise ConfigError(f"--pad {args.pad:g} would not be used: this model's frames are fitted by {fitted.fit} "
+                          f"({fitted.sources.get('fit', 'default')}); add --fit letterbox, or leave out --pad")
+    final = result.task_manifest if result.feature is not None else result.manifest
+    said = {p.key: p.value for p in result.model.metadata_props}.get("task", "").strip()
+    if args.task is None and said and said not in TASKS:
+        raise ConfigError(f"'{args.plain}' is a {said!r} model (its metadata's task), and keycam decodes "
+                          f"{', '.join(TASKS)}; pass --task tensors to keep its outputs as tensors")
+    try:
+        make_decoder(TaskConfig(), final)
+        return
+    except ConfigError as error:
+        refusal = str(error).rstrip(".")
+    family = [name for name, decoder in DECODERS.items() if decoder.task == (final.task or "tensors")]
+    for name in family:
+        try:
+            make_decoder(TaskConfig(decoder=name), final)
+        except ConfigError:
+            continue
+        print(f"note: `keycam run` needs [task] decoder = \"{name}\" for this model ({refusal})")
+        return
+    if len(family) > 1:
+        shapes = ", ".join(shape_text(o.shape) for o in final.outputs)
+        refusal = f"none of the {final.task} decoders ({', '.join(family)}) reads its outputs ({shapes})"
+    where = f"--task {args.task}" if args.task else f"its metadata's task {final.task!r}"
+    fix = "choose another --task" if args.task else "pass --task to say what its outputs are"
+    raise ConfigError(f"keycam run would refuse this model ({where}): {refusal}; {fix}, or --task tensors to keep "
+                      f"them as tensors")
 
 
 def _int8_outputs(int8, name="the int8 model"):
@@ -195,7 +299,8 @@ def _calibration(folder, manifest, key, limit=None):
     return np.stack(measured), note
 
 
-def _quantize(keyed, output, calibration, plain) -> None:
+def _quantize(keyed, output, calibration, plain) -> list:
+    from export.package.save import stored_size
     from export.quantize import quantize_file
 
     measured, note = calibration
@@ -205,36 +310,42 @@ def _quantize(keyed, output, calibration, plain) -> None:
     hint = "" if plain else " (--plain PLAIN.onnx: outputs equal to the plain int8 model's, bit for bit)"
     print(f"quantised {keyed} to int8 on {result.frames} calibration frames in {seconds:.2f} s; "
           f"{result.notes.get('full') or result.notes.get('feature')}{hint}")
-    size = keyed.stat().st_size
+    size = stored_size(keyed)
     for written_path in result.written:
-        note = f" ({written_path.stat().st_size / size:.2f}x the float keyed model)" \
+        note = f" ({stored_size(written_path) / size:.2f}x the float keyed model)" \
             if written_path.suffix == ".onnx" else ""
         print(f"wrote {written_path}{note}")
+    return result.written
 
 
 def quantize_command(args: argparse.Namespace) -> int:
     from edge.outputs import check_outputs
     from edge.runtime import KeyedModel
+    from export.package.save import family, refuse_existing, remove_stale
 
     inputs = {"KEYED.onnx": args.keyed, "--key": args.key, "--plain": args.plain, "--calibration": args.calibration}
     check_outputs(_int8_outputs(args.output, "-o"), inputs)
+    if not args.force:
+        refuse_existing(family(args.output))
     key = MasterKey.load(args.key)
     manifest = KeyedModel(args.keyed, key).manifest
-    _quantize(args.keyed, args.output, _calibration(args.calibration, manifest, key, args.limit), args.plain)
+    written = _quantize(args.keyed, args.output, _calibration(args.calibration, manifest, key, args.limit), args.plain)
+    for stale in remove_stale(family(args.output), written):
+        print(f"removed {stale} (an earlier model's)")
     return 0
 
 
 def verify_command(args: argparse.Namespace) -> int:
+    from edge.config import load_config
     from edge.lab.verify import list_images, verify
 
     key = MasterKey.load(args.key)
+    config = load_config(args.config) if args.config is not None else None
     images = list_images(args.images)[: args.limit]
-    report = verify(args.plain, args.keyed, key, images)
-    print(f"images        {report.images}")
-    print(f"max abs diff  {report.max_abs_diff:.3g}")
-    print(f"max rel diff  {report.max_rel_diff:.3g}")
-    print(f"top-1 agree   {report.agreement * 100:.2f} %")
-    print("verdict       " + ("exact" if report.exact else "NOT EXACT"))
+    report = verify(args.plain, args.keyed, key, images, batch=args.batch, settings=config and config.task,
+                    fit=config and config.model.fit_override)
+    for column, text in report.lines():
+        print(f"{column:<13} {text}")
     return 0 if report.exact else EXIT_ERROR
 
 
@@ -253,6 +364,7 @@ def inspect_command(args: argparse.Namespace) -> int:
     print(f"key     {manifest.key_fingerprint}")
     print(f"role    {manifest.role}, {manifest.policy} layouts, epoch {manifest.epoch}")
     print(f"spec    {manifest.spec.describe()}")
+    _print_preprocessing(manifest.input)
     quantised = manifest.quantization
     print("quant   " + (f"{quantised.format}, weights {quantised.weights}, activations {quantised.activations}; "
                          f"{quantised.method} on {quantised.calibration}; {quantised.tool}" if quantised
@@ -260,3 +372,20 @@ def inspect_command(args: argparse.Namespace) -> int:
     print("manifest:")
     print(manifest.to_json())
     return 0
+
+
+def _print_preprocessing(spec) -> None:
+    """How the model wants its pixels, each value with where it came from (the manifest's ``sources``)."""
+    def line(label: str, value: str, *fields: str) -> None:
+        said = [spec.sources[f] for f in fields if f in spec.sources]
+        print(f"{label:<8}{value}  [{'; '.join(dict.fromkeys(said)) or 'not recorded'}]")
+
+    def numbers(values) -> str:
+        return ",".join(f"{v:g}" for v in values)
+
+    letterbox = spec.fit == "letterbox"
+    line("fit", f"letterbox, pad {spec.pad:g}" if letterbox else spec.fit, "fit", *(["pad"] if letterbox else []))
+    line("mean", f"{numbers(spec.mean)} (0..255 scale)", "mean")
+    line("std", f"{numbers(spec.std)} (0..255 scale)", "std")
+    line("order", f"model {spec.model_channel_order}, measurement {spec.channel_order}", "model_order",
+         "model_channel_order")

@@ -45,7 +45,9 @@ def register(commands) -> None:
     triton.add_argument("--name", required=True, help="model name in the repository")
     triton.add_argument("--repository", required=True, type=path, metavar="DIR")
     triton.add_argument("--version", type=positive, default=None, help="version folder (default: the next free one)")
-    triton.add_argument("--max-batch-size", type=count, default=8, help="Triton's dynamic batching limit (0: off)")
+    triton.add_argument("--max-batch-size", type=count, default=None,
+                        help="Triton's dynamic batching limit (0: off; default 8, or 0 for a model whose batch is "
+                             "fixed, which refuses more)")
     triton.add_argument("--instances", type=positive, default=1, help="model instances per server (default 1)")
     triton.add_argument("--kind", choices=("cpu", "gpu"), default="cpu", help="instance kind (default cpu)")
     triton.add_argument("--max-queue-delay-us", type=count, default=100, help="dynamic batcher's wait (default 100)")

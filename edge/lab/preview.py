@@ -1,5 +1,9 @@
 """keycam preview, for key holders: a PNG strip, one row per frame: plain | private measurement |
-unscrambled | the model's answer.
+unscrambled | the model's answer | the whole camera frame.
+
+The last tile is the camera frame as the source gave it, with the window the model sees outlined
+(the model's framing: a centre crop's window, or the whole frame for a letterbox or a stretch) and the
+detections drawn where they are in camera pixels (the run's own geometry, ``edge.answers``).
 
 The plain column comes from the source (or, for a recording, from unscrambling its measurement with
 the key). A detector's boxes are drawn on the plain frame and on the measurement too: over the noise,
@@ -30,16 +34,45 @@ def _tile(image: np.ndarray, spec, bits: int | None = None) -> np.ndarray:
     return cv2.resize(picture, size, interpolation=cv2.INTER_NEAREST)
 
 
+GREEN, BLUE = (0, 255, 0), (255, 0, 0)
+
+
+def _points(values, geometry: Geometry, scale: float) -> np.ndarray:
+    """Camera-pixel (x, y) pairs -> integer tile pixels, through the model's input (k, 2)."""
+    pairs = np.asarray(values, np.float64).reshape(-1, 2)  # (k, 2) camera pixels
+    return np.round(geometry.to_model(pairs.reshape(1, -1)).reshape(-1, 2) * scale).astype(np.int32)
+
+
+def _draw_item(tile: np.ndarray, item: dict, geometry: Geometry) -> None:
+    """One answer on one tile: its mask (translucent) and outline, rotated corners or box, keypoints, label."""
+    scale = tile.shape[0] / geometry.height
+    rings = [_points(ring, geometry, scale) for ring in (item.get("mask") or {}).get("polygons", []) if ring]
+    if rings:
+        layer = tile.copy()
+        cv2.fillPoly(layer, rings, GREEN)  # even-odd over every ring: holes stay holes
+        cv2.addWeighted(layer, 0.35, tile, 0.65, 0, dst=tile)
+        cv2.polylines(tile, rings, True, GREEN, 1)
+    if item.get("corners"):
+        cv2.polylines(tile, [_points(item["corners"], geometry, scale)], True, GREEN, 2)
+    else:
+        x0, y0, x1, y1 = (int(v) for v in _points(item["box"], geometry, scale).reshape(-1))
+        cv2.rectangle(tile, (x0, y0), (x1, y1), GREEN, 2)
+    for point in item.get("keypoints") or []:
+        if len(point) == 3 and point[2] < 0.5:
+            continue  # not visible
+        x, y = _points(point[:2], geometry, scale)[0]
+        cv2.circle(tile, (int(x), int(y)), 2, BLUE, -1)
+    x0, y0 = _points(item["box"][:2], geometry, scale)[0]
+    cv2.putText(tile, f"{item['class']} {item['score']:.2f}", (int(x0), max(12, int(y0) - 4)),
+                cv2.FONT_HERSHEY_SIMPLEX, 0.4, GREEN, 1, cv2.LINE_AA)
+
+
 def _draw(tiles: list[np.ndarray], outputs: dict, geometry: Geometry) -> None:
-    """A detector's boxes (camera pixels) drawn on tiles that show the model's input."""
+    """The answers (camera pixels) drawn on tiles that show the model's input: boxes, rotated boxes, keypoints,
+    instance masks."""
     for item in outputs.get("detections", []) if isinstance(outputs, dict) else []:
-        box = geometry.to_model(np.asarray(item["box"], np.float64))
         for tile in tiles:
-            scale = tile.shape[0] / geometry.height
-            x0, y0, x1, y1 = (int(round(v * scale)) for v in box)
-            cv2.rectangle(tile, (x0, y0), (x1, y1), (0, 255, 0), 2)
-            cv2.putText(tile, f"{item['class']} {item['score']:.2f}", (x0, max(12, y0 - 4)),
-                        cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 255, 0), 1, cv2.LINE_AA)
+            _draw_item(tile, item, geometry)
 
 
 def _describe(outputs: dict) -> str:
@@ -60,6 +93,32 @@ def _answer(text: str, width: int) -> np.ndarray:
     return card
 
 
+def _camera(picture: np.ndarray, outputs: dict, geometry: Geometry, spec) -> np.ndarray:
+    """The whole camera frame, the window the model sees outlined (blue), the detections on it (green)."""
+    shown = as_bgr8(picture if picture.ndim == 3 else picture[:, :, np.newaxis], spec, 8)  # its own 8 bits
+    scale = TILE / shown.shape[0]
+    tile = cv2.resize(shown, (max(1, round(shown.shape[1] * scale)), TILE), interpolation=cv2.INTER_AREA)
+    x, y, w, h = (v * scale for v in geometry.window)
+    cv2.rectangle(tile, (int(round(x)), int(round(y))), (int(round(x + w)) - 1, int(round(y + h)) - 1), (255, 0, 0), 1)
+    for item in outputs.get("detections", []) if isinstance(outputs, dict) else []:
+        x0, y0, x1, y1 = (int(round(v * scale)) for v in item["box"])
+        cv2.rectangle(tile, (x0, y0), (x1, y1), (0, 255, 0), 1)
+    return tile
+
+
+def _row(job: Job, frame, spec) -> tuple[np.ndarray, object, np.ndarray | None]:
+    """(the sensor's plain frame, its measured twin, the camera frame or None) for one frame of the source."""
+    readout = job.readout
+    if frame.measured:
+        return readout.inverse(frame.image, frame.epoch), frame, None
+    plain = readout.prepare(frame.image)
+    measured = readout.read(frame)
+    if spec.is_bayer:  # the mosaic, shown one pixel per cell as the measurement is
+        plain = spec.cells(plain)
+    camera = frame.image if frame.image.dtype == np.uint8 and frame.image.shape[-1] in (1, 3) else None
+    return plain, measured, camera
+
+
 def preview(job: Job, out: Path, frames: int = 4) -> Path:
     """The strip for the first ``frames`` frames of the job's source, read out and answered as the job would."""
     if frames < 1:
@@ -70,25 +129,21 @@ def preview(job: Job, out: Path, frames: int = 4) -> Path:
     rows = []
     with source:
         for frame in source:
-            if frame.measured:
-                measured = frame
-                plain = readout.inverse(frame.image, frame.epoch)
-                plain_bits = spec.output_bits
-            else:
-                plain = readout.prepare(frame.image)
-                measured = readout.read(frame)
-                plain_bits = 16 if spec.is_msb else spec.input_bits
-                if spec.is_bayer:  # the mosaic, shown one pixel per cell as the measurement is
-                    plain, plain_bits = spec.cells(plain), spec.input_bits
+            plain, measured, camera = _row(job, frame, spec)
+            plain_bits = spec.output_bits if frame.measured else (spec.input_bits if spec.is_bayer else
+                                                                    16 if spec.is_msb else spec.input_bits)
             result = pipeline.process(measured)
             measurement = measured.image
             unscrambled = readout.inverse(measurement, measured.epoch)
             if spec.channels == 3 and manifest.input.channel_order == "rgb":  # show pictures in OpenCV's B,G,R
                 plain, measurement, unscrambled = plain[..., ::-1], measurement[..., ::-1], unscrambled[..., ::-1]
-            text = _describe(result.outputs)
+            geometry = pipeline.answers.geometry(measured) if pipeline.answers is not None else \
+                Geometry.of(*pipeline.input_size, measured.source_size, readout.fit, 2 if spec.is_bayer else 1)
             tiles = [_tile(plain, spec, plain_bits), _tile(measurement, spec), _tile(unscrambled, spec)]
-            _draw(tiles[:2], result.outputs, Geometry.of(*pipeline.input_size, measured.source_size))
-            tiles.append(_answer(f"frame {frame.sequence}\n{text}", tiles[0].shape[1] * 2))
+            _draw(tiles[:2], result.outputs, geometry)
+            tiles.append(_answer(f"frame {frame.sequence}\n{_describe(result.outputs)}", tiles[0].shape[1] * 2))
+            if camera is not None:
+                tiles.append(_camera(camera, result.outputs, geometry, spec))
             rows.append(np.hstack(tiles))
             if len(rows) >= frames:
                 break
@@ -96,5 +151,6 @@ def preview(job: Job, out: Path, frames: int = 4) -> Path:
         raise LabError("the source gave no frame to preview")
     width = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
-    header = labelled(np.vstack(rows), "plain | private measurement | unscrambled (key) | answer")
+    header = labelled(np.vstack(rows), f"plain | private measurement | unscrambled (key) | answer | camera frame, "
+                                       f"the model's {readout.fit} window in blue")
     return write_image(out, header, private=True)  # plain frames: mode 0600, like a key

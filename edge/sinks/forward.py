@@ -134,7 +134,7 @@ class ForwardSink(Sink):
         meta = {"id": request_id, "sequence": frame.sequence, "timestamp_ns": frame.timestamp_ns,
                 "origin": frame.origin, "fingerprint": frame.fingerprint, "epoch": frame.epoch,
                 "header_length": header_length, "latency_ms": result.latency_ms,
-                "source_size": list(frame.source_size) if frame.source_size else None}
+                "source_size": list(frame.source_size) if frame.source_size else None, "masks": frame.masks}
         item = _Item(counter, meta, body)
         with self._cond:
             while (not self._spooling and not self._down and len(self._memory) >= self.inflight
@@ -331,7 +331,8 @@ class ForwardSink(Sink):
         """Write the frame's result: its answer from the server's outputs (the run's answer stage), or the error."""
         source = tuple(meta["source_size"]) if meta.get("source_size") else None
         frame = Frame(None, meta["sequence"], meta["timestamp_ns"], meta["origin"], measured=True,
-                      epoch=meta["epoch"], fingerprint=meta["fingerprint"], source_size=source)
+                      epoch=meta["epoch"], fingerprint=meta["fingerprint"], source_size=source,
+                      masks=str(meta.get("masks") or ""))
         answer = {}
         if outputs is not None:
             try:

@@ -32,7 +32,8 @@ class RecordingSink(Sink):
         self.start()
         frame = result.frame
         self.recorder.write(frame.image, frame.epoch, frame.sequence, frame.timestamp_ns,
-                            plain=frame.plain if self.wants_plain else None, source_size=frame.source_size)
+                            plain=frame.plain if self.wants_plain else None, source_size=frame.source_size,
+                            masks=frame.masks)
 
     def close(self) -> None:
         if self.recorder is not None:

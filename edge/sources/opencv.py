@@ -1,7 +1,8 @@
 """OpenCV capture: a camera index (``0``), a video file, or a stream URL (rtsp://, http://).
 
 Cameras and streams are ``live``; video files are not. Frame times: the file's position for video
-files, the host's monotonic clock for live sources. A frame OpenCV fails to grab from a live source
+files (so a replay keeps them); for live sources the wall clock (UTC) when the frame was taken, and
+the host's monotonic clock beside it. A frame OpenCV fails to grab from a live source
 is counted in ``skipped``; the capture loop decides when a camera has gone away.
 """
 
@@ -66,10 +67,9 @@ class OpenCVSource(Source):
             if ok and image is not None:
                 if image.ndim == 2:
                     image = image[:, :, np.newaxis]  # (H, W) -> (H, W, 1)
-                if self.live:
-                    stamp = time.monotonic_ns()
-                else:
-                    stamp = int(self._capture.get(cv2.CAP_PROP_POS_MSEC) * 1e6)
+                if self.live:  # when it was taken: UTC, and the device's own clock for intervals
+                    return self._frame(image, time.time_ns(), str(self.target), monotonic_ns=time.monotonic_ns())
+                stamp = int(self._capture.get(cv2.CAP_PROP_POS_MSEC) * 1e6)  # a file's own time: replays keep it
                 return self._frame(image, stamp, str(self.target))
             if self.live:
                 self.skipped += 1

@@ -48,7 +48,8 @@ class RecordingSource(Source):
         if recorded is None:
             return None
         return self._frame(recorded.image, recorded.timestamp_ns, self.path.name, measured=True,
-                           epoch=recorded.epoch, fingerprint=self.info.fingerprint, source_size=recorded.source_size)
+                           epoch=recorded.epoch, fingerprint=self.info.fingerprint, source_size=recorded.source_size,
+                           masks=self.info.masks)
 
 
 class RecordingConfig(SourceConfig):

@@ -61,6 +61,20 @@ class TaskConfig(Section):
     box_order: Literal["xywh", "yxhw"] = Field(default="xywh", description="ssd: the order of a regressor's first "
                                                                           "four values")
     anchors: AnchorsConfig = Field(default_factory=AnchorsConfig, description="ssd: how the anchors are made")
+    rotated_nms: Literal["polygon", "probiou"] = Field(
+        default="probiou", description="obb: probiou (ultralytics' own predict: Fast-NMS over the boxes' "
+                                       "probabilistic IoU) or polygon (OpenCV's rotated NMS, the rectangles' IoU)")
+    kpt_shape: list[int] = Field(default_factory=list, description="pose: [keypoints, values per keypoint (2: x, y; "
+                                                                   "3: x, y, visibility)], ultralytics' kpt_shape "
+                                                                   "(empty: from the output's channel count)")
+
+    @field_validator("kpt_shape")
+    @classmethod
+    def _keypoint_shape(cls, value: list[int]) -> list[int]:
+        if value and (len(value) != 2 or value[0] < 1 or value[1] not in (2, 3)):
+            raise ValueError(f"task.kpt_shape = {value} is not [keypoints, 2 or 3]; give e.g. [17, 3] (the model's "
+                             f"kpt_shape metadata)")
+        return value
 
     @field_validator("decoder")
     @classmethod

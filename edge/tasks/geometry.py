@@ -1,17 +1,21 @@
 """From the model's input pixels back to the camera frame's, through the frame-fitting rule.
 
-``edge.sensor.fit_frame`` takes a camera frame of S_w x S_h pixels, keeps the centred window of the
-model's aspect ratio, and resizes it to the model's W x H::
+``edge.fitting`` brings a camera frame of S_w x S_h pixels to the model's W x H by the model's rule
+(``crop``, ``letterbox`` or ``stretch``): each is a per-axis affine map from camera pixels c to model
+pixels m, ``m = c * scale + offset`` (pixel units, 0 at the left edge of the first pixel), over the
+window of the camera frame the model sees (for ``crop`` the centred window it keeps; otherwise the
+whole frame). So a point of the model's input is the camera frame's ``(m - offset) / scale``:
 
-    if S_h * W > S_w * H:  window = (0, top, S_w, k),  k = round(S_w * H / W), top = (S_h - k) // 2
-    else:                  window = (left, 0, k, S_h), k = round(S_h * W / H), left = (S_w - k) // 2
+    crop:      scale = (W / window_w, H / window_h),  offset = -(window_x, window_y) * scale
+    letterbox: scale = (n_w / S_w, n_h / S_h),        offset = (left, top)   (ultralytics' scale_boxes)
+    stretch:   scale = (W / S_w, H / S_h),            offset = 0
 
-so a point (x, y) of the model's input (pixel units, 0 at the left edge of the first pixel) is the
-camera frame's ``(window_x + x * window_w / W, window_y + y * window_h / H)``. For a Bayer readout the
-model sees one pixel per 2x2 cell and the window is taken on the mosaic at 2W x 2H: the same window in
-camera pixels, so the same mapping. Without a known source size (older recordings), boxes stay in the
-model's input pixels. A box is clipped to the window after NMS (what the model saw; a regressor may
-reach past it), as ultralytics clips to the image.
+For a Bayer readout the model sees one pixel per 2x2 cell and a raw mosaic is fitted per colour plane
+(``cells = 2``): the plan is made on the plane grid and scaled back, so the mapping is the readout's,
+rounding included. Without a known source size (older recordings), boxes stay in the model's input
+pixels. A box is clipped to the window after NMS (what the model saw; a regressor may reach past it),
+as ultralytics clips to the image. A grid of another size over the model's input (a class map, mask
+prototypes) maps through :meth:`Geometry.for_grid`.
 """
 
 from __future__ import annotations
@@ -20,34 +24,45 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge import fitting
+
 
 @dataclass(frozen=True)
 class Geometry:
-    """The mapping of one frame: the model's input size and the window of the camera frame it shows."""
+    """The mapping of one frame: the model's input size, the affine map and the camera window it sees."""
 
     width: int  # the model's input, pixels
     height: int
-    window: tuple[float, float, float, float]  # (x, y, w, h) of the camera frame, its pixels
+    scale: tuple[float, float]  # model pixels per camera pixel, x and y
+    offset: tuple[float, float]  # where the camera frame's corner lands in the model's input
+    window: tuple[float, float, float, float]  # (x, y, w, h) of the camera frame the model sees, its pixels
 
     @classmethod
-    def of(cls, width: int, height: int, source_size: tuple[int, int] | None) -> Geometry:
+    def of(cls, width: int, height: int, source_size: tuple[int, int] | None, fit: str = "crop",
+           cells: int = 1) -> Geometry:
+        """The geometry of a frame of ``source_size`` (camera pixels; None: unknown) fitted to ``width`` x
+        ``height`` by ``fit``; ``cells``: camera pixels per model pixel's cell side before fitting (2: a Bayer
+        mosaic fitted per colour plane)."""
         if source_size is None:
-            return cls(width, height, (0.0, 0.0, float(width), float(height)))
+            return cls(width, height, (1.0, 1.0), (0.0, 0.0), (0.0, 0.0, float(width), float(height)))
         source_w, source_h = source_size
-        if source_h * width > source_w * height:  # too tall: rows were cropped (fit_frame)
-            keep = max(1, round(source_w * height / width))
-            return cls(width, height, (0.0, float((source_h - keep) // 2), float(source_w), float(keep)))
-        if source_h * width < source_w * height:  # too wide: columns were cropped
-            keep = max(1, round(source_h * width / height))
-            return cls(width, height, (float((source_w - keep) // 2), 0.0, float(keep), float(source_h)))
-        return cls(width, height, (0.0, 0.0, float(source_w), float(source_h)))
+        chosen = fitting.plan(max(1, source_w // cells), max(1, source_h // cells), width, height, fit)
+        (sx, sy), (ox, oy) = chosen.scale, chosen.offset
+        x, y, w, h = chosen.window
+        return cls(width, height, (sx / cells, sy / cells), (ox, oy),
+                   (float(x * cells), float(y * cells), float(w * cells), float(h * cells)))
+
+    def for_grid(self, width: int, height: int) -> Geometry:
+        """The geometry of a width x height grid laid over the model's input (a class map, mask prototypes)."""
+        gx, gy = width / self.width, height / self.height  # grid cells per model pixel
+        return Geometry(width, height, (self.scale[0] * gx, self.scale[1] * gy),
+                        (self.offset[0] * gx, self.offset[1] * gy), self.window)
 
     def to_camera(self, points: np.ndarray) -> np.ndarray:
         """(..., 2k) x, y pairs in the model's input pixels -> the camera frame's pixels."""
-        x, y, w, h = self.window
         shape = points.shape
         pairs = points.reshape(*shape[:-1], shape[-1] // 2, 2)  # (..., 2k) -> (..., k, 2)
-        return (pairs * (w / self.width, h / self.height) + (x, y)).reshape(shape)
+        return ((pairs - self.offset) / self.scale).reshape(shape)
 
     def clip(self, boxes: np.ndarray) -> np.ndarray:
         """(K, 4) x0, y0, x1, y1 camera boxes, clipped to the window the model saw."""
@@ -56,10 +71,9 @@ class Geometry:
 
     def to_model(self, points: np.ndarray) -> np.ndarray:
         """The inverse of :meth:`to_camera`: camera pixels -> the model's input pixels."""
-        x, y, w, h = self.window
-        scale = np.tile([self.width / w, self.height / h], points.shape[-1] // 2)
-        offset = np.tile([x, y], points.shape[-1] // 2)
-        return (points - offset) * scale
+        shape = points.shape
+        pairs = points.reshape(*shape[:-1], shape[-1] // 2, 2)  # (..., 2k) -> (..., k, 2)
+        return (pairs * self.scale + self.offset).reshape(shape)
 
     @property
     def camera_size(self) -> tuple[float, float]:

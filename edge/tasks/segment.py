@@ -15,7 +15,7 @@ import numpy as np
 from edge.errors import ConfigError
 from edge.tasks.base import Decoder
 from edge.tasks.geometry import Geometry
-from firmware_sim.manifest import shape_text
+from firmware_sim.manifest import OutputSpec, shape_text
 
 MAX_CONTOURS = 20  # per class and frame, the largest first
 
@@ -24,6 +24,11 @@ class SegmentDecoder(Decoder):
     name = "segment"
     task = "segment"
     natural_order = True
+
+    @classmethod
+    def fits(cls, outputs: list[OutputSpec]) -> bool:
+        """One output, a class map (N, classes, H, W) (two outputs, a head and prototypes: ``instances``)."""
+        return len(outputs) == 1 and len(outputs[0].shape) == 4
 
     def check(self) -> None:
         shapes = [spec.shape for spec in self.outputs]
@@ -35,7 +40,7 @@ class SegmentDecoder(Decoder):
         scores = tensors[0][0]  # (C, H, W)
         classes, height, width = scores.shape
         winner = scores.argmax(axis=0).astype(np.uint8 if classes < 256 else np.uint16)  # (H, W)
-        grid = Geometry(width, height, geometry.window)  # the map's pixels onto the same camera window
+        grid = geometry.for_grid(width, height)  # the map's pixels onto the same camera window
         found = {}
         for index in np.unique(winner):
             name = self.label(int(index))

@@ -14,6 +14,7 @@ import numpy as np
 from edge.errors import ConfigError
 from edge.tasks.base import Decoder
 from edge.tasks.geometry import Geometry
+from edge.tasks.heads import layout_of
 from edge.tasks.nms import detection, suppress
 from firmware_sim.manifest import OutputSpec, shape_text
 
@@ -24,8 +25,8 @@ class YoloDecoder(Decoder):
 
     @classmethod
     def fits(cls, outputs: list[OutputSpec]) -> bool:
-        """One output of rank 3: (N, 4 + classes, anchors)."""
-        return len(outputs) == 1 and len(outputs[0].shape) == 3
+        """One output (N, 4 + classes, anchors): fewer channels than anchors (``edge.tasks.heads``)."""
+        return len(outputs) == 1 and layout_of(outputs[0].shape) == "anchors"
 
     def check(self) -> None:
         shapes = [spec.shape for spec in self.outputs]

@@ -20,7 +20,7 @@ from onnx import helper
 
 from export.compiler.compilation import FEATURES, MEASUREMENT, Compilation
 from export.compiler.inputs import input_spec, measured_channels
-from export.compiler.metadata import labels_of, plain_metadata, task_of
+from export.compiler.metadata import decoder_of, kpt_shape_of, labels_of, plain_metadata, task_of
 from export.compiler.split import Cut
 from export.errors import UnsupportedModel
 from export.prepare.graph import BATCH
@@ -52,6 +52,7 @@ def assemble(job: Compilation, outputs: list[OutputSpec], cut: Cut | None = None
         key_fingerprint=job.key.fingerprint, policy=options.policy, spec=options.spec, epoch=options.epoch,
         plain_sha256=graph.digest, layout_salt=job.salt, input=input_spec(job), batch=graph.batch,
         task=task_of(metadata, options.task), labels=labels_of(metadata, options.labels),
+        decoder=decoder_of(metadata), kpt_shape=kpt_shape_of(metadata),
     )
     split = cut.spec if cut is not None else None
     tables = [t for t in job.sensor_tables if t in _initializer_names(full)]

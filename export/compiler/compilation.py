@@ -28,10 +28,12 @@ FEATURES = "features"  # a split's features: the feature model's output, the tas
 
 
 class Compilation:
-    def __init__(self, graph: PlainGraph, key: MasterKey, options: KeyifyOptions) -> None:
+    def __init__(self, graph: PlainGraph, key: MasterKey, options: KeyifyOptions,
+                 sources: dict[str, str] | None = None) -> None:
         self.graph = graph
         self.key = key
-        self.options = options
+        self.options = options  # resolved: mean, std, model order and framing filled in (compiler/preprocessing.py)
+        self.sources = dict(sources or {})  # where each preprocessing value came from, for the manifest
         self.salt = graph.digest[:12]  # labels the layer layouts: one model's layouts, not another's
         self.builder = Builder(graph.opset)
         for node in graph.nodes:  # plain names stay reserved: copied nodes keep them

@@ -26,7 +26,7 @@ from export.compiler.isp import emit_isp
 from export.compiler.values import Tokens
 from export.errors import UnsupportedModel
 from export.prepare.graph import PlainGraph
-from firmware_sim.manifest import InputSpec
+from firmware_sim.manifest import FITS, InputSpec
 
 if TYPE_CHECKING:
     from export.compiler.options import KeyifyOptions
@@ -55,8 +55,17 @@ def check_options(graph: PlainGraph, options: KeyifyOptions) -> None:
     if o.std is not None and any(v == 0 for v in o.std):
         raise UnsupportedModel("(options)", "std", "--std contains 0")
     for what, order in (("channel-order", o.channel_order), ("model-order", o.model_order)):
-        if order not in ("rgb", "bgr"):
+        if order is not None and order not in ("rgb", "bgr"):
             raise UnsupportedModel("(options)", what, f"--{what} {order!r}; use rgb or bgr")
+    if o.fit is not None and o.fit not in FITS:
+        raise UnsupportedModel("(options)", "fit", f"--fit {o.fit!r}; use one of {', '.join(FITS)}")
+    if o.pad is not None and not (isinstance(o.pad, (int, float)) and 0 <= o.pad <= 255):
+        raise UnsupportedModel("(options)", "pad", f"--pad {o.pad!r}; give the letterbox's value on the 0..255 scale")
+    if o.normalize not in (None, "metadata", "none"):
+        raise UnsupportedModel("(options)", "normalize", f"--normalize {o.normalize!r}; use none (or give --mean and "
+                                                         f"--std)")
+    if o.normalize == "none" and (o.mean is not None or o.std is not None):
+        raise UnsupportedModel("(options)", "normalize", "--normalize none and --mean/--std both given; choose one")
 
 
 def _check_bayer(g: PlainGraph, o: KeyifyOptions) -> None:
@@ -99,9 +108,10 @@ def input_spec(job: Compilation) -> InputSpec:
     mean, std, scale = _norm(job)
     return InputSpec(
         name=MEASUREMENT, shape=[g.batch, g.height, g.width, measured_channels(job)], dtype=o.spec.output_dtype.name,
-        channel_order=o.channel_order, model_channel_order=o.model_order,
+        channel_order=o.channel_order, model_channel_order=o.model_order or "rgb",
         mean=[float(v) for v in mean], std=[float(v) for v in std], code_scale=scale,
-        plain_layout=g.input_layout, isp=o.isp_spec,
+        plain_layout=g.input_layout, isp=o.isp_spec, fit=o.fit or "crop", pad=float(o.pad or 0.0),
+        sources=job.sources,
     )
 
 

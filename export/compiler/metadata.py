@@ -7,9 +7,16 @@ keyed model keeps every one of them (its own ``keycam.*`` entries, the manifest 
 fingerprint, are written after them), and the manifest records:
 
 - ``task``: the option when given, else the metadata's when the device has a decoder family for it
-  (``classify``, ``detect``, ``segment``; ``pose`` and ``obb`` are left unknown, ``""``);
+  (``firmware_sim.words.TASKS``: ``classify``, ``detect``, ``segment``, ``pose``, ``obb``; anything
+  else is left unknown, ``""``);
 - ``labels``: class names in class-index order, from ``--labels FILE`` (one name per line) or the
   metadata's ``names`` (a dict of index to name, or a list); missing indices get their number.
+
+Two more things ultralytics writes decide how the device reads the outputs, and the manifest has no
+field for them yet (the keyed model keeps them in its metadata): :func:`kpt_shape_of` (a pose model's
+``kpt_shape``, ``"[17, 3]"``: keypoints and values per keypoint) and :func:`decoder_of` (the decoder
+family the head's outputs need where their shape cannot tell: RT-DETR's ``(N, 300, 6)`` of normalised
+boxes against YOLOv10/YOLO26's end-to-end ``(N, 300, 6)`` of pixels; ``head`` and ``end2end``).
 """
 
 from __future__ import annotations
@@ -82,3 +89,26 @@ def labels_of(metadata: dict[str, str], option: tuple[str, ...] | str | Path | N
     if count > MAX_LABELS:
         return []
     return [str(names.get(index, index)) for index in range(count)]
+
+
+def kpt_shape_of(metadata: dict[str, str]) -> list[int] | None:
+    """A pose model's ``kpt_shape`` ([keypoints, 2 or 3]) from ultralytics' metadata, or None."""
+    try:
+        shape = ast.literal_eval(metadata.get("kpt_shape", "").strip() or "None")  # literals only: never code
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return None
+    if (isinstance(shape, (list, tuple)) and len(shape) == 2 and all(isinstance(v, int) for v in shape)
+            and shape[0] >= 1 and shape[1] in (2, 3)):
+        return [int(shape[0]), int(shape[1])]
+    return None
+
+
+def decoder_of(metadata: dict[str, str]) -> str:
+    """The device's decoder for an ultralytics head whose output shape does not tell it (``edge.tasks``):
+    ``rtdetr`` for RT-DETR's head, ``end2end`` for a detect head exported end to end (YOLOv10, YOLO26 with
+    ``nms=False``), else ``""`` (the shapes tell, ``[task] decoder = "auto"``)."""
+    if metadata.get("head", "").strip() == "RTDETRDecoder":
+        return "rtdetr"
+    if metadata.get("task", "").strip() == "detect" and metadata.get("end2end", "").strip() == "True":
+        return "end2end"
+    return ""

@@ -67,10 +67,13 @@ def _text(values) -> str:
 @dataclass(frozen=True)
 class KeyifyOptions:
     size: tuple[int, int] | None = None  # (H, W), for a model whose spatial size is dynamic
-    mean: tuple[float, ...] | None = None  # per channel (or one for all), on the 0..255 scale
+    # per channel (or one for all), on the 0..255 scale; None: what the model's metadata says, else 0 and 1
+    # (export/compiler/preprocessing.py; ``normalize``: "metadata" refuses a model that says nothing, "none"
+    # asks for the raw 0..255 values)
+    mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     channel_order: str = "rgb"  # the measurement's: rgb | bgr (a Bayer spec's cells are R, Gr, Gb, B: rgb)
-    model_order: str = "rgb"  # what the plain model expects
+    model_order: str | None = None  # what the plain model expects (None: its metadata's, else rgb)
     spec: ReadoutSpec = DEFAULT_SPEC
     policy: str = "boundary"  # boundary | fresh (the paper's: every feature map scrambled, chosen explicitly)
     split_after: str | None = None  # a tensor or node name: cut into feature and task models there
@@ -79,6 +82,9 @@ class KeyifyOptions:
     # class names in index order, or a labels file (one name per line); None: the plain model's metadata `names`
     labels: tuple[str, ...] | str | Path | None = None
     task: str | None = None  # classify | detect | segment for the manifest (None: the plain model's metadata `task`)
+    fit: str | None = None  # how frames are fitted: crop | letterbox | stretch (None: its metadata's, else crop)
+    pad: float | None = None  # letterbox padding, 0..255 scale (None: its metadata's, else 114 for a letterbox)
+    normalize: str | None = None  # None: as above; "metadata": refuse a model that says nothing; "none": 0 and 1
 
     @property
     def isp_spec(self) -> IspSpec | None:

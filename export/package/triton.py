@@ -5,9 +5,11 @@
 
 The configuration is Triton's ``ModelConfig`` in protobuf text format. With a batch dimension that
 is dynamic on every input and output (keyed models have one: measurements arrive as (N, H, W, C)),
-``max_batch_size`` is set and the dims omit the batch, so Triton's dynamic batcher can merge the
-requests of many devices into one run; otherwise ``max_batch_size`` is 0 and the dims are whole.
-Dynamic non-batch dimensions are -1. A keyed model's key fingerprint, role, epoch and manifest go
+``max_batch_size`` is set (default 8) and the dims omit the batch, so Triton's dynamic batcher can
+merge the requests of many devices into one run; a model whose batch is fixed (ultralytics' and
+TFLite's default exports) gets ``max_batch_size`` 0 and whole dims, and asking it for a batch size
+above 0 is refused (Triton would refuse to load it). Values past the configuration's integer fields
+(``max_batch_size`` and ``count`` are int32) are refused too. Dynamic non-batch dimensions are -1. A keyed model's key fingerprint, role, epoch and manifest go
 into ``parameters``, where Triton's model-configuration endpoint shows them to a device that checks
 the server is keyed for it. Nothing else of the key travels: the manifest holds no key material.
 
@@ -27,6 +29,10 @@ from export.errors import ModelError
 from firmware_sim.files import write_atomic
 from firmware_sim.manifest import METADATA_KEY, Manifest
 
+DEFAULT_BATCH = 8
+INT32_MAX = (1 << 31) - 1  # ModelConfig.max_batch_size and ModelInstanceGroup.count are int32
+UINT64_MAX = (1 << 64) - 1  # ModelDynamicBatching.max_queue_delay_microseconds
+INT64_MAX = (1 << 63) - 1  # version numbers
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 TYPES = {
     onnx.TensorProto.BOOL: "TYPE_BOOL", onnx.TensorProto.UINT8: "TYPE_UINT8", onnx.TensorProto.UINT16: "TYPE_UINT16",
@@ -38,7 +44,7 @@ TYPES = {
 
 @dataclass(frozen=True)
 class TritonOptions:
-    max_batch_size: int = 8
+    max_batch_size: int | None = None  # None: DEFAULT_BATCH for a model whose batch is dynamic, else 0
     instances: int = 1
     kind: str = "cpu"  # cpu | gpu
     max_queue_delay_us: int = 100
@@ -72,15 +78,31 @@ def _tensor(value: onnx.ValueInfoProto, batched: bool, what: str) -> str:
             f"    dims: [ {', '.join(str(d) for d in dims)} ]\n  }}")
 
 
+def _batch_size(inputs: list, outputs: list, asked: int | None) -> int:
+    """Triton's ``max_batch_size`` for these tensors: what was asked (default 8) where every input and output has
+    a dynamic first dimension; 0 otherwise, where a batch size above 0 is refused in one line."""
+    fixed = next((v for v in inputs + outputs if not (_dims(v) and _dims(v)[0] == -1)), None)
+    if fixed is None:
+        return DEFAULT_BATCH if asked is None else asked
+    if asked:
+        dims = _dims(fixed)
+        shape = "(" + ", ".join("N" if d == -1 else str(d) for d in dims) + ")"
+        what = f"a fixed batch of {dims[0]}" if dims and dims[0] > 0 else "no batch dimension"
+        raise ModelError(f"--max-batch-size {asked}: the model has {what} ('{fixed.name}' is {shape}), so Triton "
+                         f"cannot batch its requests; pass --max-batch-size 0 (or leave it out), or export the "
+                         f"model with a dynamic batch")
+    return 0
+
+
 def config_text(model: onnx.ModelProto, name: str, options: TritonOptions) -> str:
     graph = model.graph
     initializers = {i.name for i in graph.initializer}
     inputs = [v for v in graph.input if v.name not in initializers]
     outputs = list(graph.output)
-    dynamic_batch = all(_dims(v) and _dims(v)[0] == -1 for v in inputs + outputs)
-    batched = dynamic_batch and options.max_batch_size > 0
+    max_batch_size = _batch_size(inputs, outputs, options.max_batch_size)
+    batched = max_batch_size > 0
     lines = [f"name: {_quote(name)}", 'platform: "onnxruntime_onnx"', 'backend: "onnxruntime"',
-             f"max_batch_size: {options.max_batch_size if batched else 0}",
+             f"max_batch_size: {max_batch_size}",
              "input [\n" + ",\n".join(_tensor(v, batched, "input") for v in inputs) + "\n]",
              "output [\n" + ",\n".join(_tensor(v, batched, "output") for v in outputs) + "\n]",
              f"instance_group [\n  {{\n    count: {options.instances}\n    kind: KIND_{options.kind.upper()}\n  }}\n]"]
@@ -96,6 +118,16 @@ def config_text(model: onnx.ModelProto, name: str, options: TritonOptions) -> st
     return "\n".join(lines) + "\n"
 
 
+def _check_numbers(options: TritonOptions) -> None:
+    """Refuse numbers Triton's configuration cannot hold (its parser rejects an int32 field past 2**31-1)."""
+    for flag, value, low, high in (("--max-batch-size", options.max_batch_size, 0, INT32_MAX),
+                                   ("--instances", options.instances, 1, INT32_MAX),
+                                   ("--max-queue-delay-us", options.max_queue_delay_us, 0, UINT64_MAX),
+                                   ("--version", options.version, 1, INT64_MAX)):
+        if value is not None and not low <= value <= high:
+            raise ModelError(f"{flag} {value} is out of range: Triton's configuration takes {low} to {high}")
+
+
 def export_triton(model_path: str | Path, repository: str | Path, name: str,
                   options: TritonOptions = TritonOptions()) -> Path:
     """Write ``model_path`` as version V of ``name`` in ``repository``; returns the version folder."""
@@ -103,8 +135,7 @@ def export_triton(model_path: str | Path, repository: str | Path, name: str,
     if not NAME.match(name):
         raise ModelError(f"model name {name!r} is not valid: use letters, digits, '_', '.' and '-' (at most 128, "
                              f"starting with a letter or digit)")
-    if options.max_batch_size < 0 or options.instances < 1 or options.max_queue_delay_us < 0:
-        raise ModelError("--max-batch-size and --max-queue-delay-us must be >= 0 and --instances >= 1")
+    _check_numbers(options)
     if options.kind not in ("cpu", "gpu"):
         raise ModelError(f"instance kind {options.kind!r}; use cpu or gpu")
     if not model_path.is_file():
@@ -126,8 +157,6 @@ def export_triton(model_path: str | Path, repository: str | Path, name: str,
     existing = sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit()) \
         if folder.is_dir() else []
     version = options.version if options.version is not None else (existing[-1] + 1 if existing else 1)
-    if version < 1:
-        raise ModelError(f"version {version}: Triton versions are positive integers")
     target = folder / str(version)
     if (target / "model.onnx").exists() and not options.force:
         raise ModelError(f"'{target / 'model.onnx'}' exists; choose another --version or pass --force")

@@ -55,11 +55,30 @@ def test_edge_reproduces_every_golden_vector(case):
     key = MasterKey(bytes.fromhex(case["key_hex"]))
     shape = vectors.case_shape(spec, case["height"], case["width"])  # (H, W, C), or a Bayer mosaic (2H, 2W, 1)
     frame = np.array(case["input"], dtype=spec.input_dtype).reshape(shape)
-    measurement = AdcTransform(key, spec)(frame, case["epoch"])
+    mask = np.array(case["mask"], bool).reshape(case["height"], case["width"]) if "mask" in case else None
+    before = frame.copy()
+    measurement = AdcTransform(key, spec)(frame, case["epoch"], mask)
     assert measurement.reshape(-1).tolist() == case["output"]
+    assert np.array_equal(frame, before)  # the caller's frame is never written
     assert AdcTransform(key, spec).table(case["height"], case["width"], case["epoch"]).tolist() == case[
         "readout_order"
     ]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(spec=specs(), secret=st.binary(min_size=32, max_size=32), height=st.integers(1, 16),
+       width=st.integers(1, 16), epoch=st.integers(0, 2**64 - 1), seed=st.integers(0, 2**32 - 1))
+def test_a_privacy_mask_reads_out_as_firmware_sim_reads_it(spec, secret, height, width, epoch, seed):
+    """Readout spec version 3: masked positions read input code 0, byte for byte as the reference model."""
+    key = MasterKey(secret)
+    rng = np.random.default_rng(seed)
+    frame = rng.integers(0, spec.input_max + 1, (height, width, spec.channels)).astype(spec.input_dtype)
+    mask = rng.random((height, width)) < 0.4
+    got = AdcTransform(key, spec)(frame, epoch, mask)
+    assert _same_bytes(got, readout(frame, key, spec, epoch, mask=mask))
+    hidden = frame.copy()
+    hidden[mask] = rng.integers(0, spec.input_max + 1, (int(mask.sum()), spec.channels))  # whatever was there
+    assert _same_bytes(AdcTransform(key, spec)(hidden, epoch, mask), got)  # is never read
 
 
 def test_edge_equals_firmware_sim_on_a_real_photo(key):

@@ -260,6 +260,31 @@ def _blazeface_like(rng):
     return [rng.normal(size=(1, 896, 16)).astype(np.float32), rng.normal(size=(1, 896, 1)).astype(np.float32)]
 
 
+def _head(rng, channels: int, anchors: int = 336, classes: int = 1, size: float = 128.0) -> np.ndarray:
+    """A YOLO head (1, 4 + classes + extra, anchors): boxes in a 128 x 128 input, scores in [0, 1], extra ~ N(0, 1)."""
+    head = rng.normal(size=(1, channels, anchors)).astype(np.float32)
+    head[0, :2] = rng.uniform(0, size, (2, anchors))
+    head[0, 2:4] = rng.uniform(4, size / 4, (2, anchors))
+    head[0, 4:4 + classes] = rng.uniform(0, 1, (classes, anchors))
+    return head
+
+
+def _rows(rng, count: int = 300, normalised: bool = False) -> np.ndarray:
+    """End-to-end rows (1, count, 6), best first: x0, y0, x1, y1 in a 128 x 128 input (or cx, cy, w, h in [0, 1])."""
+    rows = np.zeros((1, count, 6), np.float32)
+    corner = rng.uniform(0, 96, (count, 2))
+    rows[0, :, :4] = rng.uniform(0, 1, (count, 4)) if normalised else np.hstack([corner, corner + 24])
+    rows[0, :, 4] = np.sort(rng.uniform(0, 1, count))[::-1]
+    rows[0, :, 5] = rng.integers(0, 3, count)
+    return rows
+
+
+def _obb_head(rng):
+    head = _head(rng, 7, classes=2)
+    head[0, 6] = rng.uniform(-np.pi / 4, 3 * np.pi / 4, 336)
+    return head
+
+
 DECODER_EXAMPLES: dict[str, DecoderExample] = {
     "tensors": DecoderExample([_spec("logits", [None, 10])], lambda r: [r.normal(size=(1, 10)).astype(np.float32)],
                               [], {"kind": "tensors"}),
@@ -274,6 +299,17 @@ DECODER_EXAMPLES: dict[str, DecoderExample] = {
     "segment": DecoderExample([_spec("map", [None, 5, 16, 16])],
                               lambda r: [r.normal(size=(1, 5, 16, 16)).astype(np.float32)],
                               [_spec("map", [None, 5])], {"kind": "segment"}),
+    "instances": DecoderExample([_spec("output0", [None, 37, 336]), _spec("output1", [None, 32, 32, 32], "dense")],
+                                lambda r: [_head(r, 37), r.normal(size=(1, 32, 32, 32)).astype(np.float32)],
+                                [_spec("output0", [None, 37, 336])], {"kind": "segment"}),
+    "pose": DecoderExample([_spec("output0", [None, 56, 336])], lambda r: [_head(r, 56)],
+                           [_spec("output0", [None, 3, 10])], {"kind": "pose"}),
+    "obb": DecoderExample([_spec("output0", [None, 7, 336])], lambda r: [_obb_head(r)],
+                          [_spec("output0", [None, 3, 10])], {"kind": "obb"}),
+    "end2end": DecoderExample([_spec("output0", [None, 300, 6])], lambda r: [_rows(r)],
+                              [_spec("output0", [None, 3, 10])], {"kind": "detect"}),
+    "rtdetr": DecoderExample([_spec("output0", [None, 300, 6])], lambda r: [_rows(r, normalised=True)],
+                             [_spec("output0", [None, 3, 10])], {"kind": "detect", "decoder": "rtdetr"}),
 }
 
 

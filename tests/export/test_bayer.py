@@ -225,7 +225,7 @@ def test_keycam_keyify_isp_flags(tmp_path, key_file):
     out = tmp_path / "keyed.onnx"
     done = keycam("keyify", str(tmp_path / "tiny.onnx"), "--key", str(key_file), "-o", str(out),
                   "--spec", "bggr12msb", "--layouts", "boundary", "--isp-black", "256", "--isp-wb",
-                  "1.9,1,1.6", "--isp-ccm", ",".join(map(str, CCM)), "--isp-gamma", "2.2")
+                  "1.9,1,1.6", "--isp-ccm", ",".join(map(str, CCM)), "--isp-gamma", "2.2", "--normalize", "none")
     assert done.returncode == 0, done.stderr
     manifest = Manifest.from_json((tmp_path / "keyed.manifest.json").read_text())
     assert manifest.input.isp == IspSpec(black_level=256, wb_gains=[1.9, 1.0, 1.6], ccm=list(CCM), gamma=2.2,

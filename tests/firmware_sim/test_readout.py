@@ -52,3 +52,20 @@ def test_sixteen_bit_output_words(key):
     frame = np.array([[0, 65535, 8, 7]], dtype=np.uint16)
     out = readout(frame, key, spec)
     assert out.dtype == np.uint16 and sorted(out.ravel().tolist()) == [0, 0, 1, 4095]
+
+
+def test_a_privacy_mask_covers_whole_bayer_cells_and_reads_code_zero(key):
+    """Readout spec version 3: a masked position (a whole 2x2 cell of a mosaic) reads input code 0 for all four
+    photosites; a mask of the wrong shape or type is refused in one line."""
+    spec = PRESETS["bayer10"]
+    mosaic = np.full((4, 6, 1), 700, np.uint16)  # 2 x 3 cells
+    mask = np.array([[True, False, False], [False, False, True]])
+    measured = readout(mosaic, key, spec, mask=mask)
+    order = [pixel.address for pixel in stream(mosaic, key, spec, mask=mask)]
+    for step, address in enumerate(order):
+        row, col = divmod(address, 3)
+        codes = measured.reshape(-1, 4)[step]
+        assert codes.tolist() == ([0] * 4 if mask[row, col] else [700] * 4)
+    for bad in (mask.T, mask.astype(np.uint8), [[True] * 3] * 2):
+        with pytest.raises(FrameError, match=r"privacy mask has shape .* expected \(2, 3\) bool"):
+            readout(mosaic, key, spec, mask=bad)

@@ -59,6 +59,8 @@ def test_keyed_yolov8n_on_the_device_detects_what_the_plain_model_detects_in_cam
     save(keyed, tmp_path / "keyed.onnx")
     manifest = keyed.manifest
     assert manifest.task == "detect" and len(manifest.labels) == 80 and manifest.input.shape[0] == 1
+    assert (manifest.input.fit, manifest.input.pad) == ("letterbox", 114.0)  # ultralytics' LetterBox, from metadata
+    assert manifest.input.sources["fit"] == "ultralytics metadata" and manifest.input.sources["std"] == "--std"
     frames = _frames(tmp_path / "frames")
     reference = _plain_outputs(plain, frames, manifest, key)
     # a threshold in the widest gap of all the photos' scores: float rounding cannot move a candidate across it
@@ -73,7 +75,7 @@ def test_keyed_yolov8n_on_the_device_detects_what_the_plain_model_detects_in_cam
     decoder = make_decoder(TaskConfig(score_threshold=threshold), manifest)
     total = 0
     for name, (output, camera) in reference.items():
-        want = decoder.decode([output], Geometry.of(SIZE[1], SIZE[0], camera))["detections"]
+        want = decoder.decode([output], Geometry.of(SIZE[1], SIZE[0], camera, manifest.input.fit))["detections"]
         got = results[name]["detections"]
         assert len(got) == len(want), name
         for g, w in zip(got, want):

@@ -57,7 +57,7 @@ def test_names_are_read_as_literals_only(key, names, labels):
 
 
 def test_a_task_without_a_decoder_family_is_left_unknown(key):
-    keyed = keyify(_model({"task": "pose", "names": "{0: 'person'}"}), key, KeyifyOptions(policy="boundary"))
+    keyed = keyify(_model({"task": "depth", "names": "{0: 'person'}"}), key, KeyifyOptions(policy="boundary"))
     assert keyed.manifest.task == "" and keyed.manifest.labels == ["person"]
     assert '"task"' not in keyed.manifest.to_json()
 

@@ -92,3 +92,52 @@ def test_missing_and_broken_models(tmp_path):
     result = keycam("export", "triton", str(tmp_path / "none.onnx"), "--name", "m",
                     "--repository", str(tmp_path / "repo"))
     assert result.returncode == 1 and result.stderr.count("\n") == 1 and "does not exist" in result.stderr
+
+
+def _fixed_batch(path: Path, batch: int = 1) -> Path:
+    graph = helper.make_graph([helper.make_node("Relu", ["images"], ["y"])], "g",
+                              [helper.make_tensor_value_info("images", onnx.TensorProto.FLOAT, [batch, 3, 4, 4])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [batch, 3, 4, 4])])
+    onnx.save(helper.make_model(graph), path)
+    return path
+
+
+def test_a_batch_size_a_fixed_batch_model_cannot_take_is_refused(tmp_path):
+    plain = _fixed_batch(tmp_path / "fixed.onnx")
+    done = keycam("export", "triton", str(plain), "--name", "m", "--repository", str(tmp_path / "repo"),
+                  "--max-batch-size", "8")
+    assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "a fixed batch of 1 ('images' is (1, 3, 4, 4))" in done.stderr and "--max-batch-size 0" in done.stderr
+    assert not (tmp_path / "repo").exists()
+    with pytest.raises(ModelError, match="fixed batch of 4"):
+        export_triton(_fixed_batch(tmp_path / "four.onnx", 4), tmp_path / "repo", "m", TritonOptions(max_batch_size=4))
+    for asked in ([], ["--max-batch-size", "0"]):  # left out: 0 for this model, and 0 asked for
+        done = keycam("export", "triton", str(plain), "--name", "m", "--repository", str(tmp_path / "repo"), *asked)
+        assert done.returncode == 0, done.stderr
+    config = _parse(tmp_path / "repo" / "m" / "config.pbtxt")
+    assert config.max_batch_size == 0 and list(config.input[0].dims) == [1, 3, 4, 4]
+
+
+def test_a_dynamic_batch_gets_eight_by_default_and_what_is_asked(repository, tmp_path):
+    folder, _ = repository
+    export_triton(folder / "keyed.onnx", tmp_path / "repo", "a")
+    assert _parse(tmp_path / "repo" / "a" / "config.pbtxt").max_batch_size == 8
+    export_triton(folder / "keyed.onnx", tmp_path / "repo", "b", TritonOptions(max_batch_size=0))
+    config = _parse(tmp_path / "repo" / "b" / "config.pbtxt")
+    assert config.max_batch_size == 0 and list(config.input[0].dims) == [-1, 28, 28, 1]
+
+
+@pytest.mark.parametrize("flag, value", [("--max-batch-size", 2**31), ("--instances", 2**31),
+                                         ("--max-queue-delay-us", 2**64), ("--version", 2**63)])
+def test_numbers_past_what_tritons_configuration_holds_are_refused(repository, tmp_path, flag, value):
+    folder, _ = repository
+    done = keycam("export", "triton", str(folder / "keyed.onnx"), "--name", "m", "--repository",
+                  str(tmp_path / "repo"), flag, str(value))
+    assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert f"{flag} {value} is out of range" in done.stderr and not (tmp_path / "repo").exists()
+    highest = {"--max-queue-delay-us": 2**64 - 1, "--version": 2**63 - 1}.get(flag, 2**31 - 1)
+    if flag != "--instances":  # a config with 2**31-1 instances parses; it is not worth starting
+        done = keycam("export", "triton", str(folder / "keyed.onnx"), "--name", "m", "--repository",
+                      str(tmp_path / "repo"), flag, str(highest))
+        assert done.returncode == 0, done.stderr
+        _parse(tmp_path / "repo" / "m" / "config.pbtxt")  # Triton's own parser takes it
