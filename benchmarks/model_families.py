@@ -59,7 +59,6 @@ import onnxruntime as ort
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from edge.errors import ModelError  # noqa: E402
 from edge.lab.demo import shipped_photo  # noqa: E402
 from edge.lab.verify import VerifyReport, plain_input, prepare_frame, verify  # noqa: E402
 from edge.sensor import Readout  # noqa: E402
@@ -102,18 +101,21 @@ NOT_V8 = f"not tested (the same `yolo` decoder is, on YOLO11n: {DETECT})"
 FAMILIES = [
     _ultra("yolov8n-320-fixed", "YOLOv8n", "yolov8n.yaml", predict=NOT_V8),
     _ultra("yolov8n-320-dynamic", "YOLOv8n", "yolov8n.yaml", dynamic=True, predict=NOT_V8),
-    _ultra("yolov8n-640-fixed", "YOLOv8n", "yolov8n.yaml", size=640, predict=NOT_V8, reps=30),
-    _ultra("yolov8n-640-dynamic", "YOLOv8n", "yolov8n.yaml", size=640, dynamic=True, predict=NOT_V8, reps=30),
+    _ultra("yolov8n-640-fixed", "YOLOv8n", "yolov8n.yaml", size=640, predict=NOT_V8, reps=20),
+    _ultra("yolov8n-640-dynamic", "YOLOv8n", "yolov8n.yaml", size=640, dynamic=True, predict=NOT_V8, reps=20),
     _ultra("yolo11n-320-fixed", "YOLO11n", "yolo11n.yaml", predict=f"yes: {DETECT}"),
     _ultra("yolo11n-320-dynamic", "YOLO11n", "yolo11n.yaml", dynamic=True,
-           predict=f"yes at fixed batch: {DETECT}"),
-    _ultra("yolo11n-seg-320-fixed", "YOLO11n-seg", "yolo11n-seg.yaml", predict=f"yes: {SEGMENT}"),
+           predict=f"yes for the fixed-batch export: {DETECT}"),
+    _ultra("yolo11n-seg-320-fixed", "YOLO11n-seg", "yolo11n-seg.yaml",
+           predict=f"yes (boxes; masks IoU >= 0.9, areas equal): {SEGMENT}"),
     _ultra("yolo11n-pose-320-fixed", "YOLO11n-pose", "yolo11n-pose.yaml", predict=f"yes: {POSE_OBB}"),
-    _ultra("yolo11n-obb-320-fixed", "YOLO11n-obb", "yolo11n-obb.yaml", predict=f"yes: {POSE_OBB}"),
+    _ultra("yolo11n-obb-320-fixed", "YOLO11n-obb", "yolo11n-obb.yaml",
+           predict=f"yes, under ultralytics' own rotated NMS (`rotated_nms = \"probiou\"`): {POSE_OBB}"),
     _ultra("yolo11n-cls-320-fixed", "YOLO11n-cls", "yolo11n-cls.yaml", predict=f"yes: {CLASSIFY}"),
-    _ultra("yolov10n-320-fixed", "YOLOv10n (`nms=False`)", "yolov10n.yaml", predict=f"yes: {DETECT}"),
-    _ultra("rtdetr-l-320-fixed", "RT-DETR-l", "rtdetr-l.yaml", predict=f"yes (slow test): {DETECT}",
-           settings=TaskConfig(decoder="rtdetr", score_threshold=0.02), reps=15),
+    _ultra("yolov10n-320-fixed", "YOLOv10n, `nms=False`", "yolov10n.yaml", predict=f"yes: {DETECT}"),
+    _ultra("rtdetr-l-320-fixed", "RT-DETR-l", "rtdetr-l.yaml",
+           predict=f"yes (a slow test; `decoder = \"rtdetr\"` named, boxes compared clipped): {DETECT}",
+           settings=TaskConfig(decoder="rtdetr", score_threshold=0.02), reps=10),
     *(Family(f"{arch}-timm", f"timm {arch}", "timm", 224, True, arch, {"task": "classify"})
       for arch in ("mobilenetv3_small_100", "resnet18", "efficientnet_b0", "vit_tiny_patch16_224")),
     *(Family(f"{arch}-torchvision", f"torchvision {arch}", "torchvision", 224, False, arch,
@@ -323,11 +325,12 @@ def _decoded(report: VerifyReport) -> str:
         return f"{verdict}: {report.not_decoded}"
     found = re.search(r": (\w+) decoder", report.decoder)
     decoder = found.group(1) if found else report.decoder
-    counted = ", ".join(f"{c.compared} {c.kind}" for c in report.answers if c.kind != "counts")
-    flips = sum(sum(c.flips.values()) for c in report.answers)
+    counted = ", ".join(f"top-1 class and score on {c.compared} frames" if c.classifier else f"{c.compared} {c.kind}"
+                        for c in report.answers if c.kind != "counts")
+    flips = [f"{n} {reason}" for c in report.answers for reason, n in c.flips.items()]
     text = f"{verdict}: `{decoder}`, {counted or 'nothing'} compared"
     if flips:
-        text += f", {flips} at a threshold (not counted)"
+        text += f" (in one answer only, not counted: {', '.join(flips)})"
     if report.refused:
         text += f"; {report.refused} of {report.images} frames refused alike"
     if not report.exact:
@@ -335,9 +338,9 @@ def _decoded(report: VerifyReport) -> str:
     return text
 
 
-def table(rows: list[Row], plains: dict[str, onnx.ModelProto], threads: int) -> list[str]:
-    lines = [f"| model (exporter, input, batch) | policy | accepted | exact raw (max rel. diff) | exact decoded "
-             f"(verify) | plain ms | keyed ms | keyed / plain | answers = ultralytics `predict` |",
+def table(rows: list[Row], plains: dict[str, onnx.ModelProto]) -> list[str]:
+    lines = ["| model (exporter, input, batch) | policy | accepted | exact raw (max rel. diff) | exact decoded "
+             "(verify) | plain ms | keyed ms | keyed / plain | answers = ultralytics `predict` |",
              "|---|---|---|---|---|---|---|---|---|"]
     exporters = {"ultralytics": "ultralytics", "timm": "timm, torch.onnx", "torchvision": "torchvision, torch.onnx",
                  "face": "tflite2onnx", "palm": "tf2onnx"}
@@ -364,6 +367,18 @@ def _cpu() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def _versions() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = []
+    for name in ("ultralytics", "torch", "timm", "torchvision", "tflite2onnx"):
+        try:
+            found.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            pass
+    return ", ".join(found) + " (tf2onnx: its own environment, " + str(SHARE / "tf2onnx") + ")"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--reps", type=int, default=50, help="interleaved repetitions (a family's own, if fewer)")
@@ -378,6 +393,7 @@ def main() -> int:
         parser.error(f"unknown families {sorted(unknown)}; choose among {', '.join(f.name for f in FAMILIES)}")
     families = [f for f in FAMILIES if not wanted or f.name in wanted]
     started, load_before = time.perf_counter(), Path("/proc/loadavg").read_text().split()[:3]
+    began = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     (args.work / "keyed").mkdir(parents=True, exist_ok=True)
     make_plain(args.work, families)
     exported = time.perf_counter() - started
@@ -397,17 +413,17 @@ def main() -> int:
             file=sys.stderr, flush=True)
     load_after = Path("/proc/loadavg").read_text().split()[:3]
     total = time.perf_counter() - started
-    reps_note = ", ".join(f"{f.model} at {f.size}: {min(args.reps, f.reps)}" for f in families
-                          if f.reps and f.reps < args.reps)
-    print(f"Run on {datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}; machine: {platform.machine()}, "
+    reps_note = ", ".join(dict.fromkeys(f"{f.model} at {f.size}: {f.reps}" for f in families
+                                        if f.reps and f.reps < args.reps))
+    print(f"Run on {began}; machine: {platform.machine()}, "
           f"{os.cpu_count()} cores, {_cpu()}; Python {platform.python_version()}, onnxruntime {ort.__version__}, "
-          f"onnx {onnx.__version__}")
+          f"onnx {onnx.__version__}; exporters: {_versions()}")
     print(f"command: python benchmarks/model_families.py {' '.join(sys.argv[1:])}".rstrip())
     print(f"load average (1, 5, 15 min) before {' '.join(load_before)}, after {' '.join(load_after)}; "
           f"{total / 60:.1f} min in all ({exported / 60:.1f} exporting)")
     print(f"latency: onnxruntime CPU, {args.threads} threads, batch 1, median of {args.reps} interleaved repetitions"
           + (f" ({reps_note})" if reps_note else "") + "\n")
-    for line in table(rows, plains, args.threads):
+    for line in table(rows, plains):
         print(line)
     return 0
 

@@ -29,24 +29,33 @@ with the same checks ``keycam run`` makes before it opens anything::
     path = ""                  # an .mcap recording of the measurements (optional)
     [forward]
     url = ""                   # an Open Inference Protocol server: measurements (or a split's features) go there
+    [events]
+    enabled = false            # track objects across frames: events and zones (edge.events; the events extra)
+    path = ""                  # the events log, JSON lines (optional)
+    [zones.driveway]           # a zone, named: a polygon in camera pixels, and its filters (edge.events.zones)
+    coordinates = [[0, 300], [640, 300], [640, 480], [0, 480]]
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 from pydantic import AfterValidator, Field, ValidationError, model_validator
 
 from edge.errors import ConfigError
+from edge.events.zones import ZoneConfig, check_zones
 from edge.masks import PrivacyMasks
 from edge.schema import Section
 from edge.sinks import SECTIONS, SinkConfig
+from edge.sinks.events import EventsConfig
 from edge.sinks.forwarding import ForwardConfig
+from edge.sinks.metrics import MetricsConfig
 from edge.sinks.mqtt import MqttConfig
 from edge.sinks.recorder import RecordConfig
 from edge.sinks.results import ResultsConfig
+from edge.sinks.web import WebConfig
 from edge.sources import KINDS, SourceSettings
 from edge.sources.default import DefaultConfig
 from edge.tasks import TaskConfig
@@ -140,12 +149,6 @@ class ReadoutConfig(Section):
         return bool(self.rotate_frames or self.rotate_seconds)
 
 
-class MetricsConfig(Section):
-    port: int = Field(default=0, ge=0, le=65535, description="serve Prometheus metrics on this TCP port "
-                                                              "(0: no metrics endpoint)")
-    host: str = Field(default="127.0.0.1", description="address to bind the metrics endpoint to")
-
-
 class LoopConfig(Section):
     queue: int = Field(default=4, ge=1, le=256, strict=True, description="frames between capture and inference "
                                                                          "(unit: frames)")
@@ -179,6 +182,20 @@ class Config(Section):
     record: RecordConfig = Field(default_factory=RecordConfig, description="measurements to an MCAP recording")
     forward: ForwardConfig = Field(default_factory=ForwardConfig, description="measurements to an inference "
                                                                               "server")
+    web: WebConfig = Field(default_factory=WebConfig, description="the page the device serves: the measurement "
+                                                                  "live with its answers, events, health (edge.web)")
+    events: EventsConfig = Field(default_factory=EventsConfig, description="tracked objects, their events and "
+                                                                           "the events log (edge.events)")
+    zones: dict[str, ZoneConfig] = Field(default_factory=dict, description="[zones.NAME]: polygons in camera pixels "
+                                                                           "that tracked objects enter and leave")
+
+    @model_validator(mode="after")
+    def _zones_need_tracking(self) -> Config:
+        check_zones(self.zones)
+        if self.zones and not self.events.enabled:
+            raise ValueError(f"[zones.{next(iter(self.zones))}] is set but events.enabled is false; zones follow "
+                             f"tracked objects: set [events] enabled = true")
+        return self
 
     def sink_sections(self) -> list[SinkConfig]:
         """The sinks' sections, in the registry's order (``edge.sinks.SECTIONS``)."""
@@ -194,6 +211,9 @@ def _allowed(model, location: tuple) -> str:
         annotation = field.annotation
         if isinstance(annotation, type) and issubclass(annotation, Section):
             model = annotation
+        elif get_origin(annotation) is dict:  # named sections ([zones.NAME]): the name comes next
+            model = get_args(annotation)[1]
+            break
         else:  # the source union: pydantic puts the chosen kind next in the location
             kind = location[location.index(part) + 1] if location.index(part) + 1 < len(location) else None
             model = KINDS[kind] if kind in KINDS else None

@@ -23,12 +23,13 @@ LABELS = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shir
 MEAN, STD = (72.94,), (90.0,)
 SPEC = PRESETS["gray8"]
 POLICY = "boundary"  # keyify's default layout policy (`fresh`, the paper's, is chosen explicitly)
+DETECTOR_SPEC_NAME = "rgb8-sealed"  # the embedded default reads out sealed (readout spec version 4; edge.seal)
 
 
 def load_or_create_key(path: Path) -> MasterKey:
     if path.exists():
         return MasterKey.load(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     key = MasterKey.generate()
     key.save(path)
     return key
@@ -42,22 +43,24 @@ def default_model(folder: Path, key: MasterKey) -> Path:
         from export.keyify import KeyifyOptions, keyify  # the compiler; only needed the first time
         from export.package.save import save
 
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         save(keyify(ASSET, key, KeyifyOptions(spec=SPEC, mean=MEAN, std=STD, policy=POLICY)), target)
     return target
 
 
 def default_detector(folder: Path, key: MasterKey) -> Path:
-    """The face detector keyed for ``key`` (compiled once, cached as ``folder/face-boundary-<fingerprint>.onnx``)."""
-    from edge.faces import LABELS as FACE_LABELS, MEAN as FACE_MEAN, SPEC as FACE_SPEC, STD as FACE_STD, face_model
+    """The face detector keyed for ``key`` under the sealed readout (``DETECTOR_SPEC``; compiled once, cached as
+    ``folder/face-boundary-rgb8-sealed-<fingerprint>.onnx``: the policy and the spec are in the name, so a model
+    cached by an earlier keycam or for another spec is not reused)."""
+    from edge.faces import LABELS as FACE_LABELS, MEAN as FACE_MEAN, STD as FACE_STD, face_model
 
-    target = folder / f"face-{POLICY}-{key.fingerprint.replace(':', '-')}.onnx"
+    target = folder / f"face-{POLICY}-{DETECTOR_SPEC_NAME}-{key.fingerprint.replace(':', '-')}.onnx"
     if not target.exists():
         from export.keyify import KeyifyOptions, keyify
         from export.package.save import save
 
-        folder.mkdir(parents=True, exist_ok=True)
-        options = KeyifyOptions(spec=FACE_SPEC, mean=FACE_MEAN, std=FACE_STD, policy=POLICY, task="detect",
-                                labels=tuple(FACE_LABELS))
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        options = KeyifyOptions(spec=PRESETS[DETECTOR_SPEC_NAME], mean=FACE_MEAN, std=FACE_STD, policy=POLICY,
+                                task="detect", labels=tuple(FACE_LABELS))
         save(keyify(face_model(), key, options), target)
     return target

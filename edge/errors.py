@@ -15,7 +15,8 @@
     ├── WireError               talking to an inference server over the Open Inference Protocol
     │   ├── ProtocolError       a request or response breaks the protocol (``status``: the HTTP answer)
     │   ├── ServerUnavailable   the server cannot be reached or failed temporarily: retry later
-    │   └── ServerRejected      the server refused a request (4xx): sending it again will not help
+    │   ├── ServerRejected      the server refused a request (4xx): ``final`` when it can never succeed
+    │   └── AnswerError         an answer breaks the protocol or contradicts the server's own model
     ├── ServerError             ``keycam serve`` cannot start: a missing extra, a bad token file, an address in use
     └── LabError                an evaluation, preview or demo cannot run on what it was given
         └── DemoMismatch        firmware_sim and the edge transform disagreed (a bug: please report it)
@@ -70,11 +71,17 @@ class ServerUnavailable(WireError):
 
 
 class ServerRejected(WireError):
-    """The server refused the request (4xx); sending it again will not help."""
+    """The server refused the request. ``final``: this request can never succeed (drop it, counted); otherwise
+    the server or the device's settings are wrong for every request (keep them all, raise the alarm)."""
 
-    def __init__(self, message: str, status: int) -> None:
+    def __init__(self, message: str, status: int, final: bool = True) -> None:
         super().__init__(message)
-        self.status = status
+        self.status, self.final = status, final
+
+
+class AnswerError(WireError):
+    """A server's answer (metadata or inference) breaks the protocol, is over its size bound, or contradicts
+    the server's own model metadata: the server is broken, the request is kept."""
 
 
 class ServerError(KeycamError):

@@ -34,6 +34,7 @@ class Frame:
     source_size: tuple[int, int] | None = None  # (width, height) of the camera frame before it was fitted
     monotonic_ns: int = field(default=0, compare=False)  # the device's monotonic clock at capture (0: unknown)
     masks: str = ""  # the digest of the privacy masks it was read out under ("" : none; edge.masks)
+    seal: object | None = field(default=None, repr=False, compare=False)  # edge.seal.Seal of a sealed measurement
 
     def replace(self, **changes) -> Frame:
         return dataclasses.replace(self, **changes)
@@ -42,7 +43,27 @@ class Frame:
 @dataclass
 class Result:
     """One frame's answer. ``tensors`` are the raw outputs of the stages run so far, by name; ``outputs`` the
-    answer made of them (``edge.answers``)."""
+    answer made of them (``edge.answers``).
+
+    With tracking on (``[events] enabled``; ``edge.events.Tracking``, run right after the answer stage, for local
+    and forwarded answers alike), each detection in ``outputs["detections"]`` has ``"track"`` (its object's id, or
+    None while the tracker has not confirmed it), and:
+
+    - ``events``: the events this frame produced, in order (an empty list when nothing changed): each
+      ``{"type": "new" | "update" | "end", "sequence": int, "before": state, "after": state}``, Frigate's
+      ``frigate/events`` payload; a state is ``{"id", "label", "score", "top_score", "box", "area",
+      "current_zones", "entered_zones", "first_seen", "last_seen", "end_time", "frames", "stationary",
+      "motionless_count", "position_changes"}`` (``edge.events.objects``; times in seconds of frame time);
+      ``update`` comes only when the zones, stationary/moving or the top score (by ``score_step``) changed.
+      The ``end`` events of objects still in view when the run stops come from ``Tracking.finish()``
+      (``SinkContext.tracking``), not on a Result.
+    - ``zones``: the occupancy after this frame, ``{"frame": {"counts": {label: n}, "active": {label: n}},
+      "zones": {name: {"counts": {...}, "active": {...}}}}``: the tracked objects in view (from ``new`` to
+      ``end``) by label, and those of them not stationary, in the whole frame and in each configured zone
+      (every zone is there; a label with no object is absent, i.e. 0). A sink publishes on change by comparing
+      it with what it published last.
+
+    Without tracking ``events`` is empty and ``zones`` None."""
 
     frame: Frame
     outputs: dict = field(default_factory=dict)
@@ -50,6 +71,8 @@ class Result:
     error: str | None = None  # a forwarded frame the server refused (its outputs are then empty)
     tensors: dict = field(default_factory=dict, repr=False, compare=False)
     payload: np.ndarray | None = field(default=None, repr=False, compare=False)  # forwarding: what leaves the device
+    events: list = field(default_factory=list, repr=False, compare=False)  # tracking: this frame's events
+    zones: dict | None = field(default=None, repr=False, compare=False)  # tracking: the occupancy after this frame
 
     @property
     def sequence(self) -> int:

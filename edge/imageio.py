@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from edge.errors import ImageFileError
-from firmware_sim.files import write_atomic
+from firmware_sim.files import read_regular, write_atomic
 
 WRITABLE = (".png", ".npy")
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # keycam reports failures in one line of its own
@@ -31,19 +31,10 @@ cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # keycam repo
 def read_frame(path: str | Path) -> np.ndarray:
     """Read an image or .npy file as an (H, W, C) array, C in {1, 3}, keeping its dtype."""
     path = Path(path)
-    if not path.is_file():
-        raise ImageFileError(f"input '{path}' does not exist or is not a file")
-    try:
-        data = path.read_bytes()  # bytes, then decoded: OpenCV's own file functions crash on non-UTF-8 names
-    except OSError as error:
-        raise ImageFileError(f"input '{path}' cannot be read: {error.strerror}") from None
+    # bytes, then decoded: OpenCV's own file functions crash on non-UTF-8 names; a FIFO or a device is refused
+    data = read_regular(path, "input", ImageFileError)
     if path.suffix.lower() == ".npy":
-        try:
-            frame = np.load(io.BytesIO(data), allow_pickle=False)
-        except (ValueError, OSError, EOFError) as error:
-            raise ImageFileError(f"input '{path}' is not a readable .npy array ({str(error) or 'empty'})") from None
-        if not isinstance(frame, np.ndarray) or frame.size == 0:
-            raise ImageFileError(f"input '{path}' holds an empty array; give a frame of shape (H, W) or (H, W, C)")
+        frame = _npy(data, path)
     else:
         frame = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
         if frame is None:
@@ -58,6 +49,34 @@ def read_frame(path: str | Path) -> np.ndarray:
     if frame.dtype not in (np.uint8, np.uint16):
         raise ImageFileError(f"input '{path}' has dtype {frame.dtype}; keycam reads uint8 or uint16 codes")
     return frame
+
+
+def _npy(data: bytes, path: Path) -> np.ndarray:
+    """The array of a .npy file's bytes; ImageFileError for a header numpy cannot parse, one that promises more
+    or fewer bytes than the file holds (read before any allocation), or an empty array."""
+    def refuse(why: str) -> ImageFileError:
+        return ImageFileError(f"input '{path}' is not a readable .npy array ({why}); save a frame with numpy.save")
+
+    stream = io.BytesIO(data)
+    try:
+        version = np.lib.format.read_magic(stream)
+        readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+        if version not in readers:
+            raise ValueError(f"format version {version[0]}.{version[1]}, not 1.0 or 2.0")
+        shape, fortran, dtype = readers[version](stream)  # numpy's checked parser of the header
+    except Exception as error:  # noqa: BLE001 - numpy raises ValueError, SyntaxError, tokenize.TokenError ...
+        said = str(error).splitlines()[0] if isinstance(error, ValueError) and str(error) else ""
+        raise refuse(said or ("empty" if not data else "a damaged header")) from None
+    if dtype.hasobject or not all(isinstance(n, int) and n >= 0 for n in shape):
+        raise refuse(f"header names dtype {dtype} of shape {shape}")
+    promised = dtype.itemsize * int(np.prod(shape, dtype=object))
+    held = len(data) - stream.tell()
+    if promised != held:
+        raise refuse(f"header promises {promised} bytes of {dtype} {shape}, the file holds {held}")
+    if promised == 0:
+        raise ImageFileError(f"input '{path}' holds an empty array; give a frame of shape (H, W) or (H, W, C)")
+    frame = np.frombuffer(data, dtype, offset=stream.tell()).reshape(shape, order="F" if fortran else "C")
+    return np.ascontiguousarray(frame).astype(dtype.newbyteorder("="), copy=False)
 
 
 def check_writable(path: str | Path) -> Path:

@@ -28,6 +28,7 @@ from edge.answers import Answers
 from edge.config import Config, ModelConfig, ReadoutConfig, default_config, validated
 from edge.credentials import credential_path
 from edge.epochs import EpochSchedule
+from edge.events import Tracking
 from edge.errors import ConfigError
 from edge.loop import CaptureLoop
 from edge.pipeline import Pipeline
@@ -36,6 +37,7 @@ from edge.sensor import Readout, SensorFormat
 from edge.sinks import Sink, SinkContext, build_sinks
 from edge.sources.base import Source
 from edge.sources.virtual import VirtualSensor
+from edge.switches import Switches
 from edge.tasks import TaskConfig, make_decoder
 from firmware_sim.keys import MasterKey
 from firmware_sim.manifest import Manifest
@@ -55,6 +57,8 @@ class Job:
     model_path: Path | None
     default_folder: Path | None = None  # the embedded default's key and models, when the run uses them
     last_summary: dict | None = None  # the loop's summary of the last run, also when it failed
+    tracking: Tracking | None = None  # the run's tracking stage, when [events] is on
+    switches: Switches | None = None  # detection and recording on or off (edge.switches): the loop reads them
 
     def run(self, progress=None) -> dict:
         """Run the capture loop to its end (or a stop signal); the loop's summary."""
@@ -65,6 +69,7 @@ class Job:
                 from edge.metrics import MetricsServer
 
                 server = MetricsServer(metrics.host, metrics.port)
+                server.describe(self.pipeline.manifest, self.key.fingerprint)  # keycam_build_info
                 server.watch_source(self.source)
                 for sink in self.sinks:
                     sink.watch(server)
@@ -73,7 +78,8 @@ class Job:
             capture = CaptureLoop(self.source, self.pipeline, self.sinks, queue_size=loop.queue,
                                   max_frames=loop.max_frames, realtime=loop.realtime, progress=progress,
                                   metrics_server=server, on_frame_error=loop.on_frame_error,
-                                  open_retries=loop.open_retries, open_backoff_s=loop.open_backoff_s)
+                                  open_retries=loop.open_retries, open_backoff_s=loop.open_backoff_s,
+                                  switches=self.switches)
             try:
                 capture.run()
             finally:  # a run that fails still says what it did (frames, spooled, lost) before its error
@@ -89,6 +95,9 @@ class Job:
                  f"mean ms per stage {summary['stage_ms_mean']}; stopped by {summary['stopped_by']}"]
         if self.default_folder is not None:
             lines.append(f"the embedded default's key and compiled models are in '{self.default_folder}'")
+        if self.tracking is not None:
+            counts = self.tracking.counts
+            lines.append(f"tracked {counts['new']} objects: {counts['update']} updates, {counts['end']} ended")
         parts = [self.source.summary()] + [sink.summary() for sink in self.sinks]
         return lines + [line for line in parts if line]
 
@@ -153,6 +162,18 @@ def _sensor(config: Config, manifest: Manifest, key: MasterKey, where: str) -> t
     return VirtualSensor(source, readout), source, readout
 
 
+def _tracking(config: Config, names: list[str]) -> Tracking | None:
+    """The run's one tracking stage (``[events] enabled``), for the task stage or the forwarding sink."""
+    if not config.events.enabled:
+        return None
+    tracking = Tracking(config.events, config.zones)
+    unknown = tracking.unknown_labels(names)
+    if unknown:
+        log.warning("[events] or [zones] name labels the model does not have (%s); its labels are %s",
+                    ", ".join(unknown), ", ".join(names[:20]) + (", ..." if len(names) > 20 else ""))
+    return tracking
+
+
 def build_job(config: Config | None = None, *, replay: bool = False, force: bool = False) -> Job:
     config = validated(config or default_config())
     forwarding_on = bool(config.forward.url)
@@ -171,8 +192,21 @@ def build_job(config: Config | None = None, *, replay: bool = False, force: bool
     labels = list(models.labels) or None
     decoder = make_decoder(settings, final, labels)  # a model whose outputs do not fit is refused here
     answers = Answers(final, decoder, key, config.model.fit_override)
-    pipeline = Pipeline(model, key, task=task, answers=answers, forward=forwarding_on, manifest=manifest)
+    tracking = _tracking(config, decoder.labels or labels or [])
+    pipeline = Pipeline(model, key, task=task, answers=answers, forward=forwarding_on, manifest=manifest,
+                        tracking=tracking)
+    switches = Switches()  # set by the MQTT sink's command topics, read by the loop
+    config.mqtt.link_page(config.web)  # Home Assistant's link to the device: the [web] page, when it is on
     context = SinkContext(key, manifest, replay=replay, force=force, labels=tuple(decoder.labels or labels or ()),
-                          answers=answers, forwarding=forwarding)
+                          answers=answers, forwarding=forwarding, tracking=tracking, switches=switches)
     sinks = build_sinks(config.sink_sections(), context)
-    return Job(config, source, plain_source, readout, pipeline, sinks, key, models.path, models.folder)
+    if any(sink.role == "frames" for sink in sinks):  # a recorder: recording can be switched off and on
+        switches.offer("recordings")
+    for sink in sinks:  # the forwarding sink answers the frames itself: it tracks them, with the same stage
+        if sink.role == "forward":
+            sink.tracking = tracking
+    job = Job(config, source, plain_source, readout, pipeline, sinks, key, models.path, models.folder,
+              tracking=tracking, switches=switches)
+    for sink in sinks:
+        sink.attach(job)  # a sink that shows the whole run (the web page) sees it
+    return job

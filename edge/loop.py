@@ -18,6 +18,9 @@ by bounded queues, a frame moving one way.
   and each failure is counted and logged.
 - ``realtime`` replays recorded sources at their recorded speed (frame timestamps); otherwise as fast
   as possible.
+- The run's switches (``edge.switches``): while detection is off, a frame skips the keyed model and the answer
+  and goes to the frame sinks (the recorder) only, counted in ``undetected``; while recording is off, no result
+  goes to the frame sinks.
 """
 
 from __future__ import annotations
@@ -30,9 +33,11 @@ import time
 from dataclasses import dataclass, field
 
 from edge.errors import CameraError, ConfigError, FrameError
+from edge.frame import Result
 from edge.pipeline import Pipeline
 from edge.sinks.base import Sink
 from edge.sources.base import Source
+from edge.switches import Switches
 
 log = logging.getLogger(__name__)
 _END = object()
@@ -46,6 +51,7 @@ class Metrics:
     errors: int = 0
     skipped: int = 0
     camera_failures: int = 0
+    undetected: int = 0  # frames that met the switch ``detect`` off: recorded (when recording), not answered
     seconds: float = 0.0
     stage_ms: dict = field(default_factory=dict)
     stopped_by: str = "end of source"
@@ -56,20 +62,32 @@ class Metrics:
 
     def summary(self) -> dict:
         return {"frames": self.frames, "fps": round(self.fps, 2), "drops": self.drops, "errors": self.errors,
-                "skipped": self.skipped, "camera_failures": self.camera_failures,
+                "skipped": self.skipped, "camera_failures": self.camera_failures, "undetected": self.undetected,
                 "stage_ms_mean": {k: round(v / max(self.frames, 1), 3) for k, v in self.stage_ms.items()},
                 "stopped_by": self.stopped_by}
+
+
+@dataclass
+class _Undetected:
+    """A frame that met the switch ``detect`` off in the device stage: its bare result, for the frame sinks only."""
+
+    result: Result
+
+    @property
+    def sequence(self) -> int:
+        return self.result.sequence
 
 
 class CaptureLoop:
     def __init__(self, source: Source, pipeline: Pipeline, sinks: list[Sink], *, queue_size: int = 4,
                  max_frames: int = 0, realtime: bool = False, retries: int = 5, backoff_s: float = 0.5,
                  progress=None, metrics_server=None, on_frame_error: str = "skip", open_retries: int = 0,
-                 open_backoff_s: float = 1.0) -> None:
+                 open_backoff_s: float = 1.0, switches: Switches | None = None) -> None:
         if on_frame_error not in FRAME_ERROR_POLICIES:
             raise ConfigError(f"on_frame_error {on_frame_error!r}; use one of {', '.join(FRAME_ERROR_POLICIES)}")
         self.on_frame_error = on_frame_error
         self.source, self.pipeline, self.sinks = source, pipeline, sinks
+        self.switches = switches or Switches()  # detection and recording on or off (edge.switches)
         self.queue: queue.Queue = queue.Queue(maxsize=max(1, queue_size))  # capture -> device stage
         self.staged: queue.Queue = queue.Queue(maxsize=max(1, queue_size))  # device stage -> task stage
         self.max_frames = max_frames
@@ -183,7 +201,7 @@ class CaptureLoop:
 
     # -- the loop ---------------------------------------------------------------
 
-    def _export(self, result, start: float) -> None:
+    def _export(self, result) -> None:
         server, metrics = self.server, self.metrics
         server.frames.inc()
         for stage, ms in result.latency_ms.items():
@@ -192,7 +210,7 @@ class CaptureLoop:
                             ("camera_failures", metrics.camera_failures)):
             getattr(server, name).inc(max(0, value - self._exported.get(name, 0)))
             self._exported[name] = value
-        server.fps.set(metrics.frames / max(time.perf_counter() - start, 1e-9))
+        server.rate.tick()  # keycam_fps: the frames of the last seconds, read at each scrape
 
     def _device_stage(self) -> None:
         try:
@@ -200,6 +218,9 @@ class CaptureLoop:
                 item = self.queue.get()
                 if item is _END:
                     break
+                if not self.switches.detect:  # no model and no answer: the measurement goes to the recorder only
+                    self._hand_on(_Undetected(Result(item, latency_ms={"transform": item.readout_ms})))
+                    continue
                 try:
                     staged = self.pipeline.front(item)  # a Result whose tensors the task stage answers
                 except FrameError as error:
@@ -221,26 +242,30 @@ class CaptureLoop:
             except queue.Full:
                 continue
 
-    def _task_stage(self, start: float) -> None:
+    def _task_stage(self) -> None:
         """The calling thread's stage: each result answered and handed to every sink, in order, until the end."""
         while True:
             item = self.staged.get()
             if item is _END:
                 return
+            answered = not isinstance(item, _Undetected)
             try:
-                result = self.pipeline.back(item)
+                result = self.pipeline.back(item) if answered else item.result
             except FrameError as error:
                 self._frame_failed(FrameError(f"frame {item.sequence}: {error}"))
                 if self.stop_event.is_set():
                     return
                 continue
             self.metrics.frames += 1  # handed to the sinks (one that fails accounts for it: spooled or lost)
+            self.metrics.undetected += not answered
+            recording = self.switches.recordings
             for sink in self.sinks:  # the plain frame (debug recording only) goes to no other sink
-                sink.write(result if sink.wants_plain else result.without_plain())
+                if recording if sink.role == "frames" else answered:  # the switches (edge.switches)
+                    sink.write(result if sink.wants_plain else result.without_plain())
             for stage, ms in result.latency_ms.items():
                 self.metrics.stage_ms[stage] = self.metrics.stage_ms.get(stage, 0.0) + ms
             if self.server is not None:
-                self._export(result, start)
+                self._export(result)
             if self.progress is not None:
                 self.progress.update(1)
             if self.max_frames and self.metrics.frames >= self.max_frames:
@@ -299,7 +324,7 @@ class CaptureLoop:
                 sink.start()
             capture.start()
             device.start()
-            self._task_stage(start)
+            self._task_stage()
             if self._failure is not None:
                 if self.metrics.stopped_by == "end of source":
                     self.metrics.stopped_by = "error"

@@ -11,6 +11,8 @@ none reads every epoch as it is. For key holders, :meth:`KeyedModel.restore` put
 
 from __future__ import annotations
 
+import io
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,7 @@ from edge.restore import Permutations, restore_output
 from firmware_sim.errors import KeycamError
 from firmware_sim.keys import MasterKey
 from firmware_sim.manifest import FINGERPRINT_KEY, METADATA_KEY, Manifest, shape_text
+from firmware_sim.integrity import digest_of, file_digest
 from firmware_sim.words import model_files
 
 OPTIMISATION = {
@@ -72,6 +75,48 @@ def epoch_table(recipe: np.ndarray, inverse: np.ndarray, group: int = 1) -> np.n
     return np.where(position < size, rebuilt, recipe).astype(recipe.dtype)
 
 
+_VERIFIED: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> digest: a file checked once
+
+
+def check_model_file(path: str | Path, manifest: Manifest) -> None:
+    """Refuse a keyed model whose bytes are not the ones it was written with (``Manifest.model_sha256``,
+    ``firmware_sim.integrity``), in one line; a model of before the digest existed is taken as it is."""
+    if not manifest.model_sha256:
+        return
+    path = Path(path)
+    info = path.stat()
+    token = (str(path.resolve()), info.st_size, info.st_mtime_ns)
+    if _VERIFIED.get(token) == manifest.model_sha256:
+        return
+    if digest_of(path.read_bytes()) != manifest.model_sha256:
+        raise ModelError(f"model '{path}' is damaged: its bytes do not match the digest it was written with; copy it "
+                         f"again from where it was made, or compile it again")
+    _VERIFIED[token] = manifest.model_sha256
+
+
+def load_recipes(path: Path, manifest: Manifest, where: str) -> dict[str, np.ndarray]:
+    """The epoch recipes beside a model (``KEYED.epochs.npz``), checked against the manifest's digest and, table by
+    table, against what the manifest says they are; a damaged file is refused in one line."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise ModelError(f"{where}: its epoch recipes '{path}' cannot be read ({error.strerror})") from None
+    if manifest.epochs_sha256 and file_digest(data) != manifest.epochs_sha256:
+        raise ModelError(f"{where}: its epoch recipes '{path}' are damaged (their digest does not match the "
+                         f"manifest's); compile the model again")
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            tables = {name: archive[f"t{index}"] for index, name in enumerate(manifest.sensor_tables)}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+        raise ModelError(f"{where}: its epoch recipes '{path}' cannot be read ({type(error).__name__}); compile the "
+                         f"model again") from None
+    for name, table in tables.items():
+        if table.dtype.kind not in "iu" or table.size == 0 or table.min() < 0:
+            raise ModelError(f"{where}: the epoch recipe of '{name}' in '{path}' is not a table of indices "
+                             f"({table.dtype}, {table.size} entries); compile the model again")
+    return tables
+
+
 def read_manifest(session: ort.InferenceSession, source: str) -> Manifest | None:
     metadata = session.get_modelmeta().custom_metadata_map
     if METADATA_KEY not in metadata:
@@ -95,6 +140,10 @@ class KeyedModel:
             raise ModelError(f"model '{path}' is not a keyed model (no keycam manifest); compile it with "
                              f"`keycam keyify`")
         self.manifest = manifest
+        check_model_file(self.path, manifest)  # a changed byte anywhere in the file: refused before any frame
+        recipes = model_files(self.path).epochs
+        if manifest.epochs_sha256 and manifest.epoch_rotation and recipes.is_file():  # its sidecar, checked now too
+            load_recipes(recipes, manifest, f"model '{path}'")
         stored = self.session.get_modelmeta().custom_metadata_map.get(FINGERPRINT_KEY)
         if stored != manifest.key_fingerprint:
             raise ModelError(f"model '{path}' has inconsistent fingerprints in its metadata; re-run keycam keyify")
@@ -140,12 +189,12 @@ class KeyedModel:
         size = height * width
         inverse = inverse_table(permutation_table(self.key.sensor_key(height, width, epoch), size))
         options = session_options(self.threads, self.optimisation)
-        with np.load(sidecar, allow_pickle=False) as recipes:
-            for index, name in enumerate(manifest.sensor_tables):
-                table = epoch_table(recipes[f"t{index}"], inverse, manifest.table_groups.get(name, 1))
-                value = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(table))
-                self._overrides.append(value)  # must outlive the session's creation
-                options.add_initializer(name, value)
+        recipes = load_recipes(sidecar, manifest, f"model '{self.path}'")
+        for name in manifest.sensor_tables:
+            table = epoch_table(recipes[name], inverse, manifest.table_groups.get(name, 1))
+            value = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(table))
+            self._overrides.append(value)  # must outlive the session's creation
+            options.add_initializer(name, value)
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         except Exception as error:  # onnxruntime's own exception types

@@ -35,6 +35,7 @@ from edge.epochs import EpochSchedule
 from edge.errors import FrameError, SpecError
 from edge.frame import Frame
 from edge.masks import PrivacyMasks
+from edge.seal import Sealer
 from edge.tasks.geometry import Geometry
 from edge.transform import AdcTransform
 from firmware_sim.cfa import PHASES, cell_offsets
@@ -193,6 +194,7 @@ class Readout:
         self.height, self.width = height, width
         self.fit, self.pad = fit, pad  # the model's framing (edge.fitting)
         self.masks = masks  # privacy masks: never digitised (edge.masks)
+        self.sealer = Sealer(key, spec) if spec.is_sealed else None  # the sealed readout (edge.seal): this run's
         self._masks_by_size: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         self.sensor_order = sensor_order  # the channel order the (emulated) sensor delivers
         self.source_order = source_order  # the channel order of the plain frames it is given
@@ -267,9 +269,13 @@ class Readout:
         start = time.perf_counter()
         camera, mask = self.masked(frame.image)
         image = self.prepare(camera)
-        measurement = self.measure(image, self.epoch(frame), mask)
+        epoch = self.epoch(frame)
+        measurement = self.measure(image, epoch, mask)
+        masks = self.masks.digest if self.masks is not None else ""
+        sealed = None
+        if self.sealer is not None:  # the sealed readout: ciphertext leaves the sensor, its seal beside it
+            measurement, sealed = self.sealer.seal(measurement, frame, epoch, masks)
         height, width = frame.image.shape[:2]
-        return frame.replace(image=measurement, measured=True, epoch=self._last_epoch, fingerprint=self.fingerprint,
-                             plain=image if self.keep_plain else None, source_size=(width, height),
-                             masks=self.masks.digest if self.masks is not None else "",
-                             readout_ms=(time.perf_counter() - start) * 1e3)
+        return frame.replace(image=measurement, measured=True, epoch=epoch, fingerprint=self.fingerprint,
+                             plain=image if self.keep_plain else None, source_size=(width, height), masks=masks,
+                             seal=sealed, readout_ms=(time.perf_counter() - start) * 1e3)

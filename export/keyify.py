@@ -58,6 +58,7 @@ from export.errors import ModelError, UnsupportedModel
 from export.prepare.graph import prepare
 from firmware_sim.errors import KeycamError
 from firmware_sim.keys import MasterKey
+from firmware_sim.spec import PRESETS, ReadoutSpec
 
 __all__ = ["IspOptions", "KeyifyOptions", "KeyifyResult", "keyify"]
 
@@ -84,8 +85,15 @@ def keyify(plain: onnx.ModelProto | str, key: MasterKey, options: KeyifyOptions 
                                                     "this is a compiler bug, please report it with the model") from None
 
 
+def sealed_default(channels: int) -> ReadoutSpec:
+    """The readout spec a new configuration gets when none is named: the sealed preset for the model's channels."""
+    return PRESETS["gray8-sealed" if channels == 1 else "rgb8-sealed"]
+
+
 def _keyify(plain: onnx.ModelProto | str, key: MasterKey, options: KeyifyOptions) -> KeyifyResult:
     graph = prepare(plain, options.size)
+    if options.spec is None:  # a new configuration: sealed (readout spec version 4), gray or RGB as the model reads
+        options = replace(options, spec=sealed_default(graph.channels))
     check_options(graph, options)
     chosen = resolve(options, plain_metadata(graph.model), f"model {graph.model.graph.name or '(unnamed)'!r}")
     options = replace(options, mean=chosen.mean, std=chosen.std, model_order=chosen.model_order, fit=chosen.fit,

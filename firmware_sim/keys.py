@@ -10,6 +10,8 @@ with these ASCII ``info`` strings (decimal integers, no padding):
 
     keycam/1/sensor/{H}x{W}/epoch/{E}      the sensor's readout layout L0 for an H x W frame
     keycam/1/layer/{LABEL}/{H}x{W}         a network layer's output layout (LABEL: [A-Za-z0-9._:-]+)
+    keycam/1/seal/{AEAD}/epoch/{E}/run/{R} the sealed readout's key (AEAD: aes-256-gcm | chacha20-poly1305;
+                                           R: the sensor run's 128-bit identifier, 32 hex digits; seal.py)
     keycam/1/fingerprint                   the public fingerprint (first 8 bytes)
 
 The fingerprint, ``kc1:`` and 16 hex digits, identifies a key without revealing
@@ -51,6 +53,17 @@ def layer_info(label: str, height: int, width: int) -> bytes:
     if not _LABEL.match(label):
         raise ValueError(f"layer label {label!r} must match [A-Za-z0-9._:-]+")
     return f"keycam/1/layer/{label}/{height}x{width}".encode("ascii")
+
+
+def seal_info(aead: str, epoch: int, run: bytes) -> bytes:
+    """The HKDF ``info`` of the sealing key of one key epoch and one sensor run (``firmware_sim.seal``)."""
+    if aead not in ("aes-256-gcm", "chacha20-poly1305"):
+        raise ValueError(f"AEAD {aead!r} must be aes-256-gcm or chacha20-poly1305")
+    if not isinstance(epoch, int) or not 0 <= epoch < 1 << 64:
+        raise ValueError(f"epoch {epoch!r} must be an integer in 0 .. 2**64-1")
+    if not isinstance(run, bytes) or len(run) != 16:
+        raise ValueError("a sensor run's identifier is 16 bytes")
+    return f"keycam/1/seal/{aead}/epoch/{epoch}/run/{run.hex()}".encode("ascii")
 
 
 def _check_size(height: int, width: int) -> None:
@@ -154,6 +167,10 @@ class MasterKey:
     def sensor_key(self, height: int, width: int, epoch: int = 0) -> bytes:
         """The AES-256 key of the sensor layout for an H x W frame in ``epoch``."""
         return self.derive(sensor_info(height, width, epoch))
+
+    def seal_key(self, aead: str, epoch: int, run: bytes) -> bytes:
+        """The sealed readout's 256-bit key for one key epoch and one sensor run."""
+        return self.derive(seal_info(aead, epoch, run))
 
     def layer_key(self, label: str, height: int, width: int) -> bytes:
         """The AES-256 key of a network layer's output layout."""

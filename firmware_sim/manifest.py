@@ -185,6 +185,11 @@ class Manifest(_Strict):
     batch: int | None = Field(default=None, ge=1, description="the fixed batch size the model was exported with "
                                                               "(None: dynamic)")
     quantization: QuantizationSpec | None = None
+    model_sha256: str = Field(default="", pattern=r"^([0-9a-f]{64})?$",
+                              description="the model file's digest, its own value read as 64 zeros "
+                                          "(firmware_sim.integrity): checked when the model loads")
+    epochs_sha256: str = Field(default="", pattern=r"^([0-9a-f]{64})?$",
+                               description="SHA-256 of the epoch recipes beside the model (KEYED.epochs.npz)")
 
     @model_validator(mode="after")
     def _groups_of_tables(self) -> Manifest:
@@ -199,7 +204,8 @@ class Manifest(_Strict):
         data = handler(self)
         if isinstance(data, dict):
             for name, empty in (("table_groups", {}), ("task", ""), ("labels", []), ("batch", None),
-                                ("quantization", None), ("decoder", ""), ("kpt_shape", None)):
+                                ("quantization", None), ("decoder", ""), ("kpt_shape", None), ("model_sha256", ""),
+                                ("epochs_sha256", "")):
                 if data.get(name, empty) == empty:
                     data.pop(name, None)
         return data

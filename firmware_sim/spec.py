@@ -26,21 +26,14 @@ in 64-bit hardware and in numpy's int64. See ``docs/readout-spec.md``.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
 from firmware_sim import SPEC_VERSION
 from firmware_sim.cfa import PHASES, cell_offsets, to_cells, to_mosaic
 from firmware_sim.errors import FrameError, SpecError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib
 
 GAIN_ONE = 1 << 16
 """The gain 1.0 in UQ16.16."""
@@ -51,10 +44,10 @@ class ReadoutSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    spec_version: Literal[1, 2] = Field(
+    spec_version: Literal[1, 2, 4] = Field(
         default=SPEC_VERSION,
-        description="Version of docs/readout-spec.md this spec follows: 1 (pixels), or 2 for a spec that uses "
-        "the Bayer mode (cfa) or MSB-aligned input.",
+        description="Version of docs/readout-spec.md this spec follows: 1 (pixels), 2 for a spec that uses "
+        "the Bayer mode (cfa) or MSB-aligned input, 4 for a sealed spec (seal).",
     )
     channels: Literal[1, 3, 4] = Field(
         default=3,
@@ -93,6 +86,12 @@ class ReadoutSpec(BaseModel):
         description="Version 2. 'msb': input codes arrive as 16-bit words with the input_bits-bit code in the top "
         "bits (a Raspberry Pi 5's unpacked raw); the readout takes word >> (16 - input_bits). input_bits < 16.",
     )
+    seal: Literal["none", "aes-256-gcm", "chacha20-poly1305"] = Field(
+        default="none",
+        description="Version 4. The AEAD that seals the readout's output stream (firmware_sim/seal.py): "
+        "aes-256-gcm (CPUs with AES instructions: a Pi 5), chacha20-poly1305 (without: a Pi 4); 'none': the "
+        "measurement is the permuted codes themselves.",
+    )
 
     @model_validator(mode="after")
     def _black_level_fits(self) -> ReadoutSpec:
@@ -106,9 +105,16 @@ class ReadoutSpec(BaseModel):
     @model_validator(mode="after")
     def _version_2_fields_agree(self) -> ReadoutSpec:
         bayer, msb = self.cfa != "none", self.input_alignment == "msb"
-        if bayer and self.spec_version != 2:
+        sealed = self.seal != "none"
+        if sealed and self.spec_version != 4:
+            raise ValueError(f"seal = {self.seal!r} is the sealed readout of readout spec version 4; set "
+                             f"spec_version = 4")
+        if self.spec_version == 4 and not sealed:
+            raise ValueError("spec_version = 4 adds the sealed readout (seal); a spec without it is version 1 or "
+                             "2: set spec_version to one of them, or seal to an AEAD")
+        if bayer and self.spec_version not in (2, 4):
             raise ValueError(f"cfa = {self.cfa!r} is the Bayer mode of readout spec version 2; set spec_version = 2")
-        if msb and self.spec_version != 2:
+        if msb and self.spec_version not in (2, 4):
             raise ValueError("input_alignment = 'msb' is new in readout spec version 2; set spec_version = 2")
         if self.spec_version == 2 and not (bayer or msb):
             raise ValueError("spec_version = 2 adds only the Bayer mode (cfa) and MSB-aligned input "
@@ -131,6 +137,8 @@ class ReadoutSpec(BaseModel):
         if self.spec_version == 1 and isinstance(data, dict):
             data.pop("cfa", None)
             data.pop("input_alignment", None)
+        if self.spec_version != 4 and isinstance(data, dict):
+            data.pop("seal", None)  # written only by a sealed spec: every earlier spec is written as before
         return data
 
     # -- derived properties -------------------------------------------------
@@ -139,6 +147,11 @@ class ReadoutSpec(BaseModel):
     def input_dtype(self) -> np.dtype:
         """The numpy dtype of input codes (uint8 or uint16; uint16 words for MSB-aligned input)."""
         return np.dtype(np.uint8 if self.input_bits == 8 and not self.is_msb else np.uint16)
+
+    @property
+    def is_sealed(self) -> bool:
+        """True for a sealed spec (version 4): the measurement is the AEAD-sealed readout (firmware_sim.seal)."""
+        return self.seal != "none"
 
     @property
     def is_bayer(self) -> bool:
@@ -208,9 +221,9 @@ class ReadoutSpec(BaseModel):
         depth = f"{self.input_bits}-bit in" + (" (MSB of 16-bit words)" if self.is_msb else "")
         head = f"Bayer {self.cfa} cells (R, Gr, Gb, B)" if self.is_bayer else f"{self.channels} ch"
         text = f"{head}, {depth}, {self.output_bits}-bit out"
-        if self.is_identity:
-            return text + ", identity transfer"
-        return text + f", black {self.black_level}, gain {self.gain:g} (q16 {self.gain_q16})"
+        text += ", identity transfer" if self.is_identity else \
+            f", black {self.black_level}, gain {self.gain:g} (q16 {self.gain_q16})"
+        return text + (f", sealed ({self.seal})" if self.is_sealed else "")
 
     def to_toml(self) -> str:
         """The spec as a TOML document that :func:`load_spec` reads back (strings quoted)."""
@@ -332,48 +345,14 @@ PRESETS: dict[str, ReadoutSpec] = {
                              input_alignment="msb"),
     "bggr12msb": ReadoutSpec(spec_version=2, cfa="BGGR", channels=4, input_bits=12, output_bits=12,
                              input_alignment="msb"),
+    # version 4: the sealed readout (AES-256-GCM; the -chacha variants for CPUs without AES instructions, a Pi 4)
+    "rgb8-sealed": ReadoutSpec(spec_version=4, seal="aes-256-gcm"),
+    "gray8-sealed": ReadoutSpec(spec_version=4, channels=1, seal="aes-256-gcm"),
+    "bggr10-sealed": ReadoutSpec(spec_version=4, cfa="BGGR", channels=4, input_bits=10, output_bits=10,
+                                 seal="aes-256-gcm"),
+    "rgb8-sealed-chacha": ReadoutSpec(spec_version=4, seal="chacha20-poly1305"),
+    "gray8-sealed-chacha": ReadoutSpec(spec_version=4, channels=1, seal="chacha20-poly1305"),
+    "bggr10-sealed-chacha": ReadoutSpec(spec_version=4, cfa="BGGR", channels=4, input_bits=10, output_bits=10,
+                                        seal="chacha20-poly1305"),
 }
 """Built-in specs that ``--spec`` accepts by name."""
-
-
-def _format_validation_error(source: str, error: ValidationError) -> str:
-    parts = []
-    for item in error.errors():
-        path = ".".join(str(p) for p in item["loc"]) or "(top level)"
-        value = item.get("input")
-        if item["type"] == "extra_forbidden":
-            allowed = ", ".join(ReadoutSpec.model_fields)
-            parts.append(f"unknown field {path!r} (allowed: {allowed})")
-        elif not item["loc"]:  # a check across fields: its message names them
-            parts.append(item["msg"].removeprefix("Value error, "))
-        else:
-            message = item["msg"].removeprefix("Value error, ")
-            parts.append(f"{path} = {value!r}: {message}")
-    return f"readout spec {source}: " + "; ".join(parts)
-
-
-def spec_from_mapping(data: dict, source: str = "(mapping)") -> ReadoutSpec:
-    """Build a spec from a mapping, turning validation failures into one-line :class:`SpecError`."""
-    try:
-        return ReadoutSpec.model_validate(data)
-    except ValidationError as error:
-        raise SpecError(_format_validation_error(source, error)) from None
-
-
-def load_spec(name_or_path: str | Path | None) -> ReadoutSpec:
-    """Resolve ``--spec``: ``None`` is the default, a preset name, or a TOML file."""
-    if name_or_path is None:
-        return DEFAULT_SPEC
-    text = str(name_or_path)
-    if text in PRESETS:
-        return PRESETS[text]
-    path = Path(text)
-    if not path.is_file():
-        raise SpecError(
-            f"readout spec {text!r} is neither a preset ({', '.join(PRESETS)}) nor an existing TOML file"
-        )
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        raise SpecError(f"readout spec file '{path}' is not valid TOML: {error}") from None
-    return spec_from_mapping(data, source=f"file '{path}'")

@@ -17,6 +17,11 @@ The ``mask`` cases (readout spec version 3) pass a privacy mask, a bitmap over t
 bits of the case name; one case masks everything), and record it flattened in raster order: a masked
 position reads input code 0.
 
+The ``sealed`` cases (readout spec version 4) read out under a sealed spec: ``output`` is the sealed
+stream (the ciphertext, in the measurement's layout), ``seal`` holds the header (run identifier,
+counter, sequence, capture time: SHAKE-128 of the case name), the tag and the unsealed ``plain_output``;
+AES-256-GCM and ChaCha20-Poly1305, pixels and Bayer cells, with and without a privacy mask.
+
 The ``letterbox`` cases hold a picture inside a field of the pad code (``framing.py``: what a model that
 wants ultralytics' letterbox sees); the case records the picture's place and the pad value, and the
 readout of the whole frame.
@@ -43,10 +48,11 @@ import numpy as np
 
 from firmware_sim import SPEC_VERSION
 from firmware_sim.errors import VectorsError
-from firmware_sim.files import write_atomic
+from firmware_sim.files import read_regular, write_atomic
 from firmware_sim.framing import letterboxed, pad_code
 from firmware_sim.keys import MasterKey
 from firmware_sim.readout import stream
+from firmware_sim.seal import SealHeader, seal_stream, spec_digest
 from firmware_sim.spec import GAIN_ONE, ReadoutSpec
 
 GOLDEN_PATH = Path(__file__).with_name("vectors") / "golden.json"
@@ -161,6 +167,35 @@ _MASK_CASES = [
 ]
 
 
+_SPECS.update({  # version 4: sealed
+    "rgb8-sealed-aes": ReadoutSpec(spec_version=4, seal="aes-256-gcm"),
+    "gray10to8-black64-sealed-chacha": ReadoutSpec(spec_version=4, channels=1, input_bits=10, output_bits=8,
+                                                   black_level=64, gain_q16=GAIN_ONE // 4, seal="chacha20-poly1305"),
+    "bayer-bggr10-sealed-aes": ReadoutSpec(spec_version=4, cfa="BGGR", channels=4, input_bits=10, output_bits=10,
+                                           seal="aes-256-gcm"),
+    "bayer-rggb12msb-sealed-chacha": ReadoutSpec(spec_version=4, cfa="RGGB", channels=4, input_bits=12,
+                                                 output_bits=12, input_alignment="msb", seal="chacha20-poly1305"),
+})
+
+# (spec, key, height, width, epoch, masked): sealed readouts; positions (cells for a Bayer spec)
+_SEALED_CASES = [
+    ("rgb8-sealed-aes", "counting", 5, 7, 0, False),
+    ("rgb8-sealed-aes", "shake", 1, 1, 3, False),
+    ("gray10to8-black64-sealed-chacha", "ones", 6, 4, 1, False),
+    ("bayer-bggr10-sealed-aes", "zeros", 3, 4, 2, True),
+    ("bayer-rggb12msb-sealed-chacha", "counting", 2, 3, 0, False),
+]
+
+
+def case_seal_header(name: str, spec: ReadoutSpec, key: MasterKey, shape: tuple, epoch: int,
+                     masks: str = "") -> SealHeader:
+    """A sealed case's header: run identifier, counter, sequence and capture time from SHAKE-128 of its name."""
+    raw = hashlib.shake_128(("seal/" + name).encode()).digest(40)
+    return SealHeader(run=raw[:16], counter=int.from_bytes(raw[16:24], "big") >> 1, epoch=epoch,
+                      sequence=int.from_bytes(raw[24:32], "big") >> 1, timestamp_ns=int.from_bytes(raw[32:40], "big")
+                      >> 1, shape=shape, fingerprint=key.fingerprint, spec_digest=spec_digest(spec), masks=masks)
+
+
 def case_mask(name: str, height: int, width: int, everything: bool) -> np.ndarray:
     """A case's privacy mask: SHAKE-128 bits of its name (about half the positions), or every position."""
     if everything:
@@ -220,13 +255,34 @@ def generate() -> dict:
         case = _case(spec_name, key_name, height, width, epoch, name, mask=mask)
         case["mask"] = mask.reshape(-1).astype(int).tolist()  # (H, W) -> raster order, 1: masked
         cases.append(case)
+    cases.extend(_sealed_case(*row) for row in _SEALED_CASES)
     return {
         "description": "keycam readout golden vectors (docs/readout-spec.md); regenerate with "
         "`python -m firmware_sim.vectors --write`",
         "spec_version": SPEC_VERSION,
-        "spec_versions": [1, 2, 3],
+        "spec_versions": [1, 2, 3, 4],
         "cases": cases,
     }
+
+
+def _sealed_case(spec_name: str, key_name: str, height: int, width: int, epoch: int, masked: bool) -> dict:
+    """A sealed case: the readout, then the seal as the sensor computes it (``seal_stream``)."""
+    name = "sealed/" + case_name(spec_name, key_name, height, width, epoch)
+    spec, key = _SPECS[spec_name], MasterKey(TEST_KEYS[key_name])
+    mask = case_mask(name, height, width, False) if masked else None
+    case = _case(spec_name, key_name, height, width, epoch, name, mask=mask)
+    channels = spec.channels
+    header = case_seal_header(name, spec, key, (height, width, channels), epoch, "pm1:0123456789abcdef" if masked
+                              else "")
+    frame = np.array(case["input"], dtype=spec.input_dtype).reshape(case_shape(spec, height, width))
+    sealed = seal_stream((pixel.codes for pixel in stream(frame, key, spec, epoch, mask)), key, spec, header)
+    case["plain_output"], case["output"] = case["output"], sealed.data.reshape(-1).tolist()
+    case["seal"] = {"run": header.run.hex(), "counter": header.counter, "sequence": header.sequence,
+                    "timestamp_ns": header.timestamp_ns, "masks": header.masks, "tag": sealed.tag.hex(),
+                    "associated_data": header.associated_data().hex()}
+    if mask is not None:
+        case["mask"] = mask.reshape(-1).astype(int).tolist()  # (H, W) -> raster order, 1: masked
+    return case
 
 
 def _case(spec_name: str, key_name: str, height: int, width: int, epoch: int, name: str | None = None,
@@ -259,10 +315,9 @@ def _case(spec_name: str, key_name: str, height: int, width: int, epoch: int, na
 
 def load(path: Path = GOLDEN_PATH) -> dict:
     path = Path(path)
+    data = read_regular(path, "golden vectors", VectorsError)  # a FIFO or a device is refused, never waited on
     try:
-        vectors = json.loads(path.read_bytes().decode("utf-8"))
-    except OSError as error:
-        raise VectorsError(f"golden vectors '{path}' cannot be read: {error.strerror}") from None
+        vectors = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise VectorsError(f"golden vectors '{path}' are not JSON ({error}); regenerate them with --write") from None
     if not isinstance(vectors, dict) or not isinstance(vectors.get("cases"), list):
@@ -286,6 +341,10 @@ def drift(path: Path = GOLDEN_PATH) -> list[str]:
     return [name for name in names if stored.get(name) != fresh.get(name)]
 
 
+def _count() -> int:
+    return len(_CASES) + len(_LETTERBOX_CASES) + len(_MASK_CASES) + len(_SEALED_CASES)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m firmware_sim.vectors", description=__doc__.split("\n")[0])
     group = parser.add_mutually_exclusive_group(required=True)
@@ -297,13 +356,13 @@ def main(argv: list[str] | None = None) -> int:
             write_atomic(Path(args.write), dumps(generate()).encode())
         except OSError as error:
             raise VectorsError(f"golden vectors '{args.write}' cannot be written: {error.strerror}") from None
-        print(f"wrote {len(_CASES) + len(_LETTERBOX_CASES) + len(_MASK_CASES)} golden cases to {args.write}")
+        print(f"wrote {_count()} golden cases to {args.write}")
         return 0
     drifted = drift(Path(args.check))
     if drifted:
         print(f"{len(drifted)} golden case(s) drifted: {', '.join(drifted)}", file=sys.stderr)
         return 1
-    print(f"all {len(_CASES) + len(_LETTERBOX_CASES) + len(_MASK_CASES)} golden cases match {args.check}")
+    print(f"all {_count()} golden cases match {args.check}")
     return 0
 
 

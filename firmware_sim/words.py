@@ -36,6 +36,7 @@ EPOCHS_SUFFIX = ".epochs.npz"
 FEATURE_SUFFIX = ".feature.onnx"
 TASK_SUFFIX = ".task.onnx"
 INT8_SUFFIX = ".int8.onnx"
+SEAL_SUFFIX = ".seal"  # beside a sealed measurement written as a file: its seal, "header hex:tag hex"
 SPLIT_ROLES = {"feature": FEATURE_SUFFIX, "task": TASK_SUFFIX}
 
 

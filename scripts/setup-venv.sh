@@ -59,6 +59,14 @@ if [[ ",$extras," == *",test,"* ]] && [ "$(uname -m)" = x86_64 ] \
     echo "setup: installing timm==1.0.31 for the tests" >&2
     "$venv/bin/python" -m pip install --quiet --no-deps timm==1.0.31 huggingface_hub==1.1.2 safetensors==0.7.0 >&2
 fi
+if [[ ",$extras," == *",test,"* || ",$extras," == *",events,"* ]] \
+    && ! "$venv/bin/python" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('trackers') is None)"; then
+    # Roboflow's trackers (ByteTrack, OC-SORT) and supervision, for [events] (docs/events.md): without their declared
+    # dependencies, which pull opencv-python (it fights our opencv-python-headless), matplotlib and PyAV that tracking
+    # never imports; the events extra (part of test) installs what they do import.
+    echo "setup: installing trackers==2.6.1 and supervision==0.31.2 for [events]" >&2
+    "$venv/bin/python" -m pip install --quiet --no-deps trackers==2.6.1 supervision==0.31.2 >&2
+fi
 if [[ ",$extras," == *",test,"* ]] && [ ! -d /usr/share/datasets/fashion-mnist ]; then
     # Fashion-MNIST (70,000 labelled images, MIT) from Debian's archive, for the real-model tests.
     if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
@@ -83,6 +91,17 @@ if [[ ",$extras," == *",test,"* ]] && [ ! -f /usr/share/doc/opencv-doc/examples/
         apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq opencv-doc >&2
     else
         echo "setup: opencv-doc's videos are missing; run: sudo apt-get install opencv-doc" >&2
+        exit 1
+    fi
+fi
+if [[ ",$extras," == *",test,"* ]] && ! command -v chromium > /dev/null && [ ! -x /usr/bin/chromium ]; then
+    # Debian's Chromium, which the [web] page's browser test drives headless through Playwright's Python package
+    # (playwright, in the test extra); `playwright install` (a browser download) is never run.
+    if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
+        echo "setup: installing Debian's chromium" >&2
+        apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >&2
+    else
+        echo "setup: Chromium is missing; run: sudo apt-get install chromium" >&2
         exit 1
     fi
 fi

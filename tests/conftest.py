@@ -1,4 +1,5 @@
-"""Shared fixtures: public test keys (they protect nothing) and key files on disk."""
+"""Shared fixtures: public test keys (they protect nothing), key files on disk, and the models made once per
+session (``shared_models``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from firmware_sim.keys import MasterKey
+from tests.shared_models import SharedModels
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -18,6 +20,13 @@ def default_folder(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("keycam-data")
     os.environ["KEYCAM_DATA"] = str(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def shared_models(tmp_path_factory) -> SharedModels:
+    """Exports and keyed models made once per session and shared by the modules that ask for the same one
+    (tests/shared_models.py): read their files, copy them to change them."""
+    return SharedModels(tmp_path_factory.getbasetemp() / "shared")
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("edge", "export", "firmware_sim")
-OUTSIDE_CORE = ("edge/lab", "edge/server", "edge/cli")  # edge's rooms that are not the device core
+OUTSIDE_CORE = ("edge/lab", "edge/server", "edge/cli", "edge/web")  # edge's rooms that are not the device core
 MAX_LINES = 400
 
 
@@ -79,7 +79,7 @@ def test_the_device_core_never_imports_the_lab_the_server_or_the_command_line():
 
 
 def test_the_server_imports_only_the_wire_format_and_the_runtime_of_the_device():
-    allowed = ("edge.server", "edge.wire", "edge.runtime", "edge.errors", "edge.restore", "edge.frame")
+    allowed = ("edge.server", "edge.wire", "edge.runtime", "edge.errors", "edge.restore", "edge.frame", "edge.seal")
     for path in _modules("edge/server"):
         inside = {n for n in _imports(path) if n.startswith("edge.")}
         assert all(n.startswith(allowed) for n in inside), (path, sorted(inside))
@@ -101,15 +101,27 @@ def test_only_the_picamera_source_imports_picamera2():
     assert all(p == allowed for p in users)
 
 
-def test_only_the_server_imports_the_web_framework_and_nothing_imports_tritonclient():
-    """Devices install neither Starlette nor uvicorn (the `server` extra); tritonclient is a test dependency."""
-    server = ROOT / "edge" / "server"
+def test_only_the_server_and_the_page_import_the_web_framework_and_nothing_imports_tritonclient():
+    """Devices install neither Starlette nor uvicorn (the `server` extra) unless they serve the page; tritonclient is a
+    test dependency."""
+    rooms = (ROOT / "edge" / "server", ROOT / "edge" / "web")
     for pkg in PACKAGES:
         for path in _modules(pkg):
             found = _roots(path)
             assert "tritonclient" not in found, path
-            if server not in path.parents:
+            if not any(room in path.parents for room in rooms):
                 assert not found & {"starlette", "uvicorn"}, path
+
+
+def test_the_device_core_reaches_the_page_only_lazily_and_the_page_reaches_no_other_room():
+    """The [web] sink (edge/sinks/web.py) imports edge.web inside a function, when the page starts; the page reads the
+    device core and nothing of the lab, the server, the command line or the compiler."""
+    for path in _device_core():
+        assert not [n for n in _imports(path, top_level_only=True) if n.startswith("edge.web")], path
+    assert "edge.web" in _imports(ROOT / "edge" / "sinks" / "web.py")  # the check sees what it should
+    banned = ("edge.lab", "edge.server", "edge.cli", "export", "onnx")
+    for path in _modules("edge/web"):
+        assert not [n for n in _imports(path) if n.split(".")[0] in banned or n.startswith(banned[:3])], path
 
 
 def test_nothing_outside_the_tests_imports_the_tests():
@@ -176,8 +188,9 @@ def test_importing_the_device_core_loads_no_lab_server_command_line_or_onnx():
             "print(json.dumps(sorted(sys.modules)))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     loaded = json.loads(done.stdout)
-    banned = ("edge.lab", "edge.server", "edge.cli", "export", "onnx", "torch", "starlette", "uvicorn", "picamera2")
-    assert [m for m in loaded if m.split(".")[0] in banned or m.startswith(banned[:3])] == []
+    banned = ("edge.lab", "edge.server", "edge.cli", "edge.web", "export", "onnx", "torch", "starlette", "uvicorn",
+              "picamera2")
+    assert [m for m in loaded if m.split(".")[0] in banned or m.startswith(banned[:4])] == []
     assert "onnxruntime" in loaded and "edge.sources.picamera" in loaded  # the check sees what it should
 
 

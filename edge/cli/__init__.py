@@ -1,6 +1,6 @@
 """The ``keycam`` command line: a thin layer over the library, one module per command group.
 
-Each group's module (``keys``, ``readout``, ``models``, ``capture``, ``lab``, ``serving``) registers
+Each group's module (``keys``, ``readout``, ``models``, ``checks``, ``capture``, ``lab``, ``serving``) registers
 its commands' parsers beside their handlers, and a handler only parses, calls the library and
 prints. Every known error (``KeycamError``), and any ``OSError`` or ``MemoryError`` the library did
 not name itself, becomes one line on stderr and exit status 1; usage errors are one line too and exit
@@ -13,11 +13,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from edge.cli import capture, keys, lab, models, readout, serving
+from edge.cli import capture, checks, keys, lab, models, readout, serving
 from edge.cli.args import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE
 from edge.errors import KeycamError
 
-GROUPS = (keys, readout, models, capture, lab, serving)
+GROUPS = (keys, readout, models, checks, capture, lab, serving)
 
 
 class _Parser(argparse.ArgumentParser):

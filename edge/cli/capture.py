@@ -8,6 +8,7 @@ command's options laid over it and validated (``edge.config.override``), a job b
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from edge.cli.args import count, path, positive
@@ -24,7 +25,8 @@ def register(commands) -> None:
     replay.add_argument("source", type=path, metavar="SOURCE", help="a .mcap recording, a video file or a folder")
     _model_options(replay)
     replay.add_argument("--output", default="-", metavar="RESULTS.jsonl", help="results (default: standard output)")
-    replay.add_argument("--record", type=path, default=None, metavar="OUT.mcap", help="also record the measurements")
+    replay.add_argument("--record", type=path, default=None, metavar="OUT.mcap|FOLDER",
+                        help="also record the measurements (a folder: a new segment in it)")
     replay.add_argument("--force", action="store_true", help="replace an existing --record file")
     replay.add_argument("--realtime", action="store_true", help="at recorded speed instead of as fast as possible")
     replay.add_argument("--skip-damage", action="store_true",
@@ -32,12 +34,13 @@ def register(commands) -> None:
     replay.set_defaults(handler=replay_command)
 
     record = commands.add_parser("record", help="run the capture loop and record the measurements (MCAP)")
-    record.add_argument("output", type=path, metavar="OUT.mcap")
+    record.add_argument("output", type=path, metavar="OUT.mcap|FOLDER",
+                        help="one recording file, or a folder of segments (a new segment on every start)")
     record.add_argument("--config", type=path, default=None, metavar="FILE")
     record.add_argument("--max-frames", type=count, default=None, help="stop after N frames (0: run to the end)")
     record.add_argument("--plain-debug", action="store_true",
                         help="DEBUG ONLY: also record the plain frames (anyone with the file sees the scene)")
-    record.add_argument("--force", action="store_true", help="replace an existing recording")
+    record.add_argument("--force", action="store_true", help="replace an existing recording file")
     record.set_defaults(handler=record_command)
 
     preview = commands.add_parser("preview", help="key holders: PNG of plain | measurement | unscrambled | answer")
@@ -59,14 +62,50 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--key", type=path, default=None, metavar="KEYFILE")
 
 
+# the files a configuration reads besides the model and the key: (section, field)
+CONFIG_INPUTS = (("readout", "mask_image"), ("forward", "token_file"), ("mqtt", "password_file"),
+                 ("mqtt", "ca_file"), ("web", "token_file"))
+
+
 def _inputs(args: argparse.Namespace, config) -> dict:
     """Every file the command reads, by the name the user knows it by (for edge.outputs.check_outputs)."""
+    from edge.credentials import CREDENTIAL, credential_path
+
     found = {"SOURCE": getattr(args, "source", None), "--config": getattr(args, "config", None),
              "the model": config.model.path, "the task model": config.model.task, "the key": config.model.key}
+    for section, name in CONFIG_INPUTS:
+        found[f"{section}.{name}"] = getattr(getattr(config, section, None), name, None)
+    for name, value in found.items():
+        if isinstance(value, str) and value.startswith(CREDENTIAL) and "CREDENTIALS_DIRECTORY" in os.environ:
+            found[name] = credential_path(value)
     source = config.source
     if getattr(source, "path", None):
         found["the source"] = source.path
     return found
+
+
+def _outputs(config, inputs: dict, recording: str, results: str = "results.path") -> dict:
+    """The files a run writes, for check_outputs: its recording (named ``recording``: a file, or a folder checked
+    here), its results (named ``results``) and its events; two of them on one file are refused as an output on an
+    input is."""
+    found = {results: config.results.path, "events.path": getattr(config.events, "path", None)}
+    return {**_recording(recording, config.record.path, {**inputs, **found}), **found}
+
+
+def _check_source(config) -> None:
+    """A source file or folder that is not there (or a recording that is not one) is refused now: before a key is
+    made or a model compiled."""
+    from pathlib import Path
+
+    path = getattr(config.source, "path", None)
+    if not path:
+        return
+    if config.source.kind == "recording":
+        from edge.sources.recording import recording_files
+
+        recording_files(Path(path))
+    elif not Path(path).exists():
+        raise ImageFileError(f"source '{path}' does not exist; check the path")
 
 
 def _configuration(args: argparse.Namespace, **changes):
@@ -86,6 +125,30 @@ def _configuration(args: argparse.Namespace, **changes):
     if getattr(args, "max_frames", None) is not None:
         changes["loop.max_frames"] = args.max_frames
     return override(config, **changes) if changes else config
+
+
+def _recording(name: str, target, others: dict) -> dict:
+    """A recording for ``check_outputs``: a .mcap file is an output like any; a folder of segments is left out of
+    it and checked here: no input or other output (``others``) may be the folder or a segment in it, since keycam
+    removes old segments."""
+    if target in (None, ""):
+        return {}
+    from pathlib import Path
+
+    from edge.errors import ConfigError
+    from edge.recording.segments import segment_start
+    from edge.sinks.recorder import is_folder
+
+    if not is_folder(target):
+        return {name: target}
+    folder = Path(target).resolve()
+    for what, value in others.items():
+        where = Path(value).resolve() if value not in (None, "", "-") else None
+        segment = where is not None and folder == where.parent and segment_start(where.name) is not None
+        if where is not None and (folder == where or segment):
+            raise ConfigError(f"{name} '{target}' holds {what} '{value}': keycam removes old segments there; "
+                              f"record into another folder")
+    return {}
 
 
 EXIT_BY_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}  # 128 + the signal's number, as shells report them
@@ -112,7 +175,9 @@ def run_command(args: argparse.Namespace) -> int:
     from edge.outputs import check_outputs
 
     config = _configuration(args)
-    check_outputs({"results.path": config.results.path, "record.path": config.record.path}, _inputs(args, config))
+    inputs = _inputs(args, config)
+    check_outputs(_outputs(config, inputs, "record.path"), inputs, own_folder=config.model.folder)
+    _check_source(config)
     summary = _run(build_job(config))
     return EXIT_BY_SIGNAL.get(summary["stopped_by"], 0)
 
@@ -122,7 +187,9 @@ def record_command(args: argparse.Namespace) -> int:
     from edge.outputs import check_outputs
 
     config = _configuration(args, **{"record.path": str(args.output), "record.plain_debug": args.plain_debug})
-    check_outputs({"OUT.mcap": args.output, "the results": config.results.path}, _inputs(args, config))
+    inputs = _inputs(args, config)
+    check_outputs(_outputs(config, inputs, "OUT.mcap"), inputs, own_folder=config.model.folder)
+    _check_source(config)
     if args.plain_debug:
         print("keycam record: WARNING: --plain-debug records PLAIN frames; anyone with the file sees the scene",
               file=sys.stderr)
@@ -139,7 +206,9 @@ def replay_command(args: argparse.Namespace) -> int:
     if args.record is not None:
         changes["record.path"] = str(args.record)
     config = _configuration(args, **changes)
-    check_outputs({"--output": args.output, "--record": args.record}, _inputs(args, config))
+    inputs = _inputs(args, config)
+    check_outputs(_outputs(config, inputs, "--record", results="--output"), inputs, own_folder=config.model.folder)
+    _check_source(config)
     job = build_job(config, replay=True, force=args.force)
     summary = _run(job, progress=True)
     if summary["stopped_by"] in EXIT_BY_SIGNAL:
@@ -157,7 +226,8 @@ def preview_command(args: argparse.Namespace) -> int:
     from edge.outputs import check_outputs
 
     config = _configuration(args)
-    check_outputs({"-o": args.output}, _inputs(args, config))
+    check_outputs({"-o": args.output}, _inputs(args, config), own_folder=config.model.folder)
+    _check_source(config)
     job = build_job(config, replay=True)
     written = preview(job, args.output, frames=args.frames)
     print(f"keycam preview: WARNING: {written} shows PLAIN frames (key holders only); protect or delete it",
@@ -172,6 +242,7 @@ def validate_command(args: argparse.Namespace) -> int:
     from edge.config import load_config
 
     config = load_config(args.config)
+    config.record.check()  # the recording's path, as run refuses it (a file that exists, a folder it cannot use)
     if config.model.path:
         from edge.job import epoch_schedule
         from edge.runtime import KeyedModel

@@ -91,7 +91,8 @@ def demo_command(args: argparse.Namespace) -> int:
     print(f"picture    {result.image} ({height}x{width}, {channels} channels)")
     print(f"readout    firmware_sim {result.firmware_seconds:.2f} s, edge transform {result.edge_seconds * 1e3:.1f} ms")
     print(f"agreement  firmware_sim == edge transform, byte for byte: {result.identical}")
+    print(f"sealed     firmware_sim's keystream core == the device's sealer, tag included: {result.sealed_identical}")
     print(f"inverse    right key restores the picture exactly: {result.restored}")
     print(f"wrong key  mean absolute error {result.wrong_key_mean_abs_error:.1f} codes (of 255)")
-    print(f"wrote      {result.panel} (plain | private | unscrambled | wrong key)")
+    print(f"wrote      {result.panel} (plain | paper's measurement | sealed | unscrambled | wrong key)")
     return 0

@@ -1,5 +1,5 @@
-"""The model commands: ``keyify`` (compile a keyed twin), ``quantize`` (int8, calibrated on measurements),
-``verify`` (against the plain model) and ``inspect``.
+"""The model-making commands: ``keyify`` (compile a keyed twin) and ``quantize`` (int8, calibrated on
+measurements); the commands that read models are in ``checks`` (``verify``, ``inspect``).
 
 ``keyify`` and ``quantize`` import the ``export`` package (and so ``onnx``) only when they run: the rest of
 the command line, what a device uses, needs neither.
@@ -8,9 +8,10 @@ the command line, what a device uses, needs neither.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
-from edge.cli.args import EXIT_ERROR, epoch, floats, path, positive, positive_float, positive_floats, size
+from edge.cli.args import epoch, floats, path, positive, positive_float, positive_floats, size
 from firmware_sim.keys import MasterKey
 from firmware_sim.manifest import FITS
 from firmware_sim.words import IMAGE_SUFFIXES, TASKS, is_image, model_files
@@ -47,10 +48,6 @@ def _ccm(text: str) -> tuple[float, ...]:
 def register(commands) -> None:
     _register_keyify(commands)
     _register_quantize(commands)
-    _register_verify(commands)
-    inspect = commands.add_parser("inspect", help="print a model's manifest and key fingerprint")
-    inspect.add_argument("model", type=path, metavar="MODEL.onnx")
-    inspect.set_defaults(handler=inspect_command)
 
 
 def _register_keyify(commands) -> None:
@@ -75,10 +72,15 @@ def _register_keyify(commands) -> None:
     keyify.add_argument("--channel-order", choices=("rgb", "bgr"), default="rgb", help="the measurement's order")
     keyify.add_argument("--model-order", choices=("rgb", "bgr"), default=None,
                         help="the plain model's order (default: the model's metadata, else rgb)")
-    keyify.add_argument("--spec", default=None, metavar="SPEC", help="readout spec (fixes the input dtype)")
+    keyify.add_argument("--spec", default=None, metavar="SPEC", help="readout spec: a preset or a TOML file (default: sealed, rgb8-sealed or gray8-sealed as the "
+                        "model reads; rgb8 is the paper's unsealed readout)")
     keyify.add_argument("--layouts", choices=("boundary", "fresh"), default="boundary",
                         help="layout policy (default boundary; fresh: the paper's, every feature map scrambled)")
-    keyify.add_argument("--split-after", default=None, metavar="NAME", help="node or tensor to split after")
+    keyify.add_argument("--split-after", default=None, type=_split_name, metavar="NAME",
+                        help="node or tensor to split after")
+    keyify.add_argument("--split-reveals-picture", action="store_true",
+                        help="accept a split at or before the first spatial layer: the task server then sees the "
+                             "picture (loud warning)")
     keyify.add_argument("--epoch", type=epoch, default=0, help="key epoch of the sensor layout (default 0)")
     keyify.add_argument("--labels", type=path, default=None, metavar="FILE",
                         help="class names, one per line in class-index order (default: the model's metadata)")
@@ -119,33 +121,10 @@ def _register_quantize(commands) -> None:
     quantize.set_defaults(handler=quantize_command)
 
 
-def _register_verify(commands) -> None:
-    verify = commands.add_parser(
-        "verify", help="compare a keyed model with its plain model on images: raw outputs and decoded answers",
-        description="compare a keyed model with the plain model it was compiled from, on pictures prepared as the "
-                    "device prepares camera frames: every raw output (dense ones put back in order with the key) to "
-                    "1e-4 of its range, then the decoded answers (the manifest's task or --config's [task]; "
-                    "detections as sets, matched by class and box); 'exact' only when both agree. A plain model "
-                    "that is not the keyed model's (other input, outputs or sha256) is refused. Exit 0 when exact, "
-                    "1 otherwise")
-    verify.add_argument("plain", type=path, metavar="PLAIN.onnx", help="the model keyify was given")
-    verify.add_argument("keyed", type=path, metavar="KEYED.onnx", help="its keyed twin (a full model, not a split's)")
-    verify.add_argument("--key", required=True, type=path, metavar="KEYFILE", help="the key it was keyed for")
-    verify.add_argument("--images", required=True, type=path, metavar="DIR",
-                        help="pictures, or .npy sensor frames (those only, for specs deeper than 8 bits)")
-    verify.add_argument("--limit", type=positive, default=None, metavar="N", help="use the first N images only")
-    verify.add_argument("--batch", type=positive, default=None, metavar="N",
-                        help="frames per run of a dynamic-batch model (default 8; a fixed-batch model takes its own)")
-    verify.add_argument("--config", type=path, default=None, metavar="FILE",
-                        help="decode the answers with this configuration's [task] and frame pictures by its [model] "
-                             "fit (default: the model's task, default thresholds, the model's framing)")
-    verify.set_defaults(handler=verify_command)
-
-
 def keyify_command(args: argparse.Namespace) -> int:
     from export.keyify import keyify  # the compiler needs onnx; the device does not
     from export.package.save import family, refuse_existing, remove_stale, save, stored_size
-    from edge.outputs import check_outputs
+    from edge.outputs import check_outputs, sidecars
 
     if args.int8 != (args.calibration is not None):
         args.usage("--int8 needs --calibration DIR" if args.int8 else "--calibration DIR goes with --int8")
@@ -154,12 +133,12 @@ def keyify_command(args: argparse.Namespace) -> int:
     if args.pad is not None and args.fit not in (None, "letterbox"):
         args.usage(f"--pad is the letterbox's padding; --fit {args.fit} does not pad")
     out = args.output
-    siblings = {"-o": out, "its feature model": model_files(out).feature, "its task model": model_files(out).task}
+    siblings = {"-o": out, **sidecars("-o", out)}  # every file of the family: written, or removed as stale
     int8 = model_files(out).int8
     if args.int8:
         siblings |= _int8_outputs(int8)
     check_outputs(siblings, {"PLAIN.onnx": args.plain, "--key": args.key, "--spec": args.spec,
-                             "--calibration": args.calibration})
+                             "--calibration": args.calibration, "--labels": args.labels})
     replaced = family(out) + (family(int8) if args.int8 else [])
     if not args.force:
         refuse_existing(replaced)  # before any compile: an earlier model is never overwritten silently
@@ -167,6 +146,9 @@ def keyify_command(args: argparse.Namespace) -> int:
         _calibration_files(args.calibration)  # a missing or empty folder is refused before compiling
     key = MasterKey.load(args.key)
     options = _keyify_options(args)
+    if args.split_reveals_picture:
+        print("keycam keyify: WARNING: --split-reveals-picture: a split at or before the first spatial layer gives "
+              "the task server the picture itself", file=sys.stderr)
     start = time.perf_counter()
     result = keyify(args.plain, key, options)
     seconds = time.perf_counter() - start
@@ -174,7 +156,8 @@ def keyify_command(args: argparse.Namespace) -> int:
     calibration = _calibration(args.calibration, result.manifest, key) if args.int8 else None
     written = save(result, args.output)
     plain_size = stored_size(args.plain)
-    print(f"keyed {args.plain} for {key.fingerprint} ({args.layouts} layouts) in {seconds:.2f} s; "
+    print(f"keyed {args.plain} for {key.fingerprint} ({args.layouts} layouts; readout: "
+          f"{result.manifest.spec.describe()}) in {seconds:.2f} s; "
           f"{result.stats['plain_nodes']} plain nodes -> {result.stats['keyed_nodes']} keyed nodes")
     for written_path in written:
         note = f" ({stored_size(written_path) / plain_size:.2f}x the plain model)" \
@@ -189,9 +172,15 @@ def keyify_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _split_name(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty name; give the node or tensor to split after (or no --split-after)")
+    return text
+
+
 def _keyify_options(args: argparse.Namespace):
     from export.keyify import IspOptions, KeyifyOptions
-    from firmware_sim.spec import load_spec
+    from firmware_sim.spec_files import load_spec
 
     isp = None
     given = {"black_level": args.isp_black, "wb_gains": args.isp_wb, "ccm": args.isp_ccm, "gamma": args.isp_gamma,
@@ -200,8 +189,9 @@ def _keyify_options(args: argparse.Namespace):
         isp = IspOptions(**{name: value for name, value in given.items() if value is not None})
     return KeyifyOptions(
         size=args.size, mean=args.mean, std=args.std, channel_order=args.channel_order,
-        model_order=args.model_order, spec=load_spec(args.spec), policy=args.layouts,
+        model_order=args.model_order, spec=load_spec(args.spec) if args.spec is not None else None, policy=args.layouts,
         split_after=args.split_after, epoch=args.epoch, isp=isp, labels=args.labels,
+        split_reveals_picture=args.split_reveals_picture,
         task="" if args.task == "tensors" else args.task, fit=args.fit, pad=args.pad,
         normalize=args.normalize or "metadata",  # a model that says nothing is refused, naming the flags
     )
@@ -247,8 +237,9 @@ def _check_task(result, args: argparse.Namespace) -> None:
 
 
 def _int8_outputs(int8, name="the int8 model"):
-    return {name: int8, "its int8 feature model": model_files(int8).feature,
-            "its int8 task model": model_files(int8).task}
+    from edge.outputs import sidecars
+
+    return {name: int8, **sidecars(name, int8)}
 
 
 def _calibration_files(folder) -> list:
@@ -333,59 +324,3 @@ def quantize_command(args: argparse.Namespace) -> int:
     for stale in remove_stale(family(args.output), written):
         print(f"removed {stale} (an earlier model's)")
     return 0
-
-
-def verify_command(args: argparse.Namespace) -> int:
-    from edge.config import load_config
-    from edge.lab.verify import list_images, verify
-
-    key = MasterKey.load(args.key)
-    config = load_config(args.config) if args.config is not None else None
-    images = list_images(args.images)[: args.limit]
-    report = verify(args.plain, args.keyed, key, images, batch=args.batch, settings=config and config.task,
-                    fit=config and config.model.fit_override)
-    for column, text in report.lines():
-        print(f"{column:<13} {text}")
-    return 0 if report.exact else EXIT_ERROR
-
-
-def inspect_command(args: argparse.Namespace) -> int:
-    from edge.runtime import open_session, read_manifest
-
-    session = open_session(args.model, optimisation="disable")
-    manifest = read_manifest(session, str(args.model))
-    for value in session.get_inputs():
-        print(f"input   {value.name} {value.type} {value.shape}")
-    for value in session.get_outputs():
-        print(f"output  {value.name} {value.type} {value.shape}")
-    if manifest is None:
-        print("not a keyed model (no keycam manifest)")
-        return 0
-    print(f"key     {manifest.key_fingerprint}")
-    print(f"role    {manifest.role}, {manifest.policy} layouts, epoch {manifest.epoch}")
-    print(f"spec    {manifest.spec.describe()}")
-    _print_preprocessing(manifest.input)
-    quantised = manifest.quantization
-    print("quant   " + (f"{quantised.format}, weights {quantised.weights}, activations {quantised.activations}; "
-                         f"{quantised.method} on {quantised.calibration}; {quantised.tool}" if quantised
-                         else "none (float32)"))
-    print("manifest:")
-    print(manifest.to_json())
-    return 0
-
-
-def _print_preprocessing(spec) -> None:
-    """How the model wants its pixels, each value with where it came from (the manifest's ``sources``)."""
-    def line(label: str, value: str, *fields: str) -> None:
-        said = [spec.sources[f] for f in fields if f in spec.sources]
-        print(f"{label:<8}{value}  [{'; '.join(dict.fromkeys(said)) or 'not recorded'}]")
-
-    def numbers(values) -> str:
-        return ",".join(f"{v:g}" for v in values)
-
-    letterbox = spec.fit == "letterbox"
-    line("fit", f"letterbox, pad {spec.pad:g}" if letterbox else spec.fit, "fit", *(["pad"] if letterbox else []))
-    line("mean", f"{numbers(spec.mean)} (0..255 scale)", "mean")
-    line("std", f"{numbers(spec.std)} (0..255 scale)", "std")
-    line("order", f"model {spec.model_channel_order}, measurement {spec.channel_order}", "model_order",
-         "model_channel_order")

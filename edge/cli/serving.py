@@ -17,6 +17,8 @@ def register(commands) -> None:
     serve.add_argument("--port", type=port, default=8000, help="TCP port (default 8000)")
     serve.add_argument("--token-file", type=path, default=None, metavar="FILE",
                        help="require 'Authorization: Bearer TOKEN' (the token in FILE, mode 0600) except for health")
+    serve.add_argument("--key", type=path, default=None, metavar="KEYFILE",
+                       help="the key to open sealed measurements with (models of a sealed readout spec need it)")
     serve.add_argument("--max-body-mb", type=positive_float, default=64,
                        help="largest request body, MiB, as sent and decompressed (default 64)")
     serve.add_argument("--threads", type=count, default=0, help="onnxruntime threads per model (0: its default)")
@@ -61,6 +63,11 @@ def serve_command(args: argparse.Namespace) -> int:
     from edge.server.limits import Limits
 
     token = read_token(args.token_file) if args.token_file else os.environ.get("KEYCAM_SERVER_TOKEN") or None
+    key = None
+    if args.key is not None:
+        from firmware_sim.keys import MasterKey
+
+        key = MasterKey.load(args.key)
 
     limits = Limits(max_body_bytes=_bytes(args.max_body_mb), max_rows=args.max_rows,
                     max_inflight_bytes=_bytes(args.max_inflight_mb), header_timeout_s=args.header_timeout_s,
@@ -78,7 +85,7 @@ def serve_command(args: argparse.Namespace) -> int:
 
     serve(args.model_repository, host=args.host, port=args.port, token=token, limits=limits,
           max_connections=args.max_connections, threads=args.threads or None, concurrency=args.concurrency,
-          max_batch=args.max_batch, ready=ready)
+          max_batch=args.max_batch, ready=ready, key=key)
     return 0
 
 

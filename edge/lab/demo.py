@@ -3,10 +3,16 @@
 Steps: make (or load) a key; read a photograph that ships inside a package
 (scikit-image's ``chelsea``, 300 x 451, non-square); read it out with
 firmware_sim (the slow reference) and with the edge transform (the fast twin);
-require the two measurements to be byte-identical; put the positions back with
-the right key and with a wrong one; write the four pictures side by side as one
-PNG. The photograph is public sample data, which is why this job, and only
-this job, writes a plain picture without being asked.
+require the two measurements to be byte-identical; seal the measurement as the
+sensor does (``rgb8-sealed``: firmware_sim's keystream core, one readout step at a
+time) and as the device does (``edge.seal``, one AEAD call), and require those
+byte-identical too, tag included; put the positions back with the right key and
+with a wrong one; write the five pictures side by side as one PNG: the plain
+photo, the paper's measurement (the pixels moved, none changed: its colours are
+the photo's), the sealed one (what leaves the sensor under the sealed readout:
+bytes indistinguishable from uniform), and the two restorations. The photograph
+is public sample data, which is why this job, and only this job, writes a plain
+picture without being asked.
 """
 
 from __future__ import annotations
@@ -19,12 +25,17 @@ import cv2
 import numpy as np
 
 from edge.errors import DemoMismatch, ImageFileError
+from edge.frame import Frame
 from edge.imageio import read_frame, write_image
+from edge.seal import Sealer
 from edge.sources.default import photo
 from edge.transform import AdcTransform
 from firmware_sim.keys import MasterKey
 from firmware_sim.readout import readout
-from firmware_sim.spec import DEFAULT_SPEC, ReadoutSpec
+from firmware_sim.seal import Sealed, open_sealed, seal_stream
+from firmware_sim.spec import DEFAULT_SPEC, PRESETS, ReadoutSpec
+
+SEALED_SPEC = PRESETS["rgb8-sealed"]  # the paper's readout, then AES-256-GCM (readout spec version 4)
 
 
 @dataclass(frozen=True)
@@ -35,6 +46,7 @@ class DemoResult:
     firmware_seconds: float
     edge_seconds: float
     identical: bool
+    sealed_identical: bool  # the sensor's seal (firmware_sim, step by step) == the device's (edge.seal), tag included
     restored: bool
     wrong_key_mean_abs_error: float
     panel: Path
@@ -71,10 +83,24 @@ def as_bgr8(image: np.ndarray, spec: ReadoutSpec, bits: int | None = None) -> np
     return image
 
 
+def sealed(reference: np.ndarray, key: MasterKey, measurement: np.ndarray) -> tuple[np.ndarray, bool]:
+    """(the sealed measurement, whether firmware_sim's keystream core, fed firmware_sim's readout ``reference`` one
+    step at a time, and the device's sealer, fed the edge transform's ``measurement``, agree byte for byte, tag
+    included, and the seal opens back to ``measurement``)."""
+    device = Frame(measurement, 0, time.time_ns(), "demo", measured=True, epoch=0, fingerprint=key.fingerprint)
+    data, seal = Sealer(key, SEALED_SPEC).seal(measurement, device, 0)
+    steps = map(tuple, reference.reshape(-1, reference.shape[2]).tolist())  # (H, W, C) -> the readout's steps
+    sensor = seal_stream(steps, key, SEALED_SPEC, seal.header)
+    agree = np.array_equal(sensor.data, data) and sensor.tag == seal.tag
+    opens = np.array_equal(open_sealed(Sealed(data, seal.tag, seal.header), key, SEALED_SPEC), measurement)
+    return data, agree and opens
+
+
 def run_demo(out_dir: Path, image: Path | None = None, key_path: Path | None = None) -> DemoResult:
     """Run the default job and write ``out_dir/keycam-demo.png``; raise on any disagreement."""
     from edge.outputs import check_outputs
 
+    shipped = image is None  # public sample data: the panel may be read by anyone; a picture of one's own may not
     image = image or shipped_photo()
     generated = key_path is None
     panel_path = out_dir / "keycam-demo.png"
@@ -90,7 +116,6 @@ def run_demo(out_dir: Path, image: Path | None = None, key_path: Path | None = N
         key = MasterKey.generate()
         key.save(key_path, force=True)
     spec = DEFAULT_SPEC
-
     start = time.perf_counter()
     reference = readout(frame, key, spec)
     firmware_seconds = time.perf_counter() - start
@@ -103,17 +128,21 @@ def run_demo(out_dir: Path, image: Path | None = None, key_path: Path | None = N
         differing = int(np.count_nonzero(reference != measurement))
         raise DemoMismatch(f"edge transform differs from firmware_sim in {differing} codes for key {key.fingerprint}")
 
+    ciphertext, sealed_identical = sealed(reference, key, measurement)
+    if not sealed_identical:
+        raise DemoMismatch(f"the device's seal differs from firmware_sim's for key {key.fingerprint}")
     restored = transform.inverse(measurement)
     wrong = AdcTransform(MasterKey.generate(), spec).inverse(measurement)
     panel = np.hstack(
         [
             labelled(as_bgr8(frame, spec), "plain (sample photo)"),
-            labelled(as_bgr8(measurement, spec), "private measurement"),
+            labelled(as_bgr8(measurement, spec), "paper's measurement"),
+            labelled(as_bgr8(ciphertext, SEALED_SPEC), "sealed measurement"),
             labelled(as_bgr8(restored, spec), "unscrambled, right key"),
             labelled(as_bgr8(wrong, spec), "unscrambled, wrong key"),
         ]
     )
-    panel_path = write_image(panel_path, panel)
+    panel_path = write_image(panel_path, panel, private=not shipped)  # the user's own picture: 0600, like a key
     return DemoResult(
         fingerprint=key.fingerprint,
         image=image,
@@ -121,6 +150,7 @@ def run_demo(out_dir: Path, image: Path | None = None, key_path: Path | None = N
         firmware_seconds=firmware_seconds,
         edge_seconds=edge_seconds,
         identical=identical,
+        sealed_identical=sealed_identical,
         restored=bool(np.array_equal(restored, frame)),
         wrong_key_mean_abs_error=float(np.mean(np.abs(wrong.astype(np.int16) - frame.astype(np.int16)))),
         panel=panel_path,

@@ -22,6 +22,7 @@ from edge.errors import LabError
 from edge.imageio import write_image
 from edge.job import Job
 from edge.lab.demo import as_bgr8, labelled
+from edge.seal import Opener
 from edge.tasks import Geometry
 
 TILE = 160  # pixels of height per tile
@@ -75,6 +76,26 @@ def _draw(tiles: list[np.ndarray], outputs: dict, geometry: Geometry) -> None:
             _draw_item(tile, item, geometry)
 
 
+YELLOW = (0, 255, 255)
+
+
+def _draw_zones(tiles: list[np.ndarray], camera_tile: np.ndarray | None, zones: dict, geometry: Geometry,
+                camera_height: int) -> None:
+    """Each ``[zones.NAME]`` polygon (camera pixels), named at its first corner: through the model's input on the
+    tiles that show it (a crop's zone reaches past the tile's edge), and as it is on the camera frame's tile."""
+    for name, zone in zones.items():
+        corners = np.asarray(zone.coordinates, np.float64)  # (k, 2) camera pixels
+        drawn = [(tile, _points(corners, geometry, tile.shape[0] / geometry.height)) for tile in tiles]
+        if camera_tile is not None:
+            scale = camera_tile.shape[0] / camera_height
+            drawn.append((camera_tile, np.round(corners * scale).astype(np.int32)))
+        for tile, points in drawn:
+            cv2.polylines(tile, [points], True, YELLOW, 1)
+            x, y = points[0]
+            cv2.putText(tile, name, (int(x) + 2, max(10, int(y) - 3)), cv2.FONT_HERSHEY_SIMPLEX, 0.35, YELLOW, 1,
+                        cv2.LINE_AA)
+
+
 def _describe(outputs: dict) -> str:
     if "counts" in outputs:
         counts = ", ".join(f"{n} {name}" for name, n in outputs["counts"].items()) or "nothing found"
@@ -106,11 +127,16 @@ def _camera(picture: np.ndarray, outputs: dict, geometry: Geometry, spec) -> np.
     return tile
 
 
-def _row(job: Job, frame, spec) -> tuple[np.ndarray, object, np.ndarray | None]:
-    """(the sensor's plain frame, its measured twin, the camera frame or None) for one frame of the source."""
+def _codes(frame, opener: Opener | None) -> np.ndarray:
+    """A measurement's codes: opened first when it is sealed (this preview's own opener: the key holder's)."""
+    return opener.open(frame).image if frame.seal is not None and opener is not None else frame.image
+
+
+def _row(job: Job, frame, spec) -> tuple[np.ndarray | None, object, np.ndarray | None]:
+    """(the sensor's plain frame, None for a recording's; its measured twin; the camera frame or None)."""
     readout = job.readout
     if frame.measured:
-        return readout.inverse(frame.image, frame.epoch), frame, None
+        return None, frame, None
     plain = readout.prepare(frame.image)
     measured = readout.read(frame)
     if spec.is_bayer:  # the mosaic, shown one pixel per cell as the measurement is
@@ -124,17 +150,21 @@ def preview(job: Job, out: Path, frames: int = 4) -> Path:
     if frames < 1:
         raise LabError(f"--frames {frames}: give at least one frame to preview")
     pipeline, readout = job.pipeline, job.readout
+    opener = Opener(job.key, readout.spec) if readout.spec.is_sealed else None  # the key holder's, for the restore
     manifest, spec = pipeline.manifest, pipeline.manifest.spec
     source = job.plain_source or job.source  # the plain frames themselves, where there are any
     rows = []
     with source:
         for frame in source:
             plain, measured, camera = _row(job, frame, spec)
+            codes = _codes(measured, opener)  # opened once, by the key holder: the measurement's own codes
+            if plain is None:  # a recording: the plain frame is the key holder's restore of its measurement
+                plain = readout.inverse(codes, measured.epoch)
             plain_bits = spec.output_bits if frame.measured else (spec.input_bits if spec.is_bayer else
                                                                     16 if spec.is_msb else spec.input_bits)
             result = pipeline.process(measured)
-            measurement = measured.image
-            unscrambled = readout.inverse(measurement, measured.epoch)
+            measurement = measured.image  # as it left the sensor: sealed ciphertext under a sealed spec
+            unscrambled = readout.inverse(codes, measured.epoch)
             if spec.channels == 3 and manifest.input.channel_order == "rgb":  # show pictures in OpenCV's B,G,R
                 plain, measurement, unscrambled = plain[..., ::-1], measurement[..., ::-1], unscrambled[..., ::-1]
             geometry = pipeline.answers.geometry(measured) if pipeline.answers is not None else \
@@ -144,6 +174,8 @@ def preview(job: Job, out: Path, frames: int = 4) -> Path:
             tiles.append(_answer(f"frame {frame.sequence}\n{_describe(result.outputs)}", tiles[0].shape[1] * 2))
             if camera is not None:
                 tiles.append(_camera(camera, result.outputs, geometry, spec))
+            _draw_zones(tiles[:2], tiles[-1] if camera is not None else None, job.config.zones, geometry,
+                        camera.shape[0] if camera is not None else 1)
             rows.append(np.hstack(tiles))
             if len(rows) >= frames:
                 break

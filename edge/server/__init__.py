@@ -20,7 +20,7 @@ from edge.server.limits import Limits
 
 def serve(repository: str | Path, *, host: str = "127.0.0.1", port: int = 8000, token: str | None = None,
           limits: Limits | None = None, max_connections: int | None = None, threads: int | None = None,
-          concurrency: int = 1, max_batch: int = 8, log_level: str = "warning", ready=None) -> None:
+          concurrency: int = 1, max_batch: int = 8, log_level: str = "warning", ready=None, key=None) -> None:
     """Load every model under ``repository``, bind ``host:port``, call ``ready(models, limits)``, serve until
     SIGINT/SIGTERM. ``max_connections`` (it sets ``limits.max_connections``): None for 1000, or as many as the
     process's file descriptors hold once their soft limit is raised to the hard one."""
@@ -37,7 +37,7 @@ def serve(repository: str | Path, *, host: str = "127.0.0.1", port: int = 8000, 
 
     limits = replace(limits or Limits(), max_connections=fit_connections(max_connections, raise_fd_limit()))
     return_freed_memory()
-    models = ModelRepository(repository, threads=threads, concurrency=concurrency)
+    models = ModelRepository(repository, threads=threads, concurrency=concurrency, key=key)
     app = create_app(models, token=token, limits=limits, max_batch=max_batch)
     sock = open_socket(host, port)  # before anything says "starting"
     server = uvicorn.Server(uvicorn_config(app, host=host, port=port, log_level=log_level))

@@ -15,8 +15,10 @@ Errors are ``{"error": "..."}`` with the status that names the fault: 400 malfor
 input, 401 missing or wrong bearer token, 404 unknown model or version, 408 a body slower than
 ``--body-timeout-s``, 413 a body, a row count or a memory need over its limit, 415 an unknown
 ``Content-Encoding``, 503 (with ``Retry-After``) the in-flight memory budget is spent for now, 500
-a model that failed on valid input. A bad request never takes the server down, and is logged in
-one line. The bounds are ``edge.server.limits``; request bodies are read by ``edge.server.body``; the
+a model that failed on valid input (the client gets a generic message; the log gets one line with the
+model's error, never a traceback). A bad request never takes the server down, and every refused
+request, 401s and unmatched paths (404, 405) included, is logged in one line, its path and message
+with control characters escaped (``\x1b``), so a request cannot write into the log's terminal. The bounds are ``edge.server.limits``; request bodies are read by ``edge.server.body``; the
 counters of ``/metrics`` are ``edge.server.metrics``.
 
 Request ids make retries idempotent: a request that repeats an earlier request's ``id`` and body
@@ -64,16 +66,33 @@ def _error(message: str, status: int, headers: dict | None = None) -> JSONRespon
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-def _refused(request: Request, status: int, message: str) -> JSONResponse:
+def printable(text: str, limit: int = 300) -> str:
+    """``text`` for a log line: control characters (ESC, NUL, newlines, ...) escaped, at most ``limit`` characters."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:limit])
+
+
+def _refused(request: Request, status: int, message: str, headers: dict | None = None) -> JSONResponse:
     """A bad request's answer, logged in one line (a 503 at INFO: the client did nothing wrong)."""
     client = f"{request.client.host}:{request.client.port}" if request.client else "?"
     log.log(logging.INFO if status == 503 else logging.WARNING, "keycam serve: refused %s %s from %s: %d %s",
-            request.method, request.url.path, client, status, message)
-    return _error(message, status, {"Retry-After": "1"} if status == 503 else None)
+            printable(request.method, 20), printable(request.url.path), client, status, printable(message))
+    if status == 503:
+        headers = {**(headers or {}), "Retry-After": "1"}
+    return _error(message, status, headers)
 
 
 async def _not_found(request: Request, exc: HTTPException) -> Response:
-    return _error(f"{request.method} {request.url.path}: {exc.detail}", exc.status_code)
+    return _refused(request, exc.status_code, f"{request.method} {request.url.path}: {exc.detail}",
+                    dict(exc.headers or {}))
+
+
+def _failed(request: Request, error: Exception) -> JSONResponse:
+    """A model that failed on a valid request: one log line with its error (no traceback), and a 500 that tells
+    the client nothing of the model's internals."""
+    first = (str(error).strip().splitlines() or [""])[0]
+    log.error("keycam serve: %s %s failed: %s: %s", printable(request.method, 20), printable(request.url.path),
+              type(error).__name__, printable(first))
+    return _error("internal error: the model failed on this request (the server's log has the reason)", 500)
 
 
 def _decode(body: bytes, header_length: str | None):
@@ -88,6 +107,7 @@ def _outputs(model, inference, max_rows: int) -> tuple[list[str], dict]:
     batched = {t.name for t in model.inputs if t.shape and t.shape[0] < 0}
     check_rows(inference.inputs, batched, max_rows, f"model '{model.name}' version {model.version}")
     model.check(inference.inputs, inference.parameters)
+    inference.inputs = model.open_inputs(inference.inputs, inference.parameters)  # a sealed frame: opened here
     known = {o.name for o in model.outputs}
     if inference.outputs is not None:
         missing = sorted(set(inference.outputs) - known)
@@ -121,8 +141,8 @@ class _Server:
         given = request.headers.get("authorization", "").encode()
         if hmac.compare_digest(given, self.expected):
             return None
-        return _error("missing or wrong bearer token (send 'Authorization: Bearer <token>')", 401,
-                      {"WWW-Authenticate": "Bearer"})
+        return _refused(request, 401, "missing or wrong bearer token (send 'Authorization: Bearer <token>')",
+                        {"WWW-Authenticate": "Bearer"})
 
     def endpoint(self, name: str, handler, protected: bool = True):
         """``handler`` behind the token (when ``protected``), its faults answered, its answers counted."""
@@ -138,8 +158,7 @@ class _Server:
                 except ClientDisconnect:  # the body never arrived whole; nobody is left to answer
                     response = _error("the client disconnected before sending the whole body", 400)
                 except Exception as error:  # a model failing on valid input: answer 500 and keep serving
-                    log.exception("%s failed", request.url.path)
-                    response = _error(f"internal error: {type(error).__name__}: {error}", 500)
+                    response = _failed(request, error)
             self.metrics.requests.labels(name, str(response.status_code)).inc()
             return response
         return route

@@ -8,10 +8,13 @@ decides nothing. Adding a kind is one file and one line here.
 from __future__ import annotations
 
 from edge.sinks.base import Sink, SinkConfig, SinkContext, build_sinks
+from edge.sinks.events import EventsConfig
 from edge.sinks.forwarding import ForwardConfig
+from edge.sinks.metrics import MetricsConfig
 from edge.sinks.mqtt import MqttConfig
 from edge.sinks.recorder import RecordConfig
 from edge.sinks.results import ResultsConfig
+from edge.sinks.web import WebConfig
 from firmware_sim.registry import Registry
 
 SECTIONS: Registry[type[SinkConfig]] = Registry("sink")
@@ -19,5 +22,8 @@ SECTIONS.add("results", ResultsConfig)
 SECTIONS.add("mqtt", MqttConfig)
 SECTIONS.add("record", RecordConfig)
 SECTIONS.add("forward", ForwardConfig)
+SECTIONS.add("web", WebConfig)
+SECTIONS.add("events", EventsConfig)
+SECTIONS.add("metrics", MetricsConfig)
 
 __all__ = ["SECTIONS", "Sink", "SinkConfig", "SinkContext", "build_sinks"]

@@ -29,6 +29,8 @@ from edge.schema import Section
 
 if TYPE_CHECKING:
     from edge.answers import Answers
+    from edge.events import Tracking
+    from edge.switches import Switches
     from firmware_sim.keys import MasterKey
     from firmware_sim.manifest import Manifest
 
@@ -57,6 +59,10 @@ class Sink(ABC):
         """One line for the run's summary, or None."""
         return None
 
+    def attach(self, run) -> None:  # noqa: B027 - optional hook
+        """The run this sink belongs to (its ``edge.job.Job``), once it is built: for a sink that shows the whole
+        run (the web page: the source's health, the other sinks, the masks). Nothing by default."""
+
     def watch(self, metrics) -> None:  # noqa: B027 - optional hook
         """Export this sink's own counters on the run's metrics endpoint (``edge.metrics``); nothing by default."""
 
@@ -79,6 +85,10 @@ class SinkContext:
     answers: Answers | None = None  # the run's answer stage (edge.answers), for sinks that answer frames themselves
     forwarding: object | None = None  # edge.sinks.forwarding.Forwarding, when the run forwards
     answer_sinks: tuple[Sink, ...] = ()  # phase two only: the answer sinks built in phase one
+    tracking: Tracking | None = None  # the run's tracking stage (edge.events) when [events] is on: at close, a sink
+    # that publishes events writes its finish() (the end events of the objects still in view)
+    switches: Switches | None = None  # the run's switches (edge.switches): detection and recording on or off, which
+    # the loop reads and a sink that takes commands (MQTT) sets
 
     def with_answer_sinks(self, sinks: list[Sink]) -> SinkContext:
         return dataclasses.replace(self, answer_sinks=tuple(sinks))

@@ -16,20 +16,22 @@ and the server's answer becomes the frame's result, in frame order, exactly once
 - A full spool follows ``when_full``: ``drop_oldest`` deletes the oldest waiting request (never the
   one being sent); ``stop_capture`` makes ``write`` wait until there is room, which stops the loop
   taking frames. Both are counted.
-- Each request carries an id (device, run, counter) that stays the same across retries and
-  restarts, so a server that already answered it (``keycam serve`` keeps recent answers) answers
-  again instead of computing twice; the device writes one result per request and removes the
-  request only after that. A 4xx answer will not improve by retrying: the frame's result records
-  the server's error, and the frame is not sent again, unless the server itself has changed.
-- After any failure or refusal the server's model is checked again: keyed for another key, or
-  another role, input, datatype or key epoch, it is *misconfigured*: every frame stays in the spool, the alarm is raised
-  (``alarm``, the log, ``keycam_forward_misconfigured`` on the metrics endpoint), and the device
-  retries with backoff until it is fixed. No frame is dropped for it.
-- A damaged spool entry (its digest fails, or it is truncated) is moved to the spool's
-  ``quarantine/`` and counted, never sent, and delivery goes on.
-- ``close`` waits up to ``drain_s`` for the queue and spool to empty, then persists whatever is
-  left to the spool for the next run. Results written by the sender carry the latency of the
-  device's stages plus ``forward`` (the successful request's round trip).
+- Each request carries an id (device, run, counter), the same across retries and restarts, so a
+  server that already answered it answers again instead of computing twice; the device writes one
+  result per request and removes the request only after that. The answer's status decides (the
+  table in ``edge.wire.client``): only a request that can never succeed (400, 413, 422, from a
+  server whose model has not changed) is dropped for good, its result recording the server's error
+  (``rejected``: "refused"); 408, 429, 5xx and lost connections are retried.
+- After any failure, refusal or bad answer the server is checked again (``edge.sinks.forward_watch``);
+  a *misconfigured* one (another key, a changed model, refusing every request, answering what its
+  model cannot) gets nothing: every frame stays in the spool, the alarm is raised (``alarm``, the
+  log, ``keycam_forward_alarm``), and the device retries with backoff until it is fixed.
+- A damaged spool entry (digest, truncation, a field of the wrong type, not a regular file) is moved
+  to the spool's ``quarantine/`` and counted, never sent, and delivery goes on.
+- ``close`` waits up to ``drain_s`` for the queue and spool to empty (a stop signal, before or during
+  the wait, cuts it to ``STOP_GRACE_S``), then persists what is left to the spool; every wait for the
+  sender is bounded, so a server that never answers cannot hold the device. Results carry the
+  latency of the device's stages plus ``forward`` (the successful request's round trip).
 
 Only measurements or features leave the device; the key never does. Before the first frame
 (``edge.wire.client.connect``) the device checks that the server's model is keyed for its key. The
@@ -50,16 +52,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.answers import Answers
-from edge.errors import (ConfigError, FrameError, KeyMismatch, ServerRejected, ServerUnavailable, SpoolError,
-                         WireError)
+from edge.errors import AnswerError, ConfigError, FrameError, ServerRejected, ServerUnavailable, SpoolError
 from edge.frame import Frame, Result
 from edge.sinks.base import Sink
+from edge.sinks.forward_watch import ServerWatch
 from edge.wire.client import RemoteModel, V2Client
 from edge.wire.codec import encode_request
 from edge.wire.spool import Spool
 
 log = logging.getLogger(__name__)
 POLICIES = ("drop_oldest", "stop_capture")
+STOP_GRACE_S = 0.5  # after a stop signal, how long close waits for the sender to finish what it holds
+JOIN_S = 1.0  # then, how long it waits for a sender stuck in a request (it is abandoned after that)
 
 
 @dataclass
@@ -72,13 +76,13 @@ class _Item:
 @dataclass
 class ForwardStats:
     answered: int = 0
-    rejected: int = 0
+    rejected: int = 0  # refused for good: the request can never succeed (400, 413, 422), dropped
     failures: int = 0  # attempts that met an unavailable server
     spooled: int = 0
     dropped: int = 0  # spool full, oldest dropped
     waited: int = 0  # spool full, capture waited
     quarantined: int = 0  # damaged spool entries moved aside, never sent
-    misconfigured: int = 0  # times the server was found keyed for another key or serving another model
+    misconfigured: int = 0  # times the server was found misconfigured (edge.sinks.forward_watch): frames kept
     lost: int = 0  # frames that could be neither sent nor spooled (the spool's disk full or failing)
 
     def to_dict(self) -> dict:
@@ -87,6 +91,7 @@ class ForwardStats:
 
 class ForwardSink(Sink):
     role = "forward"
+    tracking = None  # the run's tracking stage (edge.events), set by the job: answers are tracked here, in order
 
     def __init__(self, client: V2Client, remote: RemoteModel, results: Sink, spool: Spool,
                  answers: Answers | None = None, *, when_full: str = "drop_oldest", inflight: int = 8, retry_min_s: float = 0.2,
@@ -105,8 +110,7 @@ class ForwardSink(Sink):
         self._down = False
         self._sending: int | None = None
         self._closing = False
-        self._verified = True  # the server was checked by connect(); checked again after every failure
-        self.alarm = ""  # why the server is misconfigured, while it is
+        self.guard = ServerWatch(client, remote)  # the alarm, while the server is misconfigured
         self._abort = threading.Event()
         self._interrupted = threading.Event()  # a stop signal: no waiting for room, no draining at close
         self._cond = threading.Condition()
@@ -114,6 +118,10 @@ class ForwardSink(Sink):
         self._failure: BaseException | None = None
         self._thread = threading.Thread(target=self._send_loop, name="keycam-forward", daemon=True)
         self._thread.start()
+
+    @property
+    def alarm(self) -> str:
+        return self.guard.alarm
 
     # -- the loop's side ------------------------------------------------------------------------
 
@@ -127,13 +135,16 @@ class ForwardSink(Sink):
             counter = self._next
             self._next += 1
         request_id = f"{self.run_id}:{counter}"
-        body, header_length = encode_request(
-            {self.remote.input_name: payload}, request_id=request_id,
-            parameters={"keycam_fingerprint": result.fingerprint, "keycam_epoch": result.epoch})
         frame = result.frame
+        parameters = {"keycam_fingerprint": result.fingerprint, "keycam_epoch": result.epoch}
+        if frame.seal is not None and not result.tensors:  # a sealed measurement leaves with its seal
+            parameters["keycam_seal"] = frame.seal.to_hex()
+        body, header_length = encode_request({self.remote.input_name: payload}, request_id=request_id,
+                                             parameters=parameters)
         meta = {"id": request_id, "sequence": frame.sequence, "timestamp_ns": frame.timestamp_ns,
                 "origin": frame.origin, "fingerprint": frame.fingerprint, "epoch": frame.epoch,
-                "header_length": header_length, "latency_ms": result.latency_ms,
+                "header_length": header_length, "rows": int(payload.shape[0]) if payload.ndim else 1,
+                "latency_ms": result.latency_ms,
                 "source_size": list(frame.source_size) if frame.source_size else None, "masks": frame.masks}
         item = _Item(counter, meta, body)
         with self._cond:
@@ -247,71 +258,50 @@ class ForwardSink(Sink):
     def _deliver(self, item: _Item, delay: float) -> float | None:
         """Send one request and write its result; the next retry delay, or None to stop (the sink is closing)."""
         meta, body = item.meta, item.body
-        if not self._verified:  # after any failure: is it still the server the device checked at start?
-            reason = self._mismatch()
+        if not self.guard.verified:  # after any failure: is it still the server the device checked at start?
+            reason = self.guard.mismatch()
             if reason is not None:
-                return None if self._hold(reason, delay) else min(delay * 2, self.retry_max_s)
+                return self._hold(reason, delay)
         start = time.perf_counter()
         try:
-            response = self.client.infer(self.remote.name, self.remote.version, body, meta["header_length"])
+            response = self.client.infer(self.remote, body, meta["header_length"], meta.get("rows", 1))
         except ServerUnavailable as error:
             with self._cond:
                 self.stats.failures += 1
                 if not self._down:
                     log.warning("%s; spooling to '%s' and retrying", error, self.spool.folder)
-                self._down, self._verified = True, False
+                self._down, self.guard.verified = True, False
                 self._sending = None
                 self._spill()
             return None if self._abort.wait(delay) else min(delay * 2, self.retry_max_s)
-        except ServerRejected as error:
-            reason = self._mismatch()  # a refusal of every frame is a misconfigured server, not bad frames
+        except ServerRejected as error:  # a refusal of every frame is a misconfigured server, not bad frames
+            reason = self.guard.mismatch() or (None if error.final else f"{error}; no frame can pass")
             if reason is not None:
-                return None if self._hold(reason, delay) else min(delay * 2, self.retry_max_s)
+                return self._hold(reason, delay)
             self._emit(meta, None, str(error), 0.0)
             self._done(item, rejected=True)
             return delay
+        except AnswerError as error:  # the server answers what its own model cannot: it is broken, not the frame
+            return self._hold(self.guard.mismatch() or str(error), delay)
+        if self._abort.is_set():
+            return None  # the sink closed meanwhile: the frame stays in the spool (its id makes a resend harmless)
         if self._down:
             log.warning("server %s answers again; delivering %d spooled frames", self.client.url, len(self.spool))
         self._emit(meta, response.outputs, None, (time.perf_counter() - start) * 1e3)
         self._done(item)
+        self.guard.answered()
         return self.retry_min_s
 
-    def _mismatch(self) -> str | None:
-        """Why the server's model is no longer the one the device checked at start, or None if it still is."""
-        try:
-            now = self.client.model(self.remote.name, self.remote.version)
-        except ServerUnavailable:
-            return None  # down, not misconfigured: the next send finds out again
-        except (KeyMismatch, WireError) as error:
-            return str(error)
-        expected = self.remote.manifest
-        if now.manifest.refusal(expected.key_fingerprint) is not None:
-            return (f"the server's model '{now.name}' at {self.client.url} is now keyed for "
-                    f"{now.manifest.key_fingerprint}, this device's key is {expected.key_fingerprint}")
-        was = (expected.role, self.remote.input_shape, self.remote.input_datatype)
-        seen = (now.manifest.role, now.input_shape, now.input_datatype)
-        epochs = (expected.sensor_tables or now.manifest.sensor_tables) and now.manifest.epoch != expected.epoch
-        if seen != was or epochs:
-            return (f"the server's model '{now.name}' at {self.client.url} changed ({seen[0]} model, input "
-                    f"{seen[1]} {seen[2]}, key epoch {now.manifest.epoch}; expected {was[0]}, {was[1]} {was[2]}, "
-                    f"key epoch {expected.epoch})")
-        with self._cond:
-            self._verified = True
-            if self.alarm:
-                log.warning("server %s is keyed for this device again; delivering the spool", self.client.url)
-            self.alarm = ""
-        return None
-
-    def _hold(self, reason: str, delay: float) -> bool:
-        """A misconfigured server: keep every frame in the spool, raise the alarm, retry later. True: stop."""
+    def _hold(self, reason: str, delay: float) -> float | None:
+        """A misconfigured server: keep every frame in the spool, raise the alarm, retry later; the next delay, or
+        None to stop."""
         with self._cond:
             self.stats.misconfigured += 1
-            if self.alarm != reason:
-                log.error("%s; keeping every frame in '%s' until it is fixed", reason, self.spool.folder)
-            self.alarm, self._down, self._verified = reason, True, False
+            self.guard.raise_alarm(reason, self.spool.folder)
+            self._down = True
             self._sending = None
             self._spill()
-        return self._abort.wait(delay)
+        return None if self._abort.wait(delay) else min(delay * 2, self.retry_max_s)
 
     def _done(self, item: _Item, rejected: bool = False) -> None:
         with self._cond:
@@ -342,7 +332,10 @@ class ForwardSink(Sink):
                 error = str(failure)
         latency = dict(meta.get("latency_ms") or {})
         latency["forward"] = forward_ms
-        self.results.write(Result(frame, answer, latency, error=error))
+        result = Result(frame, answer, latency, error=error)
+        if self.tracking is not None:  # this thread answers the run's frames, one at a time and in order
+            self.tracking(result)
+        self.results.write(result)
 
     # -- closing --------------------------------------------------------------------------------
 
@@ -353,10 +346,12 @@ class ForwardSink(Sink):
 
     def watch(self, metrics) -> None:
         metrics.watch_forwarding(self)
+        self.results.watch(metrics)  # the answer sinks behind it (the MQTT sink's counters, the answers')
 
     def summary(self) -> str:
         stats = self.stats
-        line = (f"forwarded to {self.client.url}: {stats.answered} answered, {stats.rejected} refused, "
+        line = (f"forwarded to {self.client.url}: {stats.answered} answered, {stats.rejected} refused (dropped for "
+                f"good: they can never succeed), "
                 f"{stats.failures} failed attempts, {stats.spooled} spooled, {stats.dropped} dropped (spool full), "
                 f"{stats.quarantined} quarantined, {stats.lost} lost (spool not writable), {len(self.spool)} waiting "
                 f"in '{self.spool.folder}'")
@@ -372,17 +367,32 @@ class ForwardSink(Sink):
         with self._cond:
             self._closing = True
             self._cond.notify_all()
-        self._thread.join(timeout=0.5 if self._interrupted.is_set() else self.drain_s)
-        if self._thread.is_alive():
-            log.warning("server %s did not take every frame within %g s; %d wait in '%s' for the next run",
-                        self.client.url, self.drain_s, self.pending, self.spool.folder)
+        self._drain()
         self._abort.set()
         with self._cond:
             self._cond.notify_all()
-        self._thread.join()
+        self._thread.join(timeout=JOIN_S)  # a sender inside a request that never ends is left behind, a daemon
+        stuck = self._thread.is_alive()
+        if stuck:
+            log.warning("server %s: a request is still unanswered; it waits in '%s' for the next run",
+                        self.client.url, self.spool.folder)
         with self._cond:
             self._spill()  # whatever is still in memory survives in the spool
         self.results.close()
-        self.client.close()
+        if not stuck:  # closing the connection under a request in flight could wait for it
+            self.client.close()
+        self.spool.close()
         if self._failure is not None:
             raise self._failure
+
+    def _drain(self) -> None:
+        """Wait up to ``drain_s`` for the sender to deliver everything, cut to ``STOP_GRACE_S`` by a stop signal
+        that comes before or during the wait."""
+        deadline, grace = time.monotonic() + self.drain_s, None
+        while self._thread.is_alive() and time.monotonic() < min(deadline, grace or deadline):
+            if grace is None and self._interrupted.is_set():
+                grace = time.monotonic() + STOP_GRACE_S
+            self._thread.join(timeout=0.1)
+        if self._thread.is_alive() and not self._interrupted.is_set():
+            log.warning("server %s did not take every frame within %g s; %d wait in '%s' for the next run",
+                        self.client.url, self.drain_s, self.pending, self.spool.folder)

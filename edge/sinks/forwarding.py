@@ -133,6 +133,10 @@ class FanOut(Sink):
         for sink in self.sinks:
             sink.write(result)
 
+    def watch(self, metrics) -> None:
+        for sink in self.sinks:
+            sink.watch(metrics)
+
     def close(self) -> None:
         errors = []
         for sink in self.sinks:

@@ -1,84 +1,112 @@
-"""``[mqtt]``: each frame's answer, per-class counts and occupancy to an MQTT broker, with Home Assistant discovery.
+"""``[mqtt]``: events, occupancy and switches for Home Assistant, as Frigate users know them, published on change.
 
-Topics, under ``base = <topic_prefix>/<device_id>`` (``keycam/<host name>`` by default)::
+The topics (``edge.sinks.mqtt_topics``), under ``base = <topic_prefix>/<device_id>`` (``keycam/<host name>``)::
 
-    base/availability            "online" / "offline" (retained; the broker publishes "offline" as the last will)
-    base/answer                  every frame's answer as JSON (sequence, timestamp_ns, origin, outputs)
-    base/<class>/count           the frame's count of that class (retained)
-    base/<class>/occupancy       "ON" while the count is above zero, "OFF" otherwise (retained)
+    base/availability                          online / offline (retained; offline is also the last will)
+    base/events                                one message per event (tracking): {"type", "before", "after"}
+    base/<label>, base/<label>/active          objects in view, and those moving (retained, on change)
+    base/zones/<zone>/<label>[/active]         the same in each zone (retained, on change)
+    base/detect/set, base/recordings/set       commands ON / OFF (edge.switches)
+    base/detect/state, base/recordings/state   the switches (retained, on change)
+    base/answer                                every frame's answer, only with answers = true
 
-and, unless ``discovery = false``, Home Assistant's MQTT discovery (retained, at connect): for each class
-an occupancy binary sensor (``<prefix>/binary_sensor/<node>/<class>_occupancy/config``) and a count sensor
-(``<prefix>/sensor/<node>/<class>_count/config``), both with the availability topic and one device.
+**On change, never per frame.** A frame publishes its events (each is a change) and the state topics whose value
+changed (``mqtt_topics.States``); a frame where nothing happened publishes nothing. At every (re)connect the sink
+says ``online``, publishes its discovery configs, the switches and every state topic (retained: a broker that
+restarted without persistence has them again), and clears stale discovery (``edge.sinks.mqtt_discovery``). At the
+end of the run it publishes the last ``end`` events (``Tracking.finish``), the occupancy after them, and
+``offline``.
 
-The sink never blocks capture: publishing only queues (paho-mqtt's own network thread sends, reconnecting
-with backoff from ``reconnect_min_s`` to ``reconnect_max_s``); at most ``queue`` messages wait, and what
-does not fit, or cannot be queued while the broker is away, is dropped and counted. Every frame is
-counted as ``published`` (its answer queued), or ``dropped``; ``delivered`` counts the answers the broker
-acknowledged (QoS 1). Credentials come from a file of mode 0600; TLS is optional. Only answers leave:
-no frame, no measurement.
+**Labels.** Entities, state topics and events exist only for the labels the configuration names: ``labels``, else
+``[events] labels``, else ``person`` if the model has it, else its first (or only) label; each zone adds its own
+``labels`` (else those). ``labels = [...]`` widens it.
+
+The sink never blocks capture: publishing only queues (paho-mqtt's own network thread sends, reconnecting with
+backoff from ``reconnect_min_s`` to ``reconnect_max_s``); at most ``queue`` messages wait, and what does not fit, or
+cannot be queued while the broker is away (QoS 0), is dropped and counted (a state that could not be queued is
+tried again with the next frame). Credentials come from a file of mode 0600; TLS is optional. Only answers leave:
+no frame, no measurement, no picture.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 import socket
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, PrivateAttr, model_validator
 
 from edge.credentials import read_token
 from edge.errors import ConfigError
 from edge.frame import Result
 from edge.sinks.base import Sink, SinkConfig, SinkContext
+from edge.sinks.mqtt_discovery import Discovery, default_labels, page_url
+from edge.sinks.mqtt_topics import RESERVED, States, Topics, slug
+
+if TYPE_CHECKING:
+    from edge.events import Tracking
+    from edge.switches import Switches
 
 log = logging.getLogger(__name__)
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9_]+", "_", text.lower()).strip("_") or "class"
-
-
 @dataclass
 class MqttStats:
-    frames: int = 0
-    published: int = 0  # answers queued for the broker
-    dropped: int = 0  # answers that could not be queued (queue full, broker away at QoS 0)
-    delivered: int = 0  # answers the broker acknowledged
+    frames: int = 0  # results received
+    published: int = 0  # messages queued for the broker (all kinds)
+    dropped: int = 0  # messages that could not be queued (queue full, broker away at QoS 0)
+    delivered: int = 0  # messages the broker acknowledged (QoS 1) or that were sent (QoS 0)
     connects: int = 0
+    events: int = 0  # event messages queued
+    states: int = 0  # state changes queued (counts, active counts, switches)
+    answers: int = 0  # per-frame answers queued (answers = true)
+    commands: int = 0  # switch commands received
+    cleared: int = 0  # stale discovery configs removed
 
 
 class MqttSink(Sink):
-    def __init__(self, settings: MqttConfig, classes: list[str], device_id: str) -> None:
+    """``labels``: the labels with state topics and entities (their events too); ``zones``: each zone's labels."""
+
+    def __init__(self, settings: MqttConfig, labels: list[str], zones: dict[str, list[str]], device_id: str,
+                 tracking: Tracking | None = None, switches: Switches | None = None, url: str = "") -> None:
         import paho.mqtt.client as mqtt  # the `mqtt` extra; only this sink needs it
 
-        self.settings, self.classes, self.device_id = settings, classes, device_id
-        self.base = f"{settings.topic_prefix.rstrip('/')}/{device_id}"
+        self.settings, self.device_id, self.tracking, self.switches = settings, device_id, tracking, switches
+        self.topics = Topics(f"{settings.topic_prefix.rstrip('/')}/{device_id}")
+        self.states = States(self.topics, labels, zones, tracked=tracking is not None)
+        self.labels = frozenset(labels).union(*zones.values())  # whose events are published
+        self.discovery = Discovery(settings.discovery_prefix, device_id, self.topics, self.states, switches, url,
+                                   settings.qos)
+        self._configs: tuple[tuple, dict[str, str]] | None = None
         self.stats = MqttStats()
-        self._answers: set[int] = set()  # message ids of the answers, to count their acknowledgements
-        self._unmatched: OrderedDict[int, None] = OrderedDict()  # acknowledged ids not (yet) known as answers
-        # Never held while calling paho: paho's network thread calls _acknowledged holding its own message lock,
-        # which publish() takes too, so holding this one across publish() would be a lock-order deadlock.
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the counters only: never held while calling paho (its thread calls back
+        # holding its own lock, which publish() takes too)
         self._mqtt = mqtt
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=settings.client_id or f"keycam-{device_id}")
         client.max_queued_messages_set(settings.queue)
         client.reconnect_delay_set(settings.reconnect_min_s, settings.reconnect_max_s)
-        client.will_set(self.base + "/availability", "offline", qos=1, retain=True)
+        client.will_set(self.topics.availability, "offline", qos=1, retain=True)
         if settings.username:
             password = read_token(settings.password_file) if settings.password_file else None
             client.username_pw_set(settings.username, password)
         if settings.tls:
             client.tls_set(ca_certs=settings.ca_file or None)
-        client.on_connect = self._connected
-        client.on_publish = self._acknowledged
+        client.on_connect, client.on_publish, client.on_message = self._connected, self._acknowledged, self._message
         self.client = client
         self._started = False
+        if switches is not None:
+            switches.watch(self._switched)
+
+    @property
+    def configs(self) -> dict[str, str]:
+        """The discovery configs, topic -> payload (none with ``discovery = false``: then every config here is stale)."""
+        offered = self.discovery.switches
+        if self._configs is None or self._configs[0] != offered:
+            self._configs = (offered, self.discovery.configs() if self.settings.discovery else {})
+        return self._configs[1]
 
     def start(self) -> None:
         if self._started:
@@ -91,7 +119,23 @@ class MqttSink(Sink):
                 from None
         self.client.loop_start()
 
-    # -- paho's network thread --------------------------------------------------------------------------------
+    def _publish(self, topic: str, payload: str, retain: bool = False, qos: int | None = None,
+                 wait_s: float = 0.0) -> bool:
+        """Queue one message (counted); ``wait_s``: then wait that long, at most, for the broker's acknowledgement."""
+        qos = self.settings.qos if qos is None else qos
+        info = self.client.publish(topic, payload, qos=qos, retain=retain)
+        # at QoS 1 "no connection" means queued for the next one (paho's queue); at QoS 0 it means lost
+        queued = info.rc == self._mqtt.MQTT_ERR_SUCCESS or (qos > 0 and info.rc == self._mqtt.MQTT_ERR_NO_CONN)
+        with self._lock:
+            if queued:
+                self.stats.published += 1
+            else:
+                self.stats.dropped += 1
+        if queued and wait_s:
+            info.wait_for_publish(wait_s)
+        return queued
+
+    # -- paho's network thread ----------------------------------------------------------------------------------
 
     def _connected(self, client, userdata, flags, reason, properties=None) -> None:
         if reason.is_failure:
@@ -99,86 +143,115 @@ class MqttSink(Sink):
                         reason)
             return
         self.stats.connects += 1
-        client.publish(self.base + "/availability", "online", qos=1, retain=True)
-        if self.settings.discovery:
-            for topic, payload in self.discovery():
-                client.publish(topic, json.dumps(payload, sort_keys=True), qos=1, retain=True)
+        discovery = self.discovery
+        topics = [(discovery.subscription, 1), (f"{discovery.prefix}/status", 1)]
+        topics += [(self.topics.command(name), 1) for name in discovery.switches]
+        client.subscribe(topics)  # the broker's retained configs under this node id come back: _message clears
+        self._announce()
 
-    UNMATCHED = 4096  # acknowledgements of other messages (counts, occupancy, discovery) kept to match against
+    def _announce(self) -> None:
+        """What a (re)connect publishes, retained: online, the discovery configs, the switches, every state topic."""
+        self._publish(self.topics.availability, "online", retain=True, qos=1)
+        for topic, payload in self.configs.items():
+            self._publish(topic, payload, retain=True, qos=1)
+        for name in self.discovery.switches:
+            self._switched(name, getattr(self.switches, name), counted=False)
+        for _ in range(3):  # the loop's thread may change a state meanwhile: then its newer value goes out again
+            version, values = self.states.snapshot()
+            for topic, value in values.items():
+                if self._publish(topic, value, retain=True):
+                    self.states.sent(topic, value)
+            if self.states.version == version:
+                break
+
+    def _message(self, client, userdata, message) -> None:
+        topic, payload = message.topic, message.payload
+        for name in self.discovery.switches:
+            if topic == self.topics.command(name):
+                with self._lock:
+                    self.stats.commands += 1
+                self.switches.command(name, payload.decode("utf-8", "replace"))
+                return
+        if topic == f"{self.discovery.prefix}/status":  # Home Assistant's birth message: it (re)started
+            if payload == b"online" and not message.retain and self.configs:
+                for config_topic, config in self.configs.items():
+                    self._publish(config_topic, config, retain=True, qos=1)
+            return
+        if self.discovery.stale(topic, payload, bool(message.retain), self.configs):
+            log.info("keycam: removing Home Assistant's retained config %s (no such entity in this run)", topic)
+            if self._publish(topic, "", retain=True, qos=1):
+                with self._lock:
+                    self.stats.cleared += 1
 
     def _acknowledged(self, client, userdata, mid, reason=None, properties=None) -> None:
         with self._lock:
-            if mid in self._answers:
-                self._answers.discard(mid)
-                self.stats.delivered += 1
-            else:  # another message's, or an answer's that came back before write() could note its id
-                self._unmatched[mid] = None
-                if len(self._unmatched) > self.UNMATCHED:
-                    self._unmatched.popitem(last=False)
+            self.stats.delivered += 1
 
-    # -- what is published --------------------------------------------------------------------------------------
+    def _switched(self, name: str, on: bool, counted: bool = True) -> None:
+        """A switch changed (a command, or anyone else): its state topic, retained."""
+        if name in self.discovery.switches and self._publish(self.topics.switch_state(name), "ON" if on else "OFF",
+                                                              retain=True, qos=1) and counted:
+            with self._lock:
+                self.stats.states += 1
 
-    def discovery(self) -> list[tuple[str, dict]]:
-        """Home Assistant's discovery messages: per class an occupancy binary sensor and a count sensor."""
-        node = _slug(self.device_id)
-        device = {"identifiers": [f"keycam_{node}"], "name": f"keycam {self.device_id}", "manufacturer": "keycam",
-                  "model": "privacy-preserving camera"}
-        prefix = self.settings.discovery_prefix.rstrip("/")
-        found = []
-        for name in self.classes:
-            slug = _slug(name)
-            common = {"availability_topic": self.base + "/availability", "device": device}
-            found.append((f"{prefix}/binary_sensor/{node}/{slug}_occupancy/config", common | {
-                "name": f"{name} occupancy", "unique_id": f"keycam_{node}_{slug}_occupancy", "device_class":
-                "occupancy", "state_topic": f"{self.base}/{slug}/occupancy", "payload_on": "ON", "payload_off": "OFF"}))
-            found.append((f"{prefix}/sensor/{node}/{slug}_count/config", common | {
-                "name": f"{name} count", "unique_id": f"keycam_{node}_{slug}_count", "state_class": "measurement",
-                "state_topic": f"{self.base}/{slug}/count"}))
-        return found
-
-    def _publish(self, topic: str, payload: str, retain: bool = False) -> int | None:
-        info = self.client.publish(topic, payload, qos=self.settings.qos, retain=retain)
-        return info.mid if info.rc == self._mqtt.MQTT_ERR_SUCCESS else None
+    # -- the loop's thread --------------------------------------------------------------------------------------
 
     def write(self, result: Result) -> None:
         self.start()
-        self.stats.frames += 1
-        frame = result.frame
-        answer = {"sequence": frame.sequence, "timestamp_ns": frame.timestamp_ns, "origin": frame.origin,
-                  "outputs": result.outputs}
-        mid = self._publish(self.base + "/answer", json.dumps(answer, sort_keys=True))
         with self._lock:
-            if mid is None:
-                self.stats.dropped += 1
-            else:
-                self.stats.published += 1
-                if not self.settings.qos:
-                    self.stats.delivered += 1
-                elif self._unmatched.pop(mid, False) is None:  # acknowledged already, between publish and here
-                    self.stats.delivered += 1
-                else:
-                    self._answers.add(mid)
-        counts = result.outputs.get("counts")
-        if isinstance(counts, dict):
-            for name in self.classes:
-                slug, count = _slug(name), int(counts.get(name, 0))
-                self._publish(f"{self.base}/{slug}/count", str(count), retain=True)
-                self._publish(f"{self.base}/{slug}/occupancy", "ON" if count else "OFF", retain=True)
+            self.stats.frames += 1
+        for event in getattr(result, "events", None) or ():
+            self._event(event)
+        outputs = result.outputs if isinstance(result.outputs, dict) else {}
+        self._states(self.states.values(getattr(result, "zones", None), outputs.get("counts")))
+        if self.settings.answers:
+            frame = result.frame
+            answer = {"sequence": frame.sequence, "timestamp_ns": frame.timestamp_ns, "origin": frame.origin,
+                      "outputs": result.outputs}
+            if self._publish(self.topics.answer, json.dumps(answer, sort_keys=True)):
+                with self._lock:
+                    self.stats.answers += 1
+
+    def _event(self, event: dict) -> None:
+        """One event, one message: Frigate's payload, the camera named in ``before`` and ``after`` as Frigate does."""
+        after = event.get("after") or {}
+        if after.get("label") not in self.labels:
+            return
+        payload = {"type": event.get("type"), "before": {**(event.get("before") or {}), "camera": self.device_id},
+                   "after": {**after, "camera": self.device_id}}
+        if self._publish(self.topics.events, json.dumps(payload, sort_keys=True)):
+            with self._lock:
+                self.stats.events += 1
+
+    def _states(self, values: dict[str, str]) -> None:
+        for topic, value in self.states.changed(values):
+            if self._publish(topic, value, retain=True):
+                self.states.sent(topic, value)
+                with self._lock:
+                    self.stats.states += 1
 
     # -- the run's end ------------------------------------------------------------------------------------------
 
     def close(self) -> None:
         if not self._started:
             return
-        if self.client.is_connected():
-            self.client.publish(self.base + "/availability", "offline", qos=1, retain=True).wait_for_publish(2.0)
-        self.client.disconnect()
-        self.client.loop_stop()
+        try:
+            if self.tracking is not None:  # the objects still in view end; the occupancy after them (all 0)
+                for event in self.tracking.finish():
+                    self._event(event)
+                self._states(self.states.values(self.tracking.occupancy()))
+            if self.client.is_connected():
+                self._publish(self.topics.availability, "offline", retain=True, qos=1, wait_s=5.0)  # all before it too
+        finally:
+            self.client.disconnect()
+            self.client.loop_stop()
 
     def summary(self) -> str:
         stats = self.stats
-        return (f"mqtt {self.settings.host}:{self.settings.port} ({self.base}): {stats.frames} frames, "
-                f"{stats.published} published, {stats.delivered} acknowledged, {stats.dropped} dropped")
+        cleared = f", {stats.cleared} stale entities removed" if stats.cleared else ""
+        return (f"mqtt {self.settings.host}:{self.settings.port} ({self.topics.base}): {stats.frames} frames, "
+                f"{stats.events} events and {stats.states} state changes published; {stats.published} messages, "
+                f"{stats.delivered} acknowledged, {stats.dropped} dropped{cleared}")
 
     def watch(self, metrics) -> None:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -187,8 +260,8 @@ class MqttSink(Sink):
 
         class _Collector:
             def collect(self):
-                for name in ("published", "dropped", "delivered"):
-                    yield CounterMetricFamily(f"keycam_mqtt_{name}", f"answers {name} (MQTT)",
+                for name in ("published", "dropped", "delivered", "events", "states"):
+                    yield CounterMetricFamily(f"keycam_mqtt_{name}", f"MQTT messages: {name}",
                                               value=getattr(sink.stats, name))
                 yield GaugeMetricFamily("keycam_mqtt_connected", "1 while the broker is connected",
                                         value=1.0 if sink.client.is_connected() else 0.0)
@@ -197,7 +270,7 @@ class MqttSink(Sink):
 
 
 class MqttConfig(SinkConfig):
-    """``[mqtt]``: publish the answers to an MQTT broker (Home Assistant discovery included)."""
+    """``[mqtt]``: events, occupancy and switches on an MQTT broker, with Home Assistant discovery (docs/events.md)."""
 
     host: str = Field(default="", description="the broker's host name or address (empty: no MQTT)")
     port: int = Field(default=1883, ge=1, le=65535, description="the broker's TCP port (8883 for TLS, usually)")
@@ -209,16 +282,33 @@ class MqttConfig(SinkConfig):
     password_file: str = Field(default="", description="the password, in a file of mode 0600 (unit: path)")
     tls: bool = Field(default=False, description="connect over TLS")
     ca_file: str = Field(default="", description="TLS: the CA certificates to trust (empty: the system's)")
-    qos: Literal[0, 1] = Field(default=1, description="QoS of the answers (1: acknowledged by the broker)")
-    discovery: bool = Field(default=True, description="publish Home Assistant MQTT discovery at connect")
+    qos: Literal[0, 1] = Field(default=1, description="QoS of events, states and answers (1: acknowledged by the "
+                                                      "broker)")
+    labels: list[str] = Field(default_factory=list, description="the labels (class names) with state topics, "
+                                                                "events and Home Assistant entities (empty: [events] "
+                                                                "labels, else person if the model has it, else its "
+                                                                "first label)")
+    answers: bool = Field(default=False, description="also publish every frame's answer on <prefix>/<device_id>/"
+                                                     "answer (a message per frame)")
+    discovery: bool = Field(default=True, description="Home Assistant MQTT discovery: entities for the labels, zones "
+                                                      "and switches (false: none, and the retained ones removed)")
     discovery_prefix: str = Field(default="homeassistant", min_length=1, description="Home Assistant's prefix")
-    classes: list[str] = Field(default_factory=list, description="classes with count and occupancy topics "
-                                                                 "(empty: every class the model names)")
+    configuration_url: str = Field(default="", pattern=r"^((https?|homeassistant)://\S+)?$",
+                                   description="the device's link in Home Assistant (empty: the [web] page when it "
+                                               "listens beyond this machine on a fixed port)")
     queue: int = Field(default=1000, ge=1, le=1_000_000, description="messages waiting for the broker, at most "
                                                                      "(the rest are dropped and counted)")
     keepalive: int = Field(default=30, ge=5, le=3600, description="MQTT keepalive, seconds")
     reconnect_min_s: int = Field(default=1, ge=1, le=3600, description="first reconnect delay, seconds (doubles)")
     reconnect_max_s: int = Field(default=60, ge=1, le=3600, description="longest reconnect delay, seconds")
+    _web: object = PrivateAttr(default=None)  # the run's [web] section (link_page)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data):
+        if isinstance(data, dict) and "classes" in data:
+            raise ValueError("mqtt.classes is now mqtt.labels (the labels with topics, events and entities)")
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> MqttConfig:
@@ -231,6 +321,10 @@ class MqttConfig(SinkConfig):
             raise ValueError("mqtt.ca_file is set but mqtt.tls is false; set tls = true")
         return self
 
+    def link_page(self, web) -> None:
+        """The run's ``[web]`` section (``edge.sinks.web.WebConfig``): its page is the device's configuration URL."""
+        self._web = web
+
     def build(self, context: SinkContext) -> Sink | None:
         if not self.host:
             return None
@@ -238,11 +332,27 @@ class MqttConfig(SinkConfig):
             import paho.mqtt  # noqa: F401
         except ImportError:
             raise ConfigError("[mqtt] needs paho-mqtt: pip install 'keycam[mqtt]'") from None
-        labels = list(context.labels)
-        classes = self.classes or labels
-        if self.classes and labels:
-            unknown = [name for name in self.classes if name not in labels]
-            if unknown:
-                raise ConfigError(f"mqtt.classes names {unknown}, which the model does not detect (it names "
-                                  f"{labels[:10]}{' ...' if len(labels) > 10 else ''})")
-        return MqttSink(self, classes, self.device_id or socket.gethostname())
+        tracking = context.tracking
+        labels = self._labels(list(context.labels), tracking)
+        zones = {zone.name: sorted(zone.labels) or labels for zone in tracking.zones} if tracking is not None else {}
+        url = self.configuration_url or (page_url(self._web) if self.discovery else "")
+        return MqttSink(self, labels, zones, self.device_id or socket.gethostname(), tracking, context.switches, url)
+
+    def _labels(self, names: list[str], tracking: Tracking | None) -> list[str]:
+        """The labels with topics and entities (see the module's docstring), checked against the model's."""
+        tracked = sorted(tracking.labels) if tracking is not None else []
+        labels = list(dict.fromkeys(self.labels)) or tracked or default_labels(names)
+        shown = f"{names[:10]}{' ...' if len(names) > 10 else ''}"
+        unknown = [name for name in labels if names and name not in names]
+        if unknown:
+            raise ConfigError(f"mqtt.labels names {unknown}, which the model does not detect (it names {shown})")
+        if tracked and self.labels and set(self.labels) - set(tracked):
+            raise ConfigError(f"mqtt.labels names {sorted(set(self.labels) - set(tracked))}, which [events] labels "
+                              f"does not track ({tracked}); add them there or leave them out here")
+        slugs: dict[str, str] = {}
+        for name in labels:
+            if slug(name) in RESERVED or slug(name) in slugs:
+                clash = f"the sink's own topic {slug(name)!r}" if slug(name) in RESERVED else repr(slugs[slug(name)])
+                raise ConfigError(f"label {name!r} would publish where {clash} does; leave it out of mqtt.labels")
+            slugs[slug(name)] = name
+        return labels

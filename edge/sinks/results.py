@@ -3,7 +3,8 @@
 Fields: sequence, timestamp_ns (the frame's sensor or file time), origin, fingerprint, epoch,
 outputs (per output: label, class name and score for classifiers; shape and a class histogram
 for dense outputs) and, for live runs only, latency_ms per stage. Replays leave latency out so
-that the same replay writes the same file, byte for byte.
+that the same replay writes the same file, byte for byte. Every line is strict JSON: a NaN or an
+infinity in an answer (a broken model's, or a server's) is written as null.
 
 An existing results file is appended to by default, so a service restarted after a failure (or
 delivering an earlier run's spool) never erases the results it wrote before; ``rotate`` moves it to
@@ -15,6 +16,7 @@ opened only when the run starts.
 from __future__ import annotations
 
 import json
+import math
 import sys
 import os
 from pathlib import Path
@@ -42,6 +44,24 @@ def rotate(path: Path, keep: int = KEEP) -> None:
             os.replace(newer, older)
 
 
+def json_line(record: dict) -> str:
+    """``record`` as one line of strict JSON: a NaN or an infinity (a model's, or a server's answer) is null."""
+    try:
+        return json.dumps(record, sort_keys=True, allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(record), sort_keys=True, allow_nan=False)
+
+
+def _finite(value):
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
+
+
 class ResultsSink(Sink):
     def __init__(self, target: str | Path | TextIO = "-", include_latency: bool = True, mode: str = "append") -> None:
         if mode not in MODES:
@@ -66,7 +86,7 @@ class ResultsSink(Sink):
         if self._stream is None:
             self.start()
         record = result.to_dict(include_latency=self.include_latency)
-        self._stream.write(json.dumps(record, sort_keys=True) + "\n")
+        self._stream.write(json_line(record) + "\n")
         self._stream.flush()
 
     def close(self) -> None:

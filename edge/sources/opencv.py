@@ -63,13 +63,14 @@ class OpenCVSource(Source):
         assert self._capture is not None
         attempts = self.grab_retries if self.live else 1
         for _ in range(attempts):
+            position = self._capture.get(cv2.CAP_PROP_POS_MSEC)  # before the read: the time of the frame it reads
             ok, image = self._capture.read()
             if ok and image is not None:
                 if image.ndim == 2:
                     image = image[:, :, np.newaxis]  # (H, W) -> (H, W, 1)
                 if self.live:  # when it was taken: UTC, and the device's own clock for intervals
                     return self._frame(image, time.time_ns(), str(self.target), monotonic_ns=time.monotonic_ns())
-                stamp = int(self._capture.get(cv2.CAP_PROP_POS_MSEC) * 1e6)  # a file's own time: replays keep it
+                stamp = int(position * 1e6)  # a file's own time (0 for its first frame): replays keep it
                 return self._frame(image, stamp, str(self.target))
             if self.live:
                 self.skipped += 1

@@ -1,60 +1,65 @@
 """The Raspberry Pi camera through picamera2: the only module that imports picamera2.
 
-picamera2 ships with Raspberry Pi OS (``python3-picamera2``) and cannot be installed elsewhere (it
-needs libcamera), so it is imported when a camera is opened (:func:`load_backend`, the one import), and
-the tests pass a behavioural fake as the backend (``tests/edge/sources/fake_picamera2``). What this
-source does, checked against picamera2 0.3.38's source and libcamera's Raspberry Pi pipeline handlers
+picamera2 ships with Raspberry Pi OS (``python3-picamera2``: 0.3.38 on bookworm, 0.3.34 on trixie) and cannot be
+installed elsewhere (it needs libcamera), so it is imported when a camera is opened (:func:`load_backend`, the one
+import), and the tests pass a behavioural fake as the backend (``tests/edge/sources/fake_picamera2``). What this
+source does, checked against picamera2's source and libcamera's Raspberry Pi pipeline handlers and IPA
 (docs/raspberry-pi.md has the table with the source lines):
 
 - **import**: picamera2 imports simplejpeg at load time; Raspberry Pi OS's build of it is compiled against
   numpy 1.x, so beside the numpy 2.x a venv installs the import raises ``ValueError: numpy.dtype size
   changed``. Every import failure becomes one line that says what to do (``keycam[pi]`` installs simplejpeg
   into the venv).
+- **opening** (``picamera_open``): the tuning resolved to a path and set before the camera manager starts (one
+  tuning a process); a camera another program holds is said as such; errors that retrying cannot mend are
+  marked ``permanent``; a mono sensor with a Bayer spec is refused here, not per frame.
 - **streams**: the model's stream is ``main`` in ``RGB888`` (B,G,R in memory), or ``lores`` beside a larger
   ``main_size`` (``YUV420`` on a Pi 4, ``RGB888`` on a Pi 5), or, for a raw readout spec, the unpacked raw
   stream. Sizes are requested at the model's aspect ratio and then **read back** from the configuration the
-  camera reports (the Pi 4 ISP raises any dimension below 64 to 64, the Pi 5 has its own minimums, strides
-  are padded), and decoded at that size and stride; the readout stage then fits the frame to the model
-  (``edge.sensor``). A lores is asked at main's aspect ratio (it shares main's crop, so any other ratio would
-  be stretched) and decoded in the colour space picamera2 chose (BT.601 below 1280x720, BT.709 above).
-- **raw**: the raw stream comes at the sensor mode's size, depth and Bayer order (which follows the
-  camera's mounting and flips); a Pi 5 gives 16-bit words with the code in the top bits. The mosaic is
-  moved to the spec's phase, its codes to the spec's depth and alignment (``picamera_formats``).
-- **sensor mode**: the full-field-of-view mode with the fewest pixels that covers the stream and the frame
-  rate (Camera Module 3 would otherwise pick its 1536x864 centre crop), unless ``sensor_mode`` names one.
-- **controls**: ``ExposureTime`` and ``AnalogueGain`` are sent as values (picamera2 sets their Mode controls;
-  ``AeEnable`` is not sent: libcamera 0.5.0-0.5.1 ignore it at start and later ones also freeze the gain);
-  the frame duration limits are raised to fit a long exposure; colour gains, autofocus, flips and the
-  scaler crop as configured; ``lock_after_frames`` freezes exposure, gain and colour gains once settled.
-- **timeouts**: ``capture_request(wait=...)`` waits three frame durations (at least 2 s); a timeout leaves
-  picamera2's job queued, so it is cancelled (``cancel_all_and_flush``) at once, before the camera is
-  closed, or closing would wait for ever behind it; the loop then reopens the camera with backoff.
+  camera reports, and decoded at that size and stride; the readout stage then fits the frame to the model.
+- **raw**: at the sensor mode's size, depth and Bayer order (``picamera_formats``: 8-bit raw one byte a photosite,
+  a Pi 5's 16-bit words); ``SensorBlackLevels`` is checked against the spec's black level, and a depth that
+  differs from the spec's is said once. ``scaler_crop`` does not crop raw (the ISP crops its outputs only), so a
+  raw spec refuses it.
+- **controls** (``picamera_controls``): values, not ``AeEnable``; frame duration limits that fit the exposure;
+  focus (``auto`` triggers a scan, ``default`` is continuous where there is autofocus); ``scaler_crop`` also as
+  ``ScalerCrops`` where a Pi 5 advertises it (it overrides ``ScalerCrop``); values locked by ``lock_after_frames``
+  sent again on every open.
+- **waits**: the first frame waits for the start-up frames libcamera hides, later ones about five frame durations
+  (``timeout_s`` overrides those). A frame is taken through a job (``capture_request(wait=False)`` and
+  ``wait(job, timeout)``); after a timeout the jobs are cancelled (``cancel_all_and_flush``) so that no later
+  frame is handed to an abandoned one, and a frame that completed the job in between is released. ``close()``
+  stops the camera directly (it never queues behind a job); the loop then reopens with backoff.
 - per frame: ``make_array`` and ``get_metadata`` before ``release()``, which always runs and never hides the
-  error that came first; ``SensorTimestamp`` (ns) is the frame time; drops inside picamera2's queue are
-  counted from timestamp gaps, and ``SensorTemperature`` is reported (``health``).
+  error that came first; the frame's time is ``FrameWallClock`` (CLOCK_REALTIME, ns) where libcamera reports it,
+  else the time it was taken, and its monotonic time ``SensorTimestamp`` (CLOCK_BOOTTIME, ns); drops inside
+  picamera2's queue are counted from timestamp gaps; temperature, black level and focus state go to ``health``.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import logging
-from pathlib import Path
+import time
 from types import SimpleNamespace
 from typing import Literal
 
 import numpy as np
 from pydantic import Field, model_validator
 
-from edge.errors import CameraError
+from edge.errors import CameraError, ConfigError
 from edge.frame import Frame
 from edge.sensor import fit_frame, fit_mosaic
+from edge.sources import picamera_controls as controls_for
+from edge.sources import picamera_open as opening
 from edge.sources.base import Source, SourceConfig
-from edge.sources.picamera_formats import parse_raw_format, raw_words, rephase, to_spec_codes, yuv420_to_bgr
+from edge.sources.picamera_controls import choose_mode, stream_size
+from edge.sources.picamera_formats import black_level_refusal, parse_raw_format, raw_words, rephase, rescale_note, \
+    to_spec_codes, yuv420_to_bgr
 from firmware_sim.spec import DEFAULT_SPEC, ReadoutSpec
 
 log = logging.getLogger(__name__)
 TIMEOUTS = (TimeoutError, concurrent.futures.TimeoutError)  # one class on Python >= 3.11
-AF_MODES = {"manual": 0, "auto": 1, "continuous": 2}  # libcamera.controls.AfModeEnum
 INSTALL = ("on Raspberry Pi OS: sudo apt install python3-picamera2, a venv made with --system-site-packages, and "
            "pip install -e '.[pi]' in it")
 
@@ -65,14 +70,15 @@ def load_backend() -> SimpleNamespace:
         from libcamera import Transform
         from picamera2 import Picamera2
     except ModuleNotFoundError as error:
-        raise CameraError(f"picamera2 is not available (no module {error.name!r}); {INSTALL}") from None
+        raise opening.permanent(f"picamera2 is not available (no module {error.name!r}); {INSTALL}") from None
     except ValueError as error:  # simplejpeg built for numpy 1.x meeting the venv's numpy 2.x
-        raise CameraError(f"picamera2 cannot be imported ({str(error).splitlines()[0]}): Raspberry Pi OS's "
-                          f"simplejpeg was built for another numpy; install keycam's own into the venv: "
-                          f".venv/bin/pip install -e '.[pi]' (or pip install --force-reinstall simplejpeg)") from None
+        raise opening.permanent(f"picamera2 cannot be imported ({str(error).splitlines()[0]}): Raspberry Pi OS's "
+                                f"simplejpeg was built for another numpy; install keycam's own into the venv: "
+                                f".venv/bin/pip install -e '.[pi]' (or pip install --force-reinstall simplejpeg)") \
+            from None
     except (ImportError, AttributeError, RuntimeError, OSError) as error:
-        raise CameraError(f"picamera2 cannot be imported ({type(error).__name__}: {error}); update python3-picamera2 "
-                          f"and python3-libcamera together (sudo apt full-upgrade)") from None
+        raise opening.permanent(f"picamera2 cannot be imported ({type(error).__name__}: {error}); update "
+                                f"python3-picamera2 and python3-libcamera together (sudo apt full-upgrade)") from None
     return SimpleNamespace(Picamera2=Picamera2, Transform=Transform)
 
 
@@ -83,7 +89,8 @@ class PicameraConfig(SourceConfig):
     camera: int | str = Field(default=0, description="camera number (as rpicam-hello --list-cameras numbers "
                                                      "them), or its Id or model (e.g. 'imx708')")
     tuning: str = Field(default="", description="libcamera tuning file: a name (e.g. 'imx708_noir.json', "
-                                                "'ov9281_mono.json') or a path (empty: the sensor's default)")
+                                                "'ov9281_mono.json') or a path (empty: the sensor's default); "
+                                                "one tuning a process")
     frame_rate: float | None = Field(default=None, gt=0, le=240, description="frames per second (empty: 30)")
     exposure_us: int | None = Field(default=None, gt=0, le=200_000_000, description="fixed exposure, "
                                                                                     "microseconds (empty: automatic)")
@@ -92,10 +99,13 @@ class PicameraConfig(SourceConfig):
     colour_gains: tuple[float, float] | None = Field(default=None, description="fixed white balance: red and "
                                                                                "blue gains, each 0 to 32 (empty: auto)")
     lock_after_frames: int = Field(default=0, ge=0, le=100_000, description="after N frames, freeze exposure, "
-                                                                            "gain and colour gains at their values "
-                                                                            "(stable model inputs; 0: never)")
+                                                                            "gain and colour gains at their values, "
+                                                                            "kept across reopens (stable model "
+                                                                            "inputs; 0: never)")
     af_mode: Literal["default", "manual", "auto", "continuous"] = Field(
-        default="default", description="autofocus (Camera Module 3): manual (at lens_position), auto, continuous")
+        default="default", description="autofocus (Camera Module 3): manual (at lens_position), auto (one scan "
+                                       "at start), continuous; default: continuous where the camera can focus, "
+                                       "manual with lens_position")
     lens_position: float | None = Field(default=None, ge=0, le=32, description="manual focus in dioptres "
                                                                                "(1/distance in metres; 0: infinity)")
     hflip: bool = Field(default=False, description="mirror the picture left to right")
@@ -103,13 +113,16 @@ class PicameraConfig(SourceConfig):
     sensor_mode: str = Field(default="auto", pattern=r"^(auto|\d+x\d+(:\d+)?)$",
                              description="sensor mode 'WxH' or 'WxH:bits' (auto: the full field of view)")
     scaler_crop: tuple[int, int, int, int] | None = Field(default=None, description="(x, y, width, height) of the "
-                                                                                    "sensor's pixels to use")
+                                                                                    "sensor's pixels to use (not "
+                                                                                    "with a raw readout spec)")
     main_size: tuple[int, int] | None = Field(default=None, description="(width, height) of a larger main stream; "
                                                                         "the model then reads the lores stream")
     buffer_count: int = Field(default=4, ge=2, le=16, description="frame buffers per stream")
-    timeout_s: float | None = Field(default=None, gt=0, le=3600, description="how long to wait for a frame, "
-                                                                             "seconds (empty: 3 frame durations, "
-                                                                             "at least 2 s)")
+    timeout_s: float | None = Field(default=None, gt=0, le=3600, description="how long to wait for a frame once "
+                                                                             "the camera runs, seconds (empty: 5 "
+                                                                             "frame durations, at least 1 s, + 1 s; "
+                                                                             "the first frame also waits for the "
+                                                                             "start-up frames)")
 
     @model_validator(mode="after")
     def _consistent(self) -> PicameraConfig:
@@ -131,42 +144,6 @@ class PicameraConfig(SourceConfig):
         return f"picamera2 camera {self.camera}"
 
 
-def _even_up(value: float) -> int:
-    value = int(np.ceil(value))
-    return value + value % 2
-
-
-def stream_size(width: int, height: int, minimum: int) -> tuple[int, int]:
-    """(w, h) at the model's aspect ratio, both at least ``minimum`` and even (a Pi 4 clamps each side to 64)."""
-    scale = max(1.0, minimum / width, minimum / height)
-    return _even_up(width * scale), _even_up(height * scale)
-
-
-def choose_mode(modes: list[dict], need: tuple[int, int], frame_rate: float | None, wanted: str) -> dict:
-    """The sensor mode: ``wanted`` ('WxH' or 'WxH:bits'), or the full-field-of-view one with the fewest pixels
-    covering ``need`` (w, h) at ``frame_rate``; a cropped mode only when no full one is fast enough."""
-    modes = [m for m in modes if "size" in m]
-    if not modes:
-        raise CameraError("the camera lists no raw sensor modes (not a Raspberry Pi camera?)")
-    if wanted != "auto":
-        size, _, bits = wanted.partition(":")
-        found = [m for m in modes if f"{m['size'][0]}x{m['size'][1]}" == size and (not bits or m["bit_depth"] ==
-                                                                                   int(bits))]
-        if not found:
-            listed = ", ".join(f"{m['size'][0]}x{m['size'][1]}:{m['bit_depth']}" for m in modes)
-            raise CameraError(f"source.sensor_mode = {wanted!r} is not one of this camera's modes ({listed})")
-        return max(found, key=lambda m: m["bit_depth"])
-    area = max(m["crop_limits"][2] * m["crop_limits"][3] for m in modes)
-    fast = [m for m in modes if not frame_rate or m["fps"] >= frame_rate] or [max(modes, key=lambda m: m["fps"])]
-    full = [m for m in fast if m["crop_limits"][2] * m["crop_limits"][3] == area] or fast
-    covering = [m for m in full if m["size"][0] >= need[0] and m["size"][1] >= need[1]]
-    pick = min(covering or full, key=lambda m: (m["size"][0] * m["size"][1] if covering else -m["size"][0],
-                                                -m["bit_depth"]))
-    if pick not in [m for m in modes if m["crop_limits"][2] * m["crop_limits"][3] == area]:
-        log.info("sensor mode %s crops the field of view: no full-field mode reaches %s fps", pick["size"], frame_rate)
-    return pick
-
-
 class PicameraSource(Source):
     live = True
     channel_order = "bgr"
@@ -177,54 +154,42 @@ class PicameraSource(Source):
         self.height, self.width, self.spec = height, width, spec
         self.settings = settings or PicameraConfig()
         self._backend = backend
-        self._camera = None
+        self._camera = self._job = None
         self.raw = spec.is_bayer or (spec.channels == 1 and spec.input_bits > 8)
         if self.raw:
             self.channel_order = "raw"
+            if self.settings.scaler_crop:
+                raise ConfigError("source.scaler_crop has no effect on a raw readout spec: the ISP crops its outputs, "
+                                  "and raw is the sensor mode's whole output; remove it, or pick a cropped "
+                                  "source.sensor_mode")
         self.name = f"camera {self.settings.camera}"
-        self.timeout_s = self.settings.timeout_s or self._frame_timeout()
-        self.dropped = self.timeouts = self.frames = 0
+        self.dropped = self.timeouts = self.frames = self.late_frames = 0
         self.temperature: float | None = None
+        self.af_state: int | None = None
+        self.black_level: float | None = None  # the sensor's, in the spec's input codes (raw only)
+        self.notes: list[str] = []
+        self._locked: dict = {}  # lock_after_frames' values, sent again on every open
         self._last_stamp: int | None = None
         self._stream: dict = {}
+        self._checked_black = self._first = False
+        self.timeout_s = self.settings.timeout_s or controls_for.later_wait_s(self._controls(False))
+        self.first_timeout_s = self.timeout_s
 
-    def _frame_timeout(self) -> float:
-        frame_us = 1e6 / self.settings.frame_rate if self.settings.frame_rate else 33333
-        return max(2.0, 3 * max(frame_us, self.settings.exposure_us or 0) / 1e6)
+    def _controls(self, autofocus: bool) -> dict:
+        return controls_for.start_controls(self.settings, self._locked, autofocus)
 
     # -- opening -----------------------------------------------------------------------------------------------
 
-    def _index(self, backend) -> int:
-        wanted = self.settings.camera
-        cameras = backend.Picamera2.global_camera_info()
-        listed = "; ".join(f"{n}: {c.get('Model')} ({c.get('Id')})" for n, c in enumerate(cameras)) or "none"
-        if isinstance(wanted, int):
-            if wanted >= len(cameras):
-                raise CameraError(f"camera {wanted} is not connected (cameras: {listed}); check the cable and "
-                                  f"rpicam-hello --list-cameras")
-            return wanted
-        for key in ("Id", "Model"):
-            found = [n for n, c in enumerate(cameras) if c.get(key) == wanted]
-            if len(found) == 1:
-                return found[0]
-            if len(found) > 1:
-                raise CameraError(f"source.camera = {wanted!r} names {len(found)} cameras ({listed}); use its Id")
-        raise CameraError(f"source.camera = {wanted!r} is no connected camera's Id or model (cameras: {listed})")
-
-    def _tuning(self, backend):
-        name = self.settings.tuning
-        if not name:
-            return None
-        if "/" in name:
-            path = Path(name).expanduser()
-            if not path.is_file():
-                raise CameraError(f"source.tuning = {name!r} does not exist; give a tuning file's path or its name")
-            return str(path.resolve())
+    def _construct(self, backend):
+        """``Picamera2(index, tuning=path)``, the tuning set before the camera manager starts."""
+        settings = self.settings
+        tuning = opening.find_tuning(settings.tuning, opening.platform_dir(backend)) if settings.tuning else None
+        opening.set_tuning(tuning)
+        index = opening.camera_index(settings.camera, backend.Picamera2.global_camera_info())
         try:
-            return backend.Picamera2.load_tuning_file(name)
-        except RuntimeError:
-            raise CameraError(f"source.tuning = {name!r} is not among libcamera's tuning files "
-                              f"(/usr/share/libcamera/ipa/rpi/vc4 or pisp); give its name or path") from None
+            return backend.Picamera2(index, tuning=tuning)
+        except (RuntimeError, IndexError, TypeError) as error:
+            raise opening.open_error(self.name, error) from None
 
     def _plan(self, camera, backend) -> dict:
         """The video configuration to ask for: streams, sensor mode, controls."""
@@ -234,71 +199,54 @@ class PicameraSource(Source):
         if self.raw:
             cells = 1 if self.spec.is_bayer else 2
             need = (self.width * 2 // cells, self.height * 2 // cells)  # photosites the mosaic must hold
-            main = {"format": "YUV420", "size": stream_size(64, 64, minimum)}
-            lores = None
+            main, lores = {"format": "YUV420", "size": stream_size(64, 64, minimum)}, None
         elif settings.main_size:
-            main_w, main_h = settings.main_size
-            need = (main_w, main_h)
-            scale = max(self.width / main_w, self.height / main_h, minimum / main_w, minimum / main_h)
-            lores_size = (min(_even_up(main_w * scale), main_w), min(_even_up(main_h * scale), main_h))
+            main_w, main_h = need = settings.main_size
             main = {"format": "RGB888", "size": (main_w - main_w % 2, main_h - main_h % 2)}
-            lores = {"format": "RGB888" if pi5 else "YUV420", "size": lores_size}
+            lores = {"format": "RGB888" if pi5 else "YUV420",
+                     "size": controls_for.lores_size(need, self.width, self.height, minimum)}
         else:
             need = stream_size(self.width, self.height, minimum)
             main, lores = {"format": "RGB888", "size": need}, None
         mode = choose_mode(list(camera.sensor_modes), need, settings.frame_rate, settings.sensor_mode)
         raw = {"format": mode["unpacked"], "size": tuple(mode["size"])} if self.raw else None
-        return {"main": main, "lores": lores, "raw": raw, "controls": self._controls(),
+        start = self._controls("AfMode" in camera.camera_controls)
+        self.first_timeout_s = max(controls_for.first_wait_s(start), self.timeout_s)
+        return {"main": main, "lores": lores, "raw": raw, "controls": start,
                 "sensor": {"output_size": tuple(mode["size"]), "bit_depth": mode["bit_depth"]},
                 "transform": backend.Transform(hflip=int(settings.hflip), vflip=int(settings.vflip)),
                 "buffer_count": settings.buffer_count}
 
-    def _controls(self) -> dict:
-        settings = self.settings
-        controls: dict[str, object] = {}
-        if settings.frame_rate:
-            frame = int(1e6 / settings.frame_rate)
-            controls["FrameDurationLimits"] = (frame, frame)
-        elif settings.exposure_us and settings.exposure_us > 33333:  # the default 33333 us would cap the exposure
-            controls["FrameDurationLimits"] = (33333, int(settings.exposure_us) + 1000)
-        if settings.exposure_us:
-            controls["ExposureTime"] = int(settings.exposure_us)
-        if settings.analogue_gain:
-            controls["AnalogueGain"] = float(settings.analogue_gain)
-        if settings.colour_gains:
-            controls["ColourGains"] = tuple(float(g) for g in settings.colour_gains)
-        if settings.af_mode != "default" or settings.lens_position is not None:
-            controls["AfMode"] = AF_MODES["manual" if settings.af_mode == "default" else settings.af_mode]
-            if settings.lens_position is not None:
-                controls["LensPosition"] = float(settings.lens_position)
-        if settings.scaler_crop:
-            controls["ScalerCrop"] = tuple(settings.scaler_crop)
-        return controls
+    def _configure(self, camera, backend) -> None:
+        if self.spec.is_bayer and camera.camera_properties.get("ColorFilterArrangement") == 5:  # MONO (P2 L1315)
+            raise opening.permanent(f"{self.name} is a monochrome sensor; compile the model for a 1-channel raw "
+                                    f"spec (raw10, raw12)")
+        plan = self._plan(camera, backend)
+        camera.configure(camera.create_video_configuration(**plan))
+        if self.settings.scaler_crop and "ScalerCrops" in camera.camera_controls:  # a Pi 5 with two outputs
+            crop = tuple(self.settings.scaler_crop)  # rpi::ScalerCrops wins over ScalerCrop (pipeline_base L1313)
+            camera.set_controls({"ScalerCrops": [crop, crop]})
+        actual = camera.camera_configuration()
+        name = "raw" if self.raw else ("lores" if plan["lores"] else "main")
+        bits = (actual.get("sensor") or {}).get("bit_depth", 16)
+        self._stream = dict(actual[name], name=name, colour_space=actual.get("colour_space"), bit_depth=bits)
+        if self.raw and (note := rescale_note(bits, self.spec.input_bits)):
+            log.warning("%s: %s", self.name, note)
+            self.notes = [note]
 
     def _open(self) -> None:
         backend = self._backend or load_backend()
-        index = self._index(backend)
-        tuning = self._tuning(backend)
+        camera = self._construct(backend)
         try:
-            camera = backend.Picamera2(index, tuning=tuning)
-        except (RuntimeError, IndexError, TypeError) as error:
-            raise CameraError(f"{self.name} cannot be opened: {error}") from None
-        try:
-            plan = self._plan(camera, backend)
-            config = camera.create_video_configuration(**plan)
-            camera.configure(config)
-            actual = camera.camera_configuration()
-            name = "raw" if self.raw else ("lores" if plan["lores"] else "main")
-            self._stream = dict(actual[name], name=name, colour_space=actual.get("colour_space"),
-                                bit_depth=(actual.get("sensor") or {}).get("bit_depth", 16))
+            self._configure(camera, backend)
             camera.start()
         except (RuntimeError, ValueError, TypeError, KeyError) as error:
             camera.close()
-            raise CameraError(f"{self.name} refused the configuration: {error}") from None
+            raise opening.permanent(f"{self.name} refused the configuration: {error}") from None
         except CameraError:
             camera.close()
             raise
-        self._camera, self._last_stamp = camera, None
+        self._camera, self._last_stamp, self._first = camera, None, True
 
     # -- reading -----------------------------------------------------------------------------------------------
 
@@ -312,17 +260,13 @@ class PicameraSource(Source):
             space = stream["colour_space"]
             encoding = getattr(getattr(space, "ycbcrEncoding", None), "name", "Rec601")
             full = getattr(getattr(space, "range", None), "name", "Limited") == "Full"
-            image = yuv420_to_bgr(array, width, height, encoding, full)
-            return image[:, :, [2, 1, 0]] if stream["format"] == "YVU420" else image
+            return yuv420_to_bgr(array, width, height, encoding, full, v_first=stream["format"] == "YVU420")
         return array[:, :, ::-1] if stream["format"] == "BGR888" else array  # RGB888 is B,G,R in memory
 
     def _raw(self, array: np.ndarray, width: int, height: int) -> np.ndarray:
         order, bits, msb = parse_raw_format(self._stream["format"], self._stream["bit_depth"])
         words = raw_words(array, width, height, bits, msb)
         bayer = self.spec.is_bayer
-        if bayer and not order:
-            raise CameraError(f"{self.name} is a monochrome sensor; compile the model for a 1-channel raw spec "
-                              f"(raw10, raw12)")
         want = self.spec.cfa if bayer else "RGGB"
         mosaic = rephase(words, order, want) if order else words
         codes = to_spec_codes(mosaic, self.spec.input_bits, self.spec.is_msb)
@@ -332,20 +276,40 @@ class PicameraSource(Source):
             return fit_mosaic(codes[:, :, np.newaxis], want, self.height // 2, self.width // 2)
         return fit_frame(codes[:, :, np.newaxis], self.height, self.width)
 
+    def _take(self, camera):
+        """The next request, through a job; after a timeout no job is left to take a later frame."""
+        wait = self.first_timeout_s if self._first else self.timeout_s
+        job = camera.capture_request(wait=False)
+        try:
+            return camera.wait(job, timeout=wait)
+        except TIMEOUTS:
+            self.timeouts += 1
+            camera.cancel_all_and_flush()  # no later frame goes to the abandoned job
+            self._release_late(job)
+            raise CameraError(f"{self.name} delivered no frame in {wait:g} s (camera frontend timeout or a loose "
+                              f"cable)") from None
+        except RuntimeError as error:
+            camera.cancel_all_and_flush()
+            raise CameraError(f"{self.name} failed: {error}") from None
+
+    def _release_late(self, job) -> None:
+        """A frame that completed ``job`` between its timeout and the cancel (picamera2 L1478-1484, L1512-1513)."""
+        try:
+            request = job.get_result(timeout=1.0)
+        except Exception:  # noqa: BLE001 - cancelled (no frame came), or the job failed: nothing to release
+            return
+        self.late_frames += 1
+        try:
+            request.release()
+        except RuntimeError as error:
+            log.warning("%s: releasing a late frame failed: %s", self.name, error)
+
     def _read(self) -> Frame | None:
         camera = self._camera
         if camera is None:
             return None
-        try:
-            request = camera.capture_request(wait=self.timeout_s)
-        except TIMEOUTS:
-            self.timeouts += 1
-            camera.cancel_all_and_flush()  # picamera2 leaves the job queued: cancel it, or closing waits for ever
-            raise CameraError(f"{self.name} delivered no frame in {self.timeout_s:g} s (camera frontend timeout or "
-                              f"a loose cable)") from None
-        except RuntimeError as error:
-            camera.cancel_all_and_flush()
-            raise CameraError(f"{self.name} failed: {error}") from None
+        request = self._take(camera)
+        taken_ns = time.time_ns()
         failure: BaseException | None = None
         try:
             image = self._convert(request)
@@ -360,10 +324,14 @@ class PicameraSource(Source):
             log.warning("%s: releasing a request failed too: %s", self.name, error)
         if failure is not None:
             raise failure
-        return self._frame(image, self._account(metadata), self.name)
+        self._first = False
+        monotonic_ns = self._account(metadata)
+        wall_ns = int(metadata.get("FrameWallClock") or taken_ns)
+        return self._frame(image, wall_ns, self.name, monotonic_ns=monotonic_ns)
 
     def _account(self, metadata: dict) -> int:
-        """The frame's time; counts frames dropped inside picamera2's queue, reads the temperature, locks."""
+        """The frame's SensorTimestamp; counts drops inside picamera2's queue, reads temperature, focus and black
+        level, and locks."""
         stamp = int(metadata.get("SensorTimestamp", 0))
         duration_ns = int(metadata.get("FrameDuration", 0)) * 1000
         if self._last_stamp is not None and duration_ns > 0 and stamp > self._last_stamp:
@@ -371,24 +339,45 @@ class PicameraSource(Source):
         self._last_stamp = stamp
         if "SensorTemperature" in metadata:
             self.temperature = float(metadata["SensorTemperature"])
+        self._focus(metadata.get("AfState"))
+        if self.raw and metadata.get("SensorBlackLevels"):
+            self._black(metadata["SensorBlackLevels"])
         self.frames += 1
-        if self.settings.lock_after_frames and self.frames == self.settings.lock_after_frames:
-            locked = {name: metadata[name] for name in ("ExposureTime", "AnalogueGain", "ColourGains")
-                      if name in metadata}
-            self._camera.set_controls(locked)
-            log.info("%s: exposure, gain and colour gains locked at %s", self.name, locked)
+        if self.settings.lock_after_frames and not self._locked and self.frames >= self.settings.lock_after_frames:
+            self._locked = {name: metadata[name] for name in controls_for.LOCKED if name in metadata}
+            self._camera.set_controls(self._locked)
+            log.info("%s: exposure, gain and colour gains locked at %s", self.name, self._locked)
         return stamp
 
+    def _focus(self, state) -> None:
+        if state is not None and state != self.af_state and state in (2, 3):
+            log.info("%s: autofocus %s", self.name, controls_for.AF_STATES[state])
+        self.af_state = state if state is None else int(state)
+
+    def _black(self, levels) -> None:
+        self.black_level = sum(int(v) for v in levels) / len(levels) / (1 << (16 - self.spec.input_bits))
+        if not self._checked_black:
+            self._checked_black = True
+            refusal = black_level_refusal(levels, self.spec.black_level, self.spec.input_bits)
+            if refusal:  # the model does not fit this camera: no reopen mends that
+                raise ConfigError(f"{self.name}: {refusal}")
+
     def health(self) -> dict[str, float]:
-        values = {"camera_dropped_frames": float(self.dropped), "camera_timeouts": float(self.timeouts)}
-        if self.temperature is not None:
-            values["sensor_temperature_celsius"] = self.temperature
+        values = {"camera_dropped_frames": float(self.dropped), "camera_timeouts": float(self.timeouts),
+                  "camera_late_frames": float(self.late_frames)}
+        for name, value in (("sensor_temperature_celsius", self.temperature), ("camera_af_state", self.af_state),
+                            ("sensor_black_level", self.black_level)):
+            if value is not None:
+                values[name] = float(value)
         return values
+
+    def summary(self) -> str | None:
+        return "; ".join(self.notes) or None
 
     def _close(self) -> None:
         camera, self._camera = self._camera, None
         if camera is not None:
             try:
-                camera.cancel_all_and_flush()  # close() stops the camera itself, never behind a stale job
+                camera.cancel_all_and_flush()  # nothing is left queued for a frame that comes while it stops
             finally:
                 camera.close()

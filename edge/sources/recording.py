@@ -1,8 +1,10 @@
-"""Replaying a keycam recording (MCAP): its measurements, with their epochs and sensor times.
+"""Replaying a keycam recording (MCAP): its measurements, with their epochs, sensor times and provenance.
 
-A truncated recording (process killed mid-write) replays up to its last complete chunk; a chunk whose
-CRC does not match is skipped with its frames (see ``edge.recording``). Either is said in the run's
-summary (:meth:`RecordingSource.summary`), and ``damaged`` lets ``keycam replay`` exit non-zero.
+``path`` is one recording file, or a folder of segments (``[record] path``'s form), replayed oldest first, one
+after the other. Recordings of both formats replay (``edge.recording``). A truncated recording (process killed
+mid-write) replays up to its last complete chunk; a chunk whose CRC does not match is skipped with its frames.
+Either is said in the run's summary (:meth:`RecordingSource.summary`), and ``damaged`` lets ``keycam replay``
+exit non-zero.
 """
 
 from __future__ import annotations
@@ -13,9 +15,20 @@ from typing import Literal
 
 from pydantic import Field
 
+from edge.errors import ImageFileError
 from edge.frame import Frame
-from edge.recording import RecordedFrame, RecordingInfo, check_recording, read_recording
+from edge.recording import RecordedFrame, RecordingInfo, check_recording, list_segments, read_recording
 from edge.sources.base import CLAIM_EXACT, CLAIM_NONE, PathSetting, Source, SourceConfig
+
+
+def recording_files(path: Path) -> list[Path]:
+    """The files a recording path stands for: itself, or a folder's segments, oldest first (checked, each)."""
+    if not path.is_dir():
+        return [check_recording(path)]
+    files = [check_recording(segment.path) for segment in list_segments(path)]
+    if not files:
+        raise ImageFileError(f"folder '{path}' holds no recording segments (files named like 20261207T004512Z.mcap)")
+    return files
 
 
 class RecordingSource(Source):
@@ -30,9 +43,9 @@ class RecordingSource(Source):
         self._frames: Iterator[RecordedFrame] | None = None
 
     def _open(self) -> None:
-        check_recording(self.path)  # now, before the run opens any output
+        files = recording_files(self.path)  # now, before the run opens any output
         self.info = RecordingInfo()
-        self._frames = read_recording(self.path, info=self.info)
+        self._frames = (frame for file in files for frame in read_recording(file, info=self.info))
 
     @property
     def damaged(self) -> bool:
@@ -47,14 +60,20 @@ class RecordingSource(Source):
         recorded = next(self._frames, None)
         if recorded is None:
             return None
+        provenance = {}
+        if recorded.seal:  # a sealed measurement's seal, opened by the key holder's replay (edge.seal)
+            from edge.seal import Seal
+
+            provenance["seal"] = Seal.from_hex(recorded.seal)
         return self._frame(recorded.image, recorded.timestamp_ns, self.path.name, measured=True,
-                           epoch=recorded.epoch, fingerprint=self.info.fingerprint, source_size=recorded.source_size,
-                           masks=self.info.masks)
+                           epoch=recorded.epoch, fingerprint=recorded.fingerprint or self.info.fingerprint,
+                           source_size=recorded.source_size, masks=recorded.masks or self.info.masks,
+                           monotonic_ns=recorded.monotonic_ns, **provenance)
 
 
 class RecordingConfig(SourceConfig):
     kind: Literal["recording"] = "recording"
-    path: PathSetting = Field(description="a keycam recording, .mcap (unit: path)")
+    path: PathSetting = Field(description="a keycam recording, .mcap, or a folder of its segments (unit: path)")
 
     def build(self, sensor) -> Source:
         return RecordingSource(self.path)

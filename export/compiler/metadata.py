@@ -27,7 +27,10 @@ from pathlib import Path
 import onnx
 
 from export.errors import ModelError, UnsupportedModel
+from firmware_sim.files import read_regular
 from firmware_sim.words import TASKS
+
+LABELS_LIMIT = 16 * 2**20  # bytes: far more than any list of class names
 
 MAX_LABELS = 100_000
 
@@ -40,11 +43,10 @@ def plain_metadata(model: onnx.ModelProto) -> dict[str, str]:
 def read_labels(path: str | Path) -> tuple[str, ...]:
     """Class names from a text file, one per line in class-index order (a trailing empty line is ignored)."""
     path = Path(path)
+    data = read_regular(path, "labels file", ModelError, limit=LABELS_LIMIT)  # a FIFO or a device: refused at once
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ModelError(f"labels file '{path}' does not exist") from None
-    except (OSError, UnicodeDecodeError) as error:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
         raise ModelError(f"labels file '{path}' cannot be read as UTF-8 text ({type(error).__name__})") from None
     lines = [line.strip() for line in text.splitlines()]
     while lines and not lines[-1]:

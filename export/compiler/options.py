@@ -74,7 +74,7 @@ class KeyifyOptions:
     std: tuple[float, ...] | None = None
     channel_order: str = "rgb"  # the measurement's: rgb | bgr (a Bayer spec's cells are R, Gr, Gb, B: rgb)
     model_order: str | None = None  # what the plain model expects (None: its metadata's, else rgb)
-    spec: ReadoutSpec = DEFAULT_SPEC
+    spec: ReadoutSpec | None = DEFAULT_SPEC  # None: the sealed preset that fits the model (sealed_default)
     policy: str = "boundary"  # boundary | fresh (the paper's: every feature map scrambled, chosen explicitly)
     split_after: str | None = None  # a tensor or node name: cut into feature and task models there
     epoch: int = 0  # the key epoch of the sensor layout
@@ -85,6 +85,7 @@ class KeyifyOptions:
     fit: str | None = None  # how frames are fitted: crop | letterbox | stretch (None: its metadata's, else crop)
     pad: float | None = None  # letterbox padding, 0..255 scale (None: its metadata's, else 114 for a letterbox)
     normalize: str | None = None  # None: as above; "metadata": refuse a model that says nothing; "none": 0 and 1
+    split_reveals_picture: bool = False  # accept a split at or before the first spatial layer (export/compiler/split.py)
 
     @property
     def isp_spec(self) -> IspSpec | None:

@@ -14,6 +14,12 @@ equals the keyed model's output. The cut is one step after either policy has emi
 
 ``assemble.py`` checks that the task model reads nothing else computed before the cut (a skip
 connection across it), and no table that depends on the sensor layout.
+
+A cut at or before the first spatial layer hands the task side the picture: what crosses is a per-pixel
+function of the frame (the normalised picture itself, or a 1 x 1 convolution of it), and the task model
+holds the table that puts it back in order. :func:`reveals_picture` finds such cuts (no operator that
+mixes neighbouring positions lies between the input and the cut tensor); they are refused unless the
+options say so explicitly (``split_reveals_picture``, ``keyify --split-reveals-picture``, which warns).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import onnx
 
 from export.compiler.compilation import FEATURES, Compilation
 from export.compiler.outputs import layout_ref
@@ -47,8 +54,47 @@ def split_target(graph: PlainGraph, name: str) -> str:
     raise UnsupportedModel(name, "split", "no node or tensor of that name in the model")
 
 
+SPATIAL = {"Conv", "ConvTranspose", "MaxPool", "AveragePool", "LpPool", "Resize", "Upsample", "DeformConv",
+           "GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool", "Flatten", "Gemm", "MatMul", "Reshape", "SpaceToDepth",
+           "DepthToSpace"}  # operators that may mix positions (a Conv only when its kernel or stride is larger than 1)
+
+
+def _mixes_positions(node: onnx.NodeProto, graph: PlainGraph) -> bool:
+    if node.op_type not in SPATIAL:
+        return False
+    if node.op_type in ("Conv", "ConvTranspose"):
+        weight = graph.constants.get(node.input[1]) if len(node.input) > 1 else None
+        kernel = tuple(weight.shape[2:]) if weight is not None else None
+        strides = next((list(a.ints) for a in node.attribute if a.name == "strides"), [])
+        return kernel is None or any(k > 1 for k in kernel) or any(s > 1 for s in strides)
+    return True
+
+
+def reveals_picture(graph: PlainGraph, tensor: str) -> bool:
+    """True when ``tensor`` is a per-pixel function of the input: no operator that mixes positions lies on any path
+    from the input to it (then the task side, which holds the features' layout, can see the picture)."""
+    pending, seen = [tensor], set()
+    while pending:
+        name = pending.pop()
+        if name in seen or name == graph.input_name:
+            continue
+        seen.add(name)
+        node = graph.producers.get(name)
+        if node is None:
+            continue
+        if _mixes_positions(node, graph):
+            return False
+        pending.extend(i for i in node.input if i)
+    return True
+
+
 def cut(job: Compilation, tensor: str, values: dict[str, Value]) -> Cut:
     """Emit ``features`` from ``tensor``'s keyed form; returns the split's manifest entry and the task's renames."""
+    if reveals_picture(job.graph, tensor) and not job.options.split_reveals_picture:
+        raise UnsupportedModel(tensor, "split", "a split at or before the first spatial layer hands the task "
+                                                "server the picture (its model holds the features' layout); split "
+                                                "after a layer that mixes positions, or pass "
+                                                "--split-reveals-picture to accept it")
     if job.options.policy == "boundary":
         features, rename = _scramble(job, tensor)
     else:

@@ -1,7 +1,10 @@
 """Writing keyed models and their manifests, atomically: ``KEYED.onnx`` + ``KEYED.manifest.json``,
 and with a split ``KEYED.feature.onnx`` / ``KEYED.task.onnx`` with theirs. A model whose sensor
 tables can follow a key epoch gets ``KEYED.epochs.npz`` too: the tables' epoch-free recipes (``tN``
-for ``sensor_tables[N]``). The names are ``firmware_sim.words.model_files``'s.
+for ``sensor_tables[N]``). The names are ``firmware_sim.words.model_files``'s. Each model carries its own
+digest and its recipes' (``stamp.py``), checked when it loads. The models and recipes reveal the sensor's
+layout (the keyed model *is* the key), so they are written mode 0600 whatever the umask; the manifests,
+which hold no key material, stay readable.
 
 A name stands for all of these files (:func:`family`): a command that writes one refuses to start while any
 of them exists (:func:`refuse_existing`) unless it is told to replace them (``--force``), and then removes
@@ -19,11 +22,14 @@ import numpy as np
 import onnx
 
 from export.errors import ModelError
-from firmware_sim.files import write_atomic
+from export.package.stamp import stamped
+from firmware_sim.files import remove_leftovers, write_together
 from firmware_sim.words import MODEL_SUFFIX, model_files
 
 if TYPE_CHECKING:
     from export.keyify import KeyifyResult
+
+KEY_EQUIVALENT = 0o600  # a keyed model and its recipes reveal the sensor's layout: only their owner reads them
 
 
 def save(result: KeyifyResult, path: str | Path) -> list[Path]:
@@ -37,19 +43,29 @@ def save(result: KeyifyResult, path: str | Path) -> list[Path]:
     if result.feature is not None:
         pairs.append((model_files(path).feature, result.feature, result.feature_manifest))
         pairs.append((model_files(path).task, result.task, result.task_manifest))
-    written = []
+    files = []
     for target, model, manifest in pairs:
         beside = model_files(target)
-        write_atomic(target, model.SerializeToString())
-        write_atomic(beside.manifest, manifest.to_json().encode() + b"\n")
-        written += [target, beside.manifest]
         recipes = {name: result.epoch_recipes[name] for name in manifest.sensor_tables if name in result.epoch_recipes}
+        epochs = None
         if recipes and manifest.epoch_rotation:
             buffer = io.BytesIO()
             np.savez(buffer, **{f"t{i}": recipes[name] for i, name in enumerate(manifest.sensor_tables)})
-            write_atomic(beside.epochs, buffer.getvalue())
-            written.append(beside.epochs)
-    return written
+            epochs = buffer.getvalue()
+        data, final = stamped(model, manifest, epochs)  # the model carries its own digest and its recipes'
+        if epochs is not None:  # the recipes first: a model is never on disk without the sidecar it names
+            files.append((beside.epochs, epochs, KEY_EQUIVALENT))
+        files += [(target, data, KEY_EQUIVALENT), (beside.manifest, final.to_json().encode() + b"\n", None)]
+    return write_family(files)
+
+
+def write_family(files: list[tuple[Path, bytes, int | None]]) -> list[Path]:
+    """Write a model's files together (``firmware_sim.files.write_together``: staged, then renamed into place, so a
+    full disk leaves none of them and never a model without its sidecar), after removing what an earlier,
+    interrupted write of any of them left beside them (private temporary files)."""
+    for path, _, _ in files:
+        remove_leftovers(path)
+    return write_together(files)
 
 
 def family(path: str | Path) -> list[Path]:

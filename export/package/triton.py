@@ -19,13 +19,18 @@ an existing version is never overwritten without ``force``. Writes are atomic fi
 
 from __future__ import annotations
 
+import os
 import re
+import secrets
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
 
 from export.errors import ModelError
+from export.package.stamp import stamped
+from firmware_sim.errors import KeycamError
 from firmware_sim.files import write_atomic
 from firmware_sim.manifest import METADATA_KEY, Manifest
 
@@ -160,7 +165,35 @@ def export_triton(model_path: str | Path, repository: str | Path, name: str,
     target = folder / str(version)
     if (target / "model.onnx").exists() and not options.force:
         raise ModelError(f"'{target / 'model.onnx'}' exists; choose another --version or pass --force")
-    target.mkdir(parents=True, exist_ok=True)
-    write_atomic(target / "model.onnx", model.SerializeToString())  # external data, if any, now inline
+    _write_version(folder, target, _serialized(model, model_path))
     write_atomic(folder / "config.pbtxt", text.encode("ascii"))
     return target
+
+
+def _serialized(model: onnx.ModelProto, path: Path) -> bytes:
+    """The model's bytes, external data inline; a keyed model re-stamped with its own digest (stamp.py)."""
+    entry = next((p for p in model.metadata_props if p.key == METADATA_KEY), None)
+    if entry is None:
+        return model.SerializeToString()
+    try:
+        manifest = Manifest.from_json(entry.value, source=f"the manifest of '{path}'")
+    except KeycamError as error:
+        raise ModelError(str(error)) from None
+    return stamped(model, manifest)[0]
+
+
+def _write_version(folder: Path, target: Path, data: bytes) -> None:
+    """Write VERSION/model.onnx as one step: into a hidden folder beside it, then renamed into place (an
+    interrupted export leaves no half version); mode 0600 in 0700 folders (a keyed model is the key)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chmod(folder, 0o700)
+    staging = folder / f".{target.name}.{secrets.token_hex(4)}.tmp"
+    staging.mkdir(mode=0o700)
+    try:
+        write_atomic(staging / "model.onnx", data, mode=0o600)
+        if target.exists():  # --force: the old version goes once the new one is complete
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)

@@ -39,7 +39,8 @@ from export.quantize import ort
 from export.quantize.front import reshaped_recipes, table_shapes
 from export.quantize.keyed import check_measurements, quantize_keyed, read_manifest
 from export.quantize.unfold import plain_first_weight
-from firmware_sim.files import write_atomic
+from export.package.save import KEY_EQUIVALENT, write_family
+from export.package.stamp import stamped
 from firmware_sim.manifest import Manifest
 from firmware_sim.words import MODEL_SUFFIX, TASK_SUFFIX, model_files
 
@@ -125,16 +126,25 @@ def quantize_file(keyed: str | Path, measurements: np.ndarray, output: str | Pat
                                                    source=str(source), plain_weight=weight)
         made.append((source, target, int8, int8_manifest))
         result.manifests[role], result.notes[role] = int8_manifest, note
+    files = []
     for source, target, int8, int8_manifest in made:  # written only once every model is quantised
-        write_atomic(target, int8.SerializeToString())
         paths = model_files(target)
-        write_atomic(paths.manifest, int8_manifest.to_json().encode() + b"\n")
-        result.written += [target, paths.manifest]
         recipes = model_files(source).epochs
+        epochs = None
         if int8_manifest.sensor_tables and int8_manifest.epoch_rotation and recipes.is_file():
-            write_atomic(paths.epochs, _recipes(recipes, int8, int8_manifest))
-            result.written.append(paths.epochs)
+            epochs = _recipes(recipes, int8, int8_manifest)
+        data, final = stamped(int8, int8_manifest, epochs)  # its own digest and its recipes'
+        if epochs is not None:
+            files.append((paths.epochs, epochs, KEY_EQUIVALENT))
+        files += [(target, data, KEY_EQUIVALENT), (paths.manifest, final.to_json().encode() + b"\n", None)]
+        result.manifests[_role_of(result, int8_manifest)] = final
+    result.written += write_family(files)  # together: a full disk leaves none of them
     return result
+
+
+def _role_of(result: QuantizeResult, manifest) -> str:
+    """The role ``result.manifests`` keeps ``manifest`` under."""
+    return next(role for role, kept in result.manifests.items() if kept is manifest)
 
 
 def _fixed(model: onnx.ModelProto) -> int | None:

@@ -14,6 +14,7 @@ from edge.transform import AdcTransform
 from firmware_sim import vectors
 from firmware_sim.keys import MasterKey
 from firmware_sim.readout import readout
+from firmware_sim.seal import SealHeader, open_sealed, seal
 from firmware_sim.spec import ReadoutSpec
 
 
@@ -58,8 +59,17 @@ def test_edge_reproduces_every_golden_vector(case):
     mask = np.array(case["mask"], bool).reshape(case["height"], case["width"]) if "mask" in case else None
     before = frame.copy()
     measurement = AdcTransform(key, spec)(frame, case["epoch"], mask)
-    assert measurement.reshape(-1).tolist() == case["output"]
     assert np.array_equal(frame, before)  # the caller's frame is never written
+    if "seal" in case:  # the sealed readout (version 4): the device's one-call AEAD equals the sensor's stream
+        assert measurement.reshape(-1).tolist() == case["plain_output"]
+        header = SealHeader.parse(bytes.fromhex(case["seal"]["associated_data"]))
+        assert (header.run.hex(), header.counter, header.masks) == (case["seal"]["run"], case["seal"]["counter"],
+                                                                    case["seal"]["masks"])
+        sealed = seal(measurement, key, spec, header)
+        assert sealed.data.reshape(-1).tolist() == case["output"] and sealed.tag.hex() == case["seal"]["tag"]
+        assert np.array_equal(open_sealed(sealed, key, spec), measurement)
+    else:
+        assert measurement.reshape(-1).tolist() == case["output"]
     assert AdcTransform(key, spec).table(case["height"], case["width"], case["epoch"]).tolist() == case[
         "readout_order"
     ]

@@ -28,12 +28,12 @@ VARIANTS = [((320, 320), False), ((320, 320), True), ((384, 640), False),
 
 @pytest.mark.parametrize("policy", POLICIES)
 @pytest.mark.parametrize("imgsz, dynamic", VARIANTS)
-def test_keyed_yolov8n_detects_what_the_plain_model_detects(key, yolo, policy, imgsz, dynamic):
+def test_keyed_yolov8n_detects_what_the_plain_model_detects(key, yolo, policy, imgsz, dynamic, shared_models):
     path = yolo(imgsz, dynamic)
     plain = onnx.load(path)
     height, width = imgsz
     options = KeyifyOptions(policy=policy, std=(255.0,), size=imgsz if dynamic else None)  # images / 255
-    keyed = keyify(plain, key, options)
+    keyed = shared_models.keyified(plain, key, options)  # keyify, once per session (tests/shared_models.py)
     batch = 2 if dynamic else 1
     pictures = photos(height, width, batch)
     want = session(plain, optimise=False).run(None, {"images": plain_input(pictures, std=options.std)})[0]
@@ -63,9 +63,9 @@ def test_keyed_yolov8n_detects_what_the_plain_model_detects(key, yolo, policy, i
             assert_same_detections(yolo_detections(got[image], score), yolo_detections(want[image], score))
 
 
-def test_the_keyed_model_keeps_ultralytics_metadata(key, yolo):
+def test_the_keyed_model_keeps_ultralytics_metadata(key, yolo, shared_models):
     plain = onnx.load(yolo((320, 320), False))
-    keyed = keyify(plain, key, KeyifyOptions(policy="fresh", std=(255.0,)))
+    keyed = shared_models.keyified(plain, key, KeyifyOptions(policy="fresh", std=(255.0,)))
     before = {p.key: p.value for p in plain.metadata_props}
     after = {p.key: p.value for p in keyed.model.metadata_props}
     for name in ("names", "stride", "imgsz", "task", "batch"):

@@ -180,13 +180,37 @@ def _results_lines(folder: Path, _) -> None:
 def _recorded(folder: Path, _) -> None:
     from mcap.reader import make_reader
 
+    from edge.recording import MEASUREMENT_TOPIC
+
     with open(folder / "m.mcap", "rb") as handle:
-        assert make_reader(handle).get_summary().statistics.message_count == 3
+        summary = make_reader(handle).get_summary()
+    (channel,) = [c for c in summary.channels.values() if c.topic == MEASUREMENT_TOPIC]
+    assert summary.statistics.channel_message_counts[channel.id] == 3
 
 
 def _published(folder: Path, services: dict) -> None:
     stats = services["mqtt_sink"].stats
-    assert stats.frames == stats.published == 3 and stats.dropped == 0, stats
+    assert stats.frames == stats.answers == 3 and stats.dropped == 0 and stats.published > 3, stats
+
+
+def _events_logged(folder: Path, _) -> None:
+    assert [json.loads(line) for line in (folder / "e.jsonl").read_text().splitlines()] == []  # a classifier: none
+
+
+def _page_served(sink) -> bool:
+    import httpx
+
+    return httpx.get(sink.server.url + "healthz", timeout=30).text == "ok"
+
+
+def _page_fed(folder: Path, services: dict) -> None:
+    page = services["mqtt_sink"]  # the sink under test
+    assert page.feed.version == 3 and page.server is None and page.summary().startswith("web page on http://127.0.0.1:")
+
+
+def _counted(folder: Path, services: dict) -> None:
+    counts = services["mqtt_sink"].snapshot()  # the sink under test
+    assert counts["frames"] == 3 and counts["detections"] == {} and not counts["tracking"]  # a classifier: no boxes
 
 
 def _forwarded(folder: Path, services: dict) -> None:
@@ -198,11 +222,17 @@ SINK_EXAMPLES: dict[str, SinkExample] = {
     "results": SinkExample(lambda d, s: {"path": str(d / "r.jsonl")},
                            lambda d: {"path": str(d), "existing": "sideways"}, _results_lines),
     "record": SinkExample(lambda d, s: {"path": str(d / "m.mcap")}, lambda d: {"path": str(d / "m.txt")}, _recorded),
-    "mqtt": SinkExample(lambda d, s: {"host": "127.0.0.1", "port": s["broker"], "device_id": "contract"},
+    "mqtt": SinkExample(lambda d, s: {"host": "127.0.0.1", "port": s["broker"], "device_id": "contract",
+                                      "answers": True},
                         lambda d: {"host": "127.0.0.1", "password_file": str(d / "pw")}, _published,
                         lambda sink: sink.stats.connects > 0),
     "forward": SinkExample(lambda d, s: {"url": s["server"], "model": "fmnist", "spool": str(d / "spool")},
                            lambda d: {"url": "http://127.0.0.1:9"}, _forwarded),
+    "web": SinkExample(lambda d, s: {"enabled": True, "port": 0}, lambda d: {"enabled": True, "host": "0.0.0.0"},
+                       _page_fed, _page_served),
+    "events": SinkExample(lambda d, s: {"enabled": True, "path": str(d / "e.jsonl")},
+                          lambda d: {"path": str(d / "e.jsonl")}, _events_logged),
+    "metrics": SinkExample(lambda d, s: {"port": 9100}, lambda d: {"port": 70000}, _counted),
 }
 
 

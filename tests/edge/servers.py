@@ -65,11 +65,12 @@ class ThreadServer:
         from edge.server.repository import ModelRepository
 
         fields = {f.name for f in dataclasses.fields(Limits)}
+        key = options.pop("key", None)  # opens sealed measurements (keycam serve --key)
         limits = Limits(**{k: v for k, v in options.items() if k in fields})
         self.socket = open_socket("127.0.0.1", 0)
         self.port = self.socket.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.app = create_app(ModelRepository(repo), limits=limits,
+        self.app = create_app(ModelRepository(repo, key=key), limits=limits,
                               **{k: v for k, v in options.items() if k not in fields})
         self.server = uvicorn.Server(uvicorn_config(self.app, host="127.0.0.1", port=self.port, log_level="error"))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True)

@@ -139,3 +139,33 @@ def test_sigkill_at_random_points_of_a_recording_leaves_only_intact_frames(tmp_p
         assert [f.sequence for f in read] == list(range(len(read)))
         done = keycam("replay", str(out), "--output", str(tmp_path / "back.jsonl"), timeout=60, cwd=tmp_path)
         assert "Traceback" not in done.stderr and done.returncode in (0, 1), done.stderr
+
+
+def test_a_run_killed_mid_segment_restarts_into_a_new_segment_and_keeps_every_complete_chunk(tmp_path):
+    """A service recording into a folder, SIGKILLed, started again: the killed segment reads back up to its last
+    complete chunk (cut short, never damaged), and the restart records into a new segment beside it."""
+    from edge.recording import list_segments
+
+    frames = _frames(tmp_path / "frames", 400, 40)
+    config = tmp_path / "keycam.toml"
+    config.write_text(f'[source]\nkind = "folder"\npath = "{frames}"\n[loop]\nrealtime = true\n'
+                      f'[record]\npath = "{tmp_path / "rec"}"\n')
+    process = subprocess.Popen([KEYCAM, "run", "--config", str(config)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, cwd=tmp_path)
+    def recording() -> bool:  # a few chunks written
+        return (tmp_path / "rec").exists() and any(s.size > 600_000 for s in list_segments(tmp_path / "rec"))
+
+    deadline = time.monotonic() + 120
+    while not recording():
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+    done = keycam("run", "--config", str(config), "--max-frames", "5", timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    killed, restarted = list_segments(tmp_path / "rec")
+    info = RecordingInfo()
+    read = list(read_recording(killed.path, info=info))
+    assert info.truncated and not info.damaged and len(read) >= 10
+    assert [f.sequence for f in read] == list(range(len(read)))
+    assert [f.sequence for f in read_recording(restarted.path)] == list(range(5))

@@ -20,6 +20,7 @@ from edge.config import ConfigError, load_config
 from edge.errors import CameraError
 from edge.loop import CaptureLoop
 from edge.pipeline import Pipeline
+from edge.recording import frame_count
 from edge.runtime import KeyedModel
 from edge.sensor import Readout
 from edge.sinks.results import ResultsSink
@@ -30,6 +31,7 @@ from export.keyify import KeyifyOptions, keyify
 from export.package.save import save
 from export.zoo import CIFAR_MEAN, CIFAR_STD, resnet20
 from tests.inprocess import Done, keycam
+from tests.edge.sources.conftest import pi4_with_camera_module_3  # noqa: F401  (autouse: a fresh fake Pi per test)
 
 KEYCAM = str(Path(sys.executable).with_name("keycam"))
 
@@ -81,9 +83,9 @@ def test_record_then_replay_twice_is_deterministic_and_equals_the_model(job_file
     # equal to running the keyed model directly on the recorded measurements
     model = KeyedModel(folder / "keyed.onnx", key)
     reader = make_reader(open(tmp_path / "rec.mcap", "rb"))
-    from edge.recording import decode_frame
+    from edge.recording import MEASUREMENT_TOPIC, decode_frame
 
-    for record, (_, _, message) in zip(replayed, reader.iter_messages()):
+    for record, (_, _, message) in zip(replayed, reader.iter_messages(topics=[MEASUREMENT_TOPIC])):
         measurement, _ = decode_frame(message.data)
         logits = model.run(measurement)[0][0]
         label = next(iter(record["outputs"].values()))["label"]
@@ -212,8 +214,7 @@ def test_sigterm_stops_cleanly_and_the_recording_is_complete(job_files, tmp_path
     assert "stopped by SIGTERM" in stderr
     results = _results(tmp_path / "s.jsonl")
     assert 5 <= len(results) < 600
-    reader = make_reader(open(tmp_path / "s.mcap", "rb"))  # the official reader: a finished file, every frame
-    assert reader.get_summary().statistics.message_count == len(results)
+    assert frame_count(tmp_path / "s.mcap") == len(results)  # the official reader: a finished file, every frame
 
 
 def test_keycam_run_without_configuration_runs_the_embedded_default(tmp_path):
@@ -316,7 +317,7 @@ def test_record_preview_and_the_metrics_endpoint(job_files, tmp_path):
     folder, _ = job_files
     done = run("record", tmp_path / "r.mcap", "--max-frames", "5", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert make_reader(open(tmp_path / "r.mcap", "rb")).get_summary().statistics.message_count == 5
+    assert frame_count(tmp_path / "r.mcap") == 5
     shown = run("preview", tmp_path / "r.mcap", "-o", tmp_path / "p.png", "--frames", "3", "--key",
                 places.default_folder() / "default.key", cwd=tmp_path)
     assert shown.returncode == 0 and "PLAIN" in shown.stderr, shown.stderr

@@ -51,10 +51,13 @@ def test_a_face_under_a_mask_is_not_found_and_the_same_face_outside_it_is(photos
     assert hidden["masks"] != seen["masks"]  # each frame says which masks it was read out under
     # the recording holds the masked measurement; a key holder's restore of it is 0 all over the face
     (frame,) = list(read_recording(tmp_path / "b" / "m.mcap"))
-    restored = job.readout.inverse(frame.image, frame.epoch)  # (128, 128, 3): positions back in order
     from edge.frame import Frame
+    from edge.seal import Opener, Seal
 
-    measured = Frame(frame.image, 0, 0, "astronaut.png", measured=True, source_size=frame.source_size)
+    measured = Frame(frame.image, 0, 0, "astronaut.png", measured=True, epoch=frame.epoch,
+                     source_size=frame.source_size, seal=Seal.from_hex(frame.seal))  # the default job reads out sealed
+    codes = Opener(job.key, job.readout.spec).open(measured).image  # the key holder opens it
+    restored = job.readout.inverse(codes, frame.epoch)  # (128, 128, 3): positions back in order
     assert frame.source_size == (512, 512)
     masks, geometry = job.readout.masks, job.pipeline.answers.geometry(measured)
     covered = masks.positions(geometry, masks.camera(512, 512))  # (128, 128): the positions the mask touches

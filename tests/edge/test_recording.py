@@ -1,9 +1,12 @@
-"""MCAP recordings of measurements: lossless, readable by the official reader, crash-tolerant."""
+"""MCAP recordings of measurements: lossless, zstd-compressed, readable by the official reader, crash-tolerant
+(docs/runtime.md, "Recordings"). The format against Foxglove's schemas: test_recording_format.py; segments and
+retention: test_recording_segments.py."""
 
 from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -13,41 +16,43 @@ import pytest
 from mcap.reader import make_reader
 
 from edge.errors import ImageFileError
-from edge.recording import MEASUREMENT_TOPIC, Recorder, RecordingInfo, read_recording
+from edge.recording import (FRAME_TOPIC, MEASUREMENT_TOPIC, PLAIN_TOPIC, Recorder, RecordingInfo, frame_count,
+                            read_recording)
 from edge.transform import AdcTransform
 from firmware_sim.spec import DEFAULT_SPEC, PRESETS
+from tests.edge.recording_helpers import decoded, plain_frames
 from tests.inprocess import keycam
 
 
-def _frames(count: int, spec=DEFAULT_SPEC, size=(24, 32)):
-    rng = np.random.default_rng(0)
-    return [rng.integers(0, spec.input_max + 1, (*size, spec.channels)).astype(spec.input_dtype) for _ in range(count)]
-
-
-@pytest.mark.parametrize("spec_name", ["rgb8", "raw12", "gray8"])
+@pytest.mark.parametrize("spec_name", ["rgb8", "raw12", "gray8", "rgb12", "bayer12", "bayer12to8"])
 def test_round_trip_is_lossless_and_the_official_reader_sees_every_frame(tmp_path, key, spec_name):
     spec = PRESETS[spec_name]
     transform = AdcTransform(key, spec)
-    measurements = [transform(f, epoch=i // 4) for i, f in enumerate(_frames(10, spec))]
+    measurements = [transform(f, epoch=i // 4) for i, f in enumerate(plain_frames(10, spec))]
     path = tmp_path / "r.mcap"
     with Recorder(path, spec, key.fingerprint) as recorder:
         for i, m in enumerate(measurements):
-            recorder.write(m, epoch=i // 4, sequence=i, timestamp_ns=1_000_000 * i)
+            recorder.write(m, epoch=i // 4, sequence=i, timestamp_ns=1_000_000 * i, source_size=(64, 48))
     info = RecordingInfo()
     frames = list(read_recording(path, info=info))
     assert not info.truncated and info.fingerprint == key.fingerprint and info.spec == spec
     assert [f.sequence for f in frames] == list(range(10)) and [f.epoch for f in frames] == [i // 4 for i in range(10)]
     assert all(np.array_equal(f.image, m) and f.image.dtype == m.dtype for f, m in zip(frames, measurements))
-    reader = make_reader(open(path, "rb"))
-    summary = reader.get_summary()
-    assert summary.statistics.message_count == 10
-    channel = next(iter(summary.channels.values()))
-    assert channel.topic == MEASUREMENT_TOPIC and channel.metadata["fingerprint"] == key.fingerprint
-    assert sum(1 for _ in reader.iter_messages()) == 10
+    assert all(f.source_size == (64, 48) and f.fingerprint == key.fingerprint for f in frames)
+    messages = decoded(path)  # the official reader, decoding with the schemas the file itself holds
+    images = [d for _, c, _, d in messages if c.topic == MEASUREMENT_TOPIC]
+    provenance = [d for _, c, _, d in messages if c.topic == FRAME_TOPIC]
+    assert len(images) == len(provenance) == 10 and frame_count(path) == 10
+    assert [p["epoch"] for p in provenance] == [i // 4 for i in range(10)]
+    channel = next(c for _, c, _, _ in messages if c.topic == MEASUREMENT_TOPIC)
+    assert channel.metadata["fingerprint"] == key.fingerprint and channel.message_encoding == "protobuf"
+    with open(path, "rb") as handle:
+        chunks = list(make_reader(handle).get_summary().chunk_indexes)
+    assert {c.compression for c in chunks} == {"zstd"}
 
 
-def test_plain_frames_only_with_the_debug_flag(tmp_path, key, caplog):
-    frame = _frames(1)[0]
+def test_plain_frames_only_with_the_debug_flag_and_in_a_private_file(tmp_path, key, caplog):
+    frame = plain_frames(1)[0]
     measurement = AdcTransform(key)(frame)
     with Recorder(tmp_path / "a.mcap", DEFAULT_SPEC, key.fingerprint) as recorder:
         with pytest.raises(ImageFileError, match="explicit debug flag"):
@@ -57,7 +62,12 @@ def test_plain_frames_only_with_the_debug_flag(tmp_path, key, caplog):
     assert "RECORDING PLAIN FRAMES" in caplog.text
     recorder.write(measurement, 0, 0, 0, plain=frame)
     recorder.close()
-    assert np.array_equal(next(read_recording(tmp_path / "b.mcap", topic="/keycam/plain")).image, frame)
+    assert np.array_equal(next(read_recording(tmp_path / "b.mcap", topic=PLAIN_TOPIC)).image, frame)
+    assert stat.S_IMODE((tmp_path / "b.mcap").stat().st_mode) == 0o600  # plain pictures: mode 0600, like keys
+    (tmp_path / "c.mcap").write_bytes(b"")
+    (tmp_path / "c.mcap").chmod(0o644)
+    Recorder(tmp_path / "c.mcap", DEFAULT_SPEC, key.fingerprint, record_plain=True, force=True).close()
+    assert stat.S_IMODE((tmp_path / "c.mcap").stat().st_mode) == 0o600  # replaced with --force: made private
 
 
 def test_recorder_refuses_to_overwrite_and_bad_names(tmp_path, key):
@@ -102,10 +112,31 @@ def test_a_recording_killed_mid_write_replays_its_complete_chunks(tmp_path):
     assert [f.sequence for f in frames] == list(range(len(frames)))  # complete, in order, no gaps
 
 
+SEALED_WRITER = """
+import sys, time, types, numpy as np
+from edge.recording import Recorder
+from edge.seal import Sealer
+from firmware_sim.keys import MasterKey
+from firmware_sim.spec import PRESETS
+key, spec = MasterKey.load(sys.argv[2]), PRESETS["rgb8-sealed"]
+recorder, sealer = Recorder(sys.argv[1], spec, key.fingerprint, chunk_size=16 * 1024), Sealer(key, spec)
+rng = np.random.default_rng(1)
+i = 0
+while True:
+    frame = types.SimpleNamespace(sequence=i, timestamp_ns=i * 1000)
+    codes, seal = sealer.seal(rng.integers(0, 256, (128, 128, 3)).astype(np.uint8), frame, 0)
+    recorder.write(codes, 0, i, i * 1000, seal=seal.to_hex())
+    i += 1
+    if i == 40:
+        print("ready", flush=True)
+    time.sleep(0.001)
+"""
+
+
 def test_keycam_replay_of_a_killed_recording_warns_and_replays_its_complete_chunks(tmp_path):
     """The same crash as above, replayed through the command line with the default model (the face detector,
-    RGB 128 x 128)."""
-    writer = WRITER.replace("(24, 32, 3)", "(128, 128, 3)")
+    RGB 128 x 128, its readout sealed: the writer seals as the default job's readout does)."""
+    writer = SEALED_WRITER
     path = tmp_path / "killed.mcap"
     root = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
     assert keycam("run", "--max-frames", "1", cwd=tmp_path).returncode == 0  # in this process (tests/inprocess.py)
@@ -113,8 +144,9 @@ def test_keycam_replay_of_a_killed_recording_warns_and_replays_its_complete_chun
 
     from edge.places import default_folder
 
-    fingerprint = MasterKey.load(default_folder() / "default.key").fingerprint  # the default job's key
-    process = subprocess.Popen([sys.executable, "-c", writer, str(path), fingerprint], stdout=subprocess.PIPE,
+    key_path = default_folder() / "default.key"  # the default job's key
+    assert MasterKey.load(key_path).fingerprint
+    process = subprocess.Popen([sys.executable, "-c", writer, str(path), str(key_path)], stdout=subprocess.PIPE,
                                text=True, cwd=root)
     assert process.stdout.readline().strip() == "ready"
     time.sleep(0.2)
@@ -131,7 +163,7 @@ def _recording(path, key, count=40, chunk_size=4096):
     """A recording of ``count`` 24x32 RGB measurements in small chunks (several frames each)."""
     transform = AdcTransform(key, DEFAULT_SPEC)
     with Recorder(path, DEFAULT_SPEC, key.fingerprint, chunk_size=chunk_size) as recorder:
-        for i, frame in enumerate(_frames(count)):
+        for i, frame in enumerate(plain_frames(count)):
             recorder.write(transform(frame), epoch=0, sequence=i, timestamp_ns=1_000_000 * i)
 
 
@@ -164,7 +196,7 @@ def test_keycam_replay_of_a_damaged_recording_exits_1_unless_told_to_skip(tmp_pa
     key.save(tmp_path / "k.key")
     transform = AdcTransform(key, PRESETS["gray8"])
     with Recorder(path, PRESETS["gray8"], key.fingerprint, chunk_size=2048) as recorder:
-        for i, frame in enumerate(_frames(30, PRESETS["gray8"], (28, 28))):
+        for i, frame in enumerate(plain_frames(30, PRESETS["gray8"], (28, 28))):
             recorder.write(transform(frame), epoch=0, sequence=i, timestamp_ns=1_000_000 * i)
     _flip(path, range(path.stat().st_size // 2, path.stat().st_size // 2 + 64, 5))
     model = default_model(tmp_path, key)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from edge.config import Config, LoopConfig, MetricsConfig, ModelConfig, ReadoutConfig, override
+from edge.config import Config, LoopConfig, ModelConfig, ReadoutConfig, override
 from edge.errors import ConfigError
 from edge.sinks import SECTIONS, SinkConfig
 from edge.sources import KINDS, config_for_path
@@ -27,7 +27,7 @@ def test_a_name_registered_twice_is_refused():
 
 
 def _models() -> list[type[BaseModel]]:
-    return [*KINDS.values(), *SECTIONS.values(), ModelConfig, ReadoutConfig, LoopConfig, MetricsConfig]
+    return [*KINDS.values(), *SECTIONS.values(), ModelConfig, ReadoutConfig, LoopConfig]
 
 
 @pytest.mark.parametrize("model", _models(), ids=lambda m: m.__name__)

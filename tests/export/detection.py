@@ -8,6 +8,7 @@ skipped with the reason.
 
 from __future__ import annotations
 
+import inspect
 import platform
 
 import cv2
@@ -32,16 +33,23 @@ def require_ultralytics() -> None:
 
 
 @pytest.fixture(scope="session")
-def yolo(tmp_path_factory):
+def yolo(shared_models):
     """yolo((H, W), dynamic, detecting=True, simplify=True) -> the path of that export, made at most once per
-    session (``export.zoo.yolo.export_yolov8n``)."""
+    session (``export.zoo.yolo.export_yolov8n``) in a folder shared by every module (``shared_models``: read it,
+    never write beside it). The folder is named by the exporter's weight tweaks (its defaults: seed, batch-norm
+    gain, class and box scales) and the installed versions; each file by its size, batch and kind."""
     require_ultralytics()
-    folder = tmp_path_factory.getbasetemp() / "yolov8n"
-    export_yolov8n(folder, DEFAULT_VARIANTS)
+    tweaks = {name: parameter.default for name, parameter in inspect.signature(export_yolov8n).parameters.items()
+              if name in ("seed", "gain", "class_scale", "box_scale")}
+
+    def exported(variants: list, detecting: bool = True, simplify: bool = True) -> list:
+        with shared_models.folder("yolov8n", exporter="export.zoo.yolo.export_yolov8n", **tweaks) as folder:
+            return export_yolov8n(folder, variants, detecting, simplify)
 
     def get(imgsz: tuple[int, int], dynamic: bool, detecting: bool = True, simplify: bool = True):
-        return export_yolov8n(folder, [(imgsz, dynamic)], detecting, simplify)[0]
+        return exported([(imgsz, dynamic)], detecting, simplify)[0]
 
+    exported(DEFAULT_VARIANTS)
     return get
 
 

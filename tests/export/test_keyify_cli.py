@@ -11,6 +11,7 @@ import pytest
 
 from edge.lab.demo import shipped_photo
 from export.zoo import CIFAR_MEAN, CIFAR_STD, resnet20
+from firmware_sim.spec import PRESETS
 from firmware_sim.manifest import Manifest
 from firmware_sim.words import model_files
 from tests.inprocess import Done, keycam
@@ -51,6 +52,7 @@ def test_keyify_verify_inspect(workdir, keyfile, policy):
     assert done.returncode == 0, done.stderr
     manifest = Manifest.from_json((workdir / f"keyed-{policy}.manifest.json").read_text())
     assert manifest.policy == policy and manifest.input.shape == [None, 32, 32, 3]
+    assert manifest.spec == PRESETS["rgb8-sealed"] and "sealed" in done.stdout  # no --spec: a new one is sealed
     model = onnx.load(out)
     props = {p.key: p.value for p in model.metadata_props}
     assert props["keycam.fingerprint"] == manifest.key_fingerprint
@@ -285,3 +287,12 @@ def test_quantize_replaces_an_existing_output_only_with_force(workdir, keyfile, 
     done = run(*quantize, "--force")
     assert done.returncode == 0, done.stderr
     assert onnx.load(out).graph.node and not stale.exists() and f"removed {stale}" in done.stdout
+
+
+def test_a_gray_model_without_spec_gets_the_gray_sealed_readout(keyfile, tmp_path):
+    from edge.default import ASSET, MEAN, STD
+
+    done = run("keyify", ASSET, "--key", keyfile, "-o", tmp_path / "k.onnx",
+               "--mean", MEAN[0], "--std", STD[0])
+    assert done.returncode == 0, done.stderr
+    assert Manifest.from_json((tmp_path / "k.manifest.json").read_text()).spec == PRESETS["gray8-sealed"]

@@ -11,7 +11,8 @@ from firmware_sim.cfa import CANONICAL, PHASES, cell_offsets, to_cells, to_mosai
 from firmware_sim.errors import FrameError, ModelError, SpecError
 from firmware_sim.manifest import InputSpec, IspSpec, Manifest
 from firmware_sim.readout import readout, stream
-from firmware_sim.spec import GAIN_ONE, PRESETS, ReadoutSpec, load_spec, spec_from_mapping
+from firmware_sim.spec import GAIN_ONE, PRESETS, ReadoutSpec
+from firmware_sim.spec_files import load_spec, spec_from_mapping
 
 ONE_CELL = np.array([[1, 2], [3, 4]], np.uint16)  # photosites (0,0)=1 (0,1)=2 (1,0)=3 (1,1)=4
 

@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from firmware_sim.errors import FrameError, SpecError
-from firmware_sim.spec import DEFAULT_SPEC, GAIN_ONE, PRESETS, ReadoutSpec, load_spec, spec_from_mapping
+from firmware_sim.spec import DEFAULT_SPEC, GAIN_ONE, PRESETS, ReadoutSpec
+from firmware_sim.spec_files import load_spec, spec_from_mapping
 
 
 def test_default_is_8bit_rgb_identity():

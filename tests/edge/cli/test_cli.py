@@ -10,6 +10,7 @@ import sys
 
 import cv2
 import numpy as np
+from scipy.stats import chisquare
 import pytest
 
 from edge.cli import main
@@ -131,12 +132,15 @@ def test_demo_is_the_main_job(tmp_path):
     assert key.fingerprint in done.stdout and key._secret.hex() not in done.stdout
     panel = cv2.imread(str(tmp_path / "demo" / "keycam-demo.png"))
     plain = cv2.imread(str(shipped_photo()))
-    assert panel.shape == (plain.shape[0] + 28, 4 * plain.shape[1], 3)
-    quarters = [panel[28:, i * plain.shape[1] : (i + 1) * plain.shape[1]] for i in range(4)]
-    assert np.array_equal(quarters[0], plain) and np.array_equal(quarters[2], plain)
-    assert not np.array_equal(quarters[1], plain) and not np.array_equal(quarters[3], plain)
-    # the measurement is the same multiset of pixels, only reordered
-    assert np.array_equal(np.sort(quarters[1].reshape(-1, 3), axis=0), np.sort(plain.reshape(-1, 3), axis=0))
+    assert "tag included: True" in done.stdout
+    assert panel.shape == (plain.shape[0] + 28, 5 * plain.shape[1], 3)
+    tiles = [panel[28:, i * plain.shape[1] : (i + 1) * plain.shape[1]] for i in range(5)]
+    assert np.array_equal(tiles[0], plain) and np.array_equal(tiles[3], plain)
+    assert not any(np.array_equal(tiles[i], plain) for i in (1, 2, 4))
+    # the paper's measurement is the same multiset of pixels, only reordered; the sealed one is not: uniform bytes
+    assert np.array_equal(np.sort(tiles[1].reshape(-1, 3), axis=0), np.sort(plain.reshape(-1, 3), axis=0))
+    assert chisquare(np.bincount(tiles[2].reshape(-1), minlength=256)).pvalue > 1e-4
+    assert chisquare(np.bincount(tiles[1].reshape(-1), minlength=256)).pvalue < 1e-100
 
 
 def test_plain_pictures_written_on_request_are_private(tmp_path, key_file, photo):

@@ -1,8 +1,9 @@
 """keycam verify on real exports: exact where the compiler is exact, under the batch each model fixes, raw outputs and
 decoded answers; not exact on a perturbed keyed model, with the reason.
 
-The models, made once per module in one child process (PyTorch and ultralytics are test extras, and a child keeps
-their global state out of this one; nothing is downloaded):
+The models, made once per session in one child process (PyTorch and ultralytics are test extras, and a child keeps
+their global state out of this one; nothing is downloaded) and shared (``tests/shared_models.py``; this module
+copies them into a folder of its own, where it keys them):
 
 - ultralytics 8.4's own ONNX exports from their architecture files, at 160 x 160: YOLOv8n with a fixed batch
   (ultralytics' default) and a dynamic one, YOLO11n-seg, -pose, -obb and -cls (fixed batch). Random weights, made
@@ -18,10 +19,12 @@ their global state out of this one; nothing is downloaded):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -37,6 +40,7 @@ from export.package.save import save
 from tests.edge.lab.verifying import lines as _lines
 from tests.export.detection import require_ultralytics
 from tests.inprocess import keycam
+from tests.shared_models import digest, private_copy
 
 IMAGENET_MEAN, IMAGENET_STD = (123.675, 116.28, 103.53), (58.395, 57.12, 57.375)
 PHOTOS = ("astronaut", "camera", "chelsea", "coffee", "motorcycle_left")
@@ -98,8 +102,10 @@ def resnet(path):
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(3, 16, 7, 2, 3, bias=False), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(3, 2, 1),
                         Block(16, 16, 1), Block(16, 32, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))
-    torch.onnx.export(net.eval(), torch.rand(2, 3, 64, 64), path, dynamo=False, input_names=["input"],
+    partial = path + ".partial"  # renamed into place: a file that exists is complete
+    torch.onnx.export(net.eval(), torch.rand(2, 3, 64, 64), partial, dynamo=False, input_names=["input"],
                       output_names=["logits"], opset_version=17)
+    shutil.move(partial, path)
 
 for item in json.loads(sys.argv[1]):
     if item["yaml"] == "torch-resnet":
@@ -114,20 +120,28 @@ for item in json.loads(sys.argv[1]):
 """
 
 
-def _export(folder, models: dict) -> None:
+def _export(shared_models, folder, models: dict) -> None:
+    """``folder / NAME.onnx`` for each model: a copy of the session's shared export (made there once, named by this
+    module's recipe, the architecture file, batch and export options), as the tests key models beside it."""
     require_ultralytics()
-    todo = [{"yaml": yaml, "dynamic": dynamic, "options": options, "imgsz": 160, "path": str(folder / f"{name}.onnx")}
-            for name, (yaml, dynamic, options) in models.items() if not (folder / f"{name}.onnx").exists()]
-    env = dict(os.environ, YOLO_OFFLINE="1", YOLO_VERBOSE="False", YOLO_CONFIG_DIR=str(folder / "settings"))
-    done = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(todo)], cwd=folder, env=env, capture_output=True,
-                          text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    with shared_models.folder("verify-exports", recipe=hashlib.sha256(_CHILD.encode()).hexdigest(),
+                              imgsz=160) as made:
+        files = {name: made / f"{Path(yaml).stem}-{'dynamic' if dynamic else 'fixed'}-{digest(options)}.onnx"
+                 for name, (yaml, dynamic, options) in models.items()}
+        todo = [{"yaml": yaml, "dynamic": dynamic, "options": options, "imgsz": 160, "path": str(files[name])}
+                for name, (yaml, dynamic, options) in models.items() if not files[name].exists()]
+        if todo:
+            env = dict(os.environ, YOLO_OFFLINE="1", YOLO_VERBOSE="False", YOLO_CONFIG_DIR=str(made / "settings"))
+            done = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(todo)], cwd=made, env=env,
+                                  capture_output=True, text=True, timeout=600)
+            assert done.returncode == 0, done.stderr[-3000:]
+    private_copy({f"{name}.onnx": file for name, file in files.items()}, folder)
 
 
 @pytest.fixture(scope="module")
-def exports(tmp_path_factory):
+def exports(tmp_path_factory, shared_models):
     folder = tmp_path_factory.mktemp("exports")
-    _export(folder, YOLOS | {"torch-resnet": ("torch-resnet", False, {})})
+    _export(shared_models, folder, YOLOS | {"torch-resnet": ("torch-resnet", False, {})})
     return folder
 
 
@@ -189,35 +203,37 @@ def faces(tmp_path_factory):
         pytest.skip(str(error))
 
 
-def _face_keyed(detector, key, policy, folder):
+def _face_keyed(detector, key, policy, folder, shared_models):
     from edge.faces import LABELS, MEAN, SPEC, STD
 
     target = folder / f"face-{policy}.onnx"
-    if not target.exists():  # keyed as edge.default keys it
+    if not target.exists():  # keyed as edge.default keys it (once per session: ``shared_models``)
         options = KeyifyOptions(spec=SPEC, mean=MEAN, std=STD, policy=policy, task="detect", labels=tuple(LABELS))
-        save(keyify(detector, key, options), target)
+        save(shared_models.keyified(detector, key, options), target)
     return target
 
 
 @pytest.mark.parametrize("policy", ["boundary", "fresh"])
-def test_verify_says_exact_on_the_face_detector_and_finds_the_faces(faces, photos, key, policy, tmp_path):
+def test_verify_says_exact_on_the_face_detector_and_finds_the_faces(faces, photos, key, policy, tmp_path,
+                                                                    shared_models):
     from edge.faces import task_settings
 
-    report = verify(faces, _face_keyed(faces, key, policy, tmp_path), key, photos, settings=task_settings())
+    report = verify(faces, _face_keyed(faces, key, policy, tmp_path, shared_models), key, photos,
+                    settings=task_settings())
     text = "\n".join(f"{column:<13} {line}" for column, line in report.lines())
     assert report.exact and (report.batch, report.fixed_batch) == (1, True), text
     detections = {check.kind: check for check in report.answers}["detections"]
     assert detections.compared >= 2 and detections.agreed == detections.compared, text  # real faces, keypoints too
 
 
-def test_a_perturbed_face_detector_is_not_exact_and_says_where(faces, photos, key, tmp_path):
+def test_a_perturbed_face_detector_is_not_exact_and_says_where(faces, photos, key, tmp_path, shared_models):
     """One weight initializer of the keyed model 1 % larger: the raw output and the decoded boxes say so (decoded
     with the detector's own [task] settings, given as a configuration file)."""
-    keyed = onnx.load(_face_keyed(faces, key, "boundary", tmp_path))
+    keyed = onnx.load(_face_keyed(faces, key, "boundary", tmp_path, shared_models))
     convs = [t for t in keyed.graph.initializer if t.data_type == onnx.TensorProto.FLOAT and len(t.dims) == 4]
     regressor = [t for t in convs if t.dims[0] in (32, 96)][-1]  # a box head's weights (2 or 6 anchors x 16)
     regressor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(regressor) * np.float32(1.01), regressor.name))
-    onnx.save(keyed, tmp_path / "perturbed.onnx")
+    _restamp(keyed, tmp_path / "perturbed.onnx")
     config = tmp_path / "faces.toml"
     config.write_text('[task]\nkind = "detect"\ndecoder = "ssd"\nscore_threshold = 0.5\niou_threshold = 0.3\n')
     done = keycam("verify", faces, tmp_path / "perturbed.onnx", "--key", _key_file(key, tmp_path), "--images",
@@ -262,12 +278,12 @@ def test_the_command_on_a_fixed_batch_export_and_mismatched_pairs_refused_in_one
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(SLOW_YOLOS))
-def test_an_end_to_end_head_verifies_raw_and_its_rows_as_a_set(exports, photos, key, name):
+def test_an_end_to_end_head_verifies_raw_and_its_rows_as_a_set(exports, photos, key, name, shared_models):
     """YOLOv10n's NMS-free head (1, 300, 6) and RT-DETR-l's (1, 300, 84): TopK inside the model, whose near-tied
     rows may come back in another order from the keyed model (RT-DETR's do here: a few of 300 rows); they are
     compared as a set of rows, and the report says how many moved. Answers decoded by the end-to-end decoder
     (a low score threshold: random weights score low)."""
-    _export(exports, {name: SLOW_YOLOS[name]})
+    _export(shared_models, exports, {name: SLOW_YOLOS[name]})
     plain = exports / f"{name}.onnx"
     decoder = "rtdetr" if name.startswith("rtdetr") else "auto"  # RT-DETR's boxes are normalised: say so
     report = verify(plain, _keyed(plain, key, "boundary", std=(255.0,)), key, photos,
@@ -277,3 +293,12 @@ def test_an_end_to_end_head_verifies_raw_and_its_rows_as_a_set(exports, photos, 
     (raw,) = report.outputs
     assert raw.moved == 0 or "rows in another order (near-tied top-k)" in raw.line()[1], text
     assert not report.refused and {check.kind: check for check in report.answers}["detections"].compared, text
+
+
+def _restamp(keyed, path):
+    """Write a keyed model whose weights were changed with a digest of its new bytes (as a compiler that made it
+    would), so that verify reaches the outputs instead of refusing a damaged file."""
+    from export.package.stamp import stamped
+    from export.quantize.keyed import read_manifest
+
+    path.write_bytes(stamped(keyed, read_manifest(keyed, str(path)))[0])

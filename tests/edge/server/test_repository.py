@@ -24,10 +24,15 @@ def _copy(repository, tmp_path: Path) -> Path:
     (lambda r: (r / "fmnist" / "1" / "model.onnx").write_bytes(b"not a model"), "cannot be loaded by onnxruntime"),
     (lambda r: (r / "fmnist").rename(r / "bad name"), "is not a valid model name"),
 ])
-def test_damaged_repositories_are_refused_with_the_path(repository, tmp_path, damage, words):
+def test_a_damaged_model_is_skipped_in_one_line_and_the_rest_served(repository, tmp_path, damage, words, caplog):
     repo = _copy(repository, tmp_path)
     damage(repo)
-    with pytest.raises(ModelError, match=words):
+    served = ModelRepository(repo)  # an interrupted export of one model must not take the others down
+    assert "fmnist" not in served.models and "fmnist_task" in served.models
+    assert any(words in reason for reason in served.skipped) and not any("\n" in r for r in served.skipped)
+    assert [r.getMessage() for r in caplog.records] == [f"keycam serve: skipped {r}" for r in served.skipped]
+    shutil.rmtree(repo / "fmnist_task")  # nothing left to serve: refused, naming what was skipped
+    with pytest.raises(ModelError, match="holds no models \\([12] skipped: "):
         ModelRepository(repo)
 
 

@@ -1,6 +1,8 @@
-"""The MQTT sink against a real broker (Debian's mosquitto, started here on 127.0.0.1 with a free port): Home
-Assistant discovery, counts that match the results file, and a broker restart mid-run with no crash and the
-counters accounting for every frame."""
+"""The MQTT sink against a real broker (Debian's mosquitto, started here on 127.0.0.1 with a free port), on the shipped
+face detector's answers (no tracking): counts published on change and equal to the results file, answers only when
+asked, a broker restart mid-run (no crash, every frame counted, the retained states there again), credentials from a
+private file. Discovery: test_mqtt_discovery.py; switches: test_mqtt_switches.py; events and message rates:
+test_mqtt_rate.py."""
 
 from __future__ import annotations
 
@@ -54,6 +56,7 @@ class Listener:
         import paho.mqtt.client as mqtt
 
         self.messages: dict[str, list[str]] = {}
+        self.retained: dict[str, str] = {}  # the last retained payload of each topic, as the broker sent it
         self.lock = threading.Lock()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"listener-{port}")
         self.client.on_connect = lambda c, *_: [c.subscribe(t, qos=1) for t in topics]
@@ -64,14 +67,31 @@ class Listener:
     def _message(self, client, userdata, message) -> None:
         with self.lock:
             self.messages.setdefault(message.topic, []).append(message.payload.decode())
+            if message.retain:
+                self.retained[message.topic] = message.payload.decode()
 
     def get(self, topic: str) -> list[str]:
         with self.lock:
             return list(self.messages.get(topic, []))
 
+    def count(self) -> int:
+        with self.lock:
+            return sum(len(found) for found in self.messages.values())
+
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def retained(port: int, topics: tuple[str, ...] = ("#",)) -> dict[str, str]:
+    """What the broker holds retained (a new subscriber's view): topic -> payload."""
+    listener = Listener(port, topics)
+    try:
+        time.sleep(0.5)  # retained messages come right after the subscription
+        with listener.lock:
+            return dict(listener.retained)
+    finally:
+        listener.close()
 
 
 @pytest.fixture
@@ -131,38 +151,71 @@ def _config(faces: Path, tmp_path: Path, port: int, **mqtt):
     return config
 
 
-def _wait(condition, seconds=60.0):  # hang protection only
+def wait(condition, seconds=60.0):  # hang protection only
     deadline = time.monotonic() + seconds
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.05)
 
 
-def test_answers_counts_and_home_assistant_discovery_reach_the_broker(broker, faces, tmp_path):
+def mqtt_sink(job):
+    return next(s for s in job.sinks if type(s).__name__ == "MqttSink")
+
+
+def connected(job):
+    """The job's MQTT sink, started and connected (so that what a run publishes comes after the connect's)."""
+    sink = mqtt_sink(job)
+    sink.start()
+    wait(lambda: sink.stats.connects >= 1 and sink.client.is_connected())
+    return sink
+
+
+def _changes(values: list[str], first: str = "0") -> list[str]:
+    found, last = [first], first
+    for value in values:
+        if value != last:
+            found.append(value)
+            last = value
+    return found
+
+
+def test_counts_are_published_on_change_only_and_equal_the_results_file(broker, faces, tmp_path):
     from edge.job import build_job
 
     listener = Listener(broker.port)
     try:
         job = build_job(_config(faces, tmp_path, broker.port), replay=True)
+        sink = connected(job)
         job.run()
-        _wait(lambda: len(listener.get("keycam/cam1/answer")) == 30)
-        discovery = json.loads(listener.get("homeassistant/binary_sensor/cam1/face_occupancy/config")[-1])
-        count = json.loads(listener.get("homeassistant/sensor/cam1/face_count/config")[-1])
+        wait(lambda: listener.get("keycam/cam1/availability")[-1:] == ["offline"])
     finally:
         listener.close()
-    assert discovery["device_class"] == "occupancy" and discovery["state_topic"] == "keycam/cam1/face/occupancy"
-    assert discovery["availability_topic"] == "keycam/cam1/availability" and discovery["payload_on"] == "ON"
-    assert count["state_topic"] == "keycam/cam1/face/count" and count["unique_id"] == "keycam_cam1_face_count"
-    assert discovery["device"] == count["device"] and discovery["device"]["manufacturer"] == "keycam"
+    results = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    counts = [str(r["outputs"]["counts"].get("face", 0)) for r in results]
+    assert "1" in counts and "0" in counts and len(counts) == 30
+    assert listener.get("keycam/cam1/face") == _changes(counts)  # 0 at connect, then each change, nothing else
+    assert listener.get("keycam/cam1/answer") == []  # no per-frame answers unless asked
+    assert not [t for t in listener.messages if t.startswith("keycam/cam1/") and t.endswith("/active")]  # untracked
+    stats = sink.stats
+    assert stats.frames == 30 and stats.states == len(_changes(counts)) - 1 and stats.events == stats.dropped == 0
+    assert stats.delivered == stats.published  # every message acknowledged (QoS 1)
+
+
+def test_answers_are_published_per_frame_only_when_asked(broker, faces, tmp_path):
+    from edge.job import build_job
+
+    listener = Listener(broker.port, ("keycam/cam1/answer",))
+    try:
+        job = build_job(_config(faces, tmp_path, broker.port, answers=True), replay=True)
+        connected(job)
+        job.run()
+        wait(lambda: len(listener.get("keycam/cam1/answer")) == 30)
+    finally:
+        listener.close()
     results = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
     answers = [json.loads(payload) for payload in listener.get("keycam/cam1/answer")]
     assert [a["outputs"] for a in answers] == [r["outputs"] for r in results]  # what the results file says
-    expected = [str(r["outputs"]["counts"].get("face", 0)) for r in results]
-    assert listener.get("keycam/cam1/face/count") == expected and "1" in expected and "0" in expected
-    assert listener.get("keycam/cam1/face/occupancy") == ["ON" if c != "0" else "OFF" for c in expected]
-    assert listener.get("keycam/cam1/availability")[-1] == "offline"  # said at the end of the run
-    sink = next(s for s in job.sinks if type(s).__name__ == "MqttSink")
-    assert sink.stats.frames == sink.stats.published == sink.stats.delivered == 30 and sink.stats.dropped == 0
+    assert mqtt_sink(job).stats.answers == 30
 
 
 def test_a_broker_restart_mid_run_crashes_nothing_and_every_frame_is_counted(broker, faces, tmp_path):
@@ -173,18 +226,21 @@ def test_a_broker_restart_mid_run_crashes_nothing_and_every_frame_is_counted(bro
     job = build_job(config, replay=True)
     runner = threading.Thread(target=job.run, daemon=True)
     runner.start()
-    sink = next(s for s in job.sinks if type(s).__name__ == "MqttSink")
-    _wait(lambda: sink.stats.delivered >= 5)
-    broker.stop()  # the broker goes away mid-run ...
+    sink = mqtt_sink(job)
+    wait(lambda: sink.stats.frames >= 5 and sink.stats.delivered >= 3)
+    broker.stop()  # the broker goes away mid-run, and its retained messages with it (no persistence) ...
     time.sleep(1.0)
     broker.start()  # ... and comes back on the same port
     runner.join(timeout=60)
     assert not runner.is_alive() and job.last_summary["frames"] == 30  # capture never waited for the broker
     stats = sink.stats
-    assert stats.frames == 30 and stats.published + stats.dropped == 30 and stats.connects >= 2
-    assert stats.delivered <= stats.published and stats.delivered >= 5
+    assert stats.frames == 30 and stats.connects >= 2 and stats.delivered <= stats.published
     lines = (tmp_path / "results.jsonl").read_text().splitlines()
     assert len(lines) == 30  # the results file has every frame, whatever the broker did
+    last = str(json.loads(lines[-1])["outputs"]["counts"].get("face", 0))
+    held = retained(broker.port)  # the reconnect published every state again: the broker has them back
+    assert held["keycam/cam1/face"] == last and held["keycam/cam1/availability"] == "offline"
+    assert "homeassistant/sensor/cam1/face_count/config" in held
 
 
 def test_credentials_come_from_a_private_file_and_a_wrong_one_publishes_nothing(tmp_path, faces):
@@ -211,34 +267,57 @@ def test_credentials_come_from_a_private_file_and_a_wrong_one_publishes_nothing(
         (tmp_path / "pw").chmod(0o600)
         job = build_job(_config(faces, tmp_path, broker.port, username="cam", password_file=str(tmp_path / "pw")),
                         replay=True)
+        sink = connected(job)
         job.run()
-        sink = next(s for s in job.sinks if type(s).__name__ == "MqttSink")
-        assert sink.stats.connects == 1 and sink.stats.delivered == 30
+        assert sink.stats.connects == 1 and sink.stats.delivered == sink.stats.published > 10
         (tmp_path / "pw").write_text("wrong\n")
         job = build_job(_config(faces, tmp_path, broker.port, username="cam", password_file=str(tmp_path / "pw")),
                         replay=True)
         job.run()  # a refused connection never holds the run up
-        sink = next(s for s in job.sinks if type(s).__name__ == "MqttSink")
+        sink = mqtt_sink(job)
         assert sink.stats.connects == 0 and sink.stats.delivered == 0 and sink.stats.frames == 30
     finally:
         broker.stop()
 
 
+class _Owned:
+    """A lock that knows which thread holds it."""
+
+    def __init__(self) -> None:
+        self.lock, self.owner = threading.Lock(), None
+
+    def __enter__(self):
+        self.lock.acquire()
+        self.owner = threading.get_ident()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.owner = None
+        self.lock.release()
+
+    def locked(self) -> bool:
+        return self.lock.locked()
+
+    def mine(self) -> bool:
+        return self.owner == threading.get_ident()
+
+
 def test_the_sink_never_holds_its_lock_while_paho_publishes(broker, faces, tmp_path):
     """paho's network thread acknowledges (on_publish) while holding its own message lock, which publish()
     takes too: a sink that published under its own lock deadlocked with it once in a while (seen: a run that
-    never ended). Every publish here, the sink's own and the acknowledgements' accounting, runs unlocked."""
+    never ended). Every publish here, from either thread, runs with none of the sink's locks held by its caller."""
     from edge.job import build_job
 
-    job = build_job(_config(faces, tmp_path, broker.port), replay=True)
-    sink = next(s for s in job.sinks if type(s).__name__ == "MqttSink")
+    job = build_job(_config(faces, tmp_path, broker.port, answers=True), replay=True)
+    sink = mqtt_sink(job)
+    sink._lock, sink.states._lock = _Owned(), _Owned()
     publish, held = sink.client.publish, []
 
     def checked(*args, **kwargs):
-        held.append(sink._lock.locked())
+        held.append(sink._lock.mine() or sink.states._lock.mine())
         return publish(*args, **kwargs)
 
     sink.client.publish = checked
     job.run()
-    assert len(held) > 30 and not any(held)  # answers, counts, occupancy, discovery
-    assert sink.stats.published == 30 and sink.stats.delivered == 30
+    assert len(held) > 30 and not any(held)  # answers, states, discovery, availability
+    assert sink.stats.answers == 30

@@ -46,7 +46,7 @@ def real(sources) -> tuple[dict, dict]:
 
 @pytest.mark.parametrize("method", ["__init__", "create_video_configuration", "configure", "start", "stop",
                                     "close", "set_controls", "capture_request", "camera_configuration",
-                                    "cancel_all_and_flush", "global_camera_info", "load_tuning_file"])
+                                    "cancel_all_and_flush", "global_camera_info", "load_tuning_file", "wait"])
 def test_camera_methods_take_the_real_parameters(real, method):
     camera, _ = real
     assert method in camera, f"picamera2 has no Picamera2.{method}"
@@ -64,7 +64,7 @@ def test_request_methods_exist_with_the_real_parameters(real, method):
 def test_the_source_uses_only_methods_the_real_api_has(real):
     camera, request = real
     used = {"create_video_configuration", "configure", "start", "close", "capture_request", "camera_configuration",
-            "cancel_all_and_flush", "global_camera_info", "load_tuning_file", "set_controls", "sensor_modes"}
+            "cancel_all_and_flush", "global_camera_info", "set_controls", "sensor_modes", "wait"}
     assert used <= set(camera) and {"make_array", "get_metadata", "release"} <= set(request)
     source = (Path(__file__).resolve().parents[3] / "edge" / "sources" / "picamera.py").read_text()
     calls = set(re.findall(r"camera\.(\w+)\(", source)) | set(re.findall(r"Picamera2\.(\w+)\(", source))
@@ -88,6 +88,17 @@ BEHAVIOURS = [
     ("camera", "key=lambda cam: (\"/usb\" not in cam['Id'], cam['Id']), reverse=True"),
     ("request", 'raise RuntimeError("CompletedRequest: lock now has negative ref_count")'),
     ("controls", 'raise RuntimeError(f"Control {name} is not advertised by libcamera")'),
+    # issue 24: the tuning variable set only in __init__, the dict's temporary file deleted, the manager on first use
+    ("camera", 'os.environ["LIBCAMERA_RPI_TUNING_FILE"] = tuning_file.name'),
+    ("camera", "tuning_file.close()  # delete the temporary file"),
+    ("camera", "self._cms = libcamera.CameraManager.singleton()"),
+    ("camera", "if self.cameras == {}:\n                self.running = False"),  # the last close drops it
+    ("camera", "# All is good, now safe to register with the CameraManager.\n        self._cm.add(camera_num, self)"),
+    ("camera", 'raise RuntimeError("Camera __init__ sequence did not complete.") from e'),
+    ("camera", "metadata.status == libcamera.FrameMetadata.Status.Success"),  # start-up frames dropped
+    ("camera", 'self.set_controls({"ScalerCrops": scaler_crops})'),  # set on configure, over ScalerCrop
+    ("camera", "finished_jobs.append(self._job_list.pop(0))"),  # a finished job leaves the list before its signal
+    ("camera", "return job.get_result(timeout=timeout)"),  # wait(job, timeout)
 ]
 
 

@@ -20,15 +20,6 @@ from tests.edge.sources.fake_picamera2 import BACKEND, IMX477, IMX708, FakePicam
 from tests.edge.sources.fake_picamera2 import scene
 
 
-@pytest.fixture(autouse=True)
-def pi4_with_camera_module_3(monkeypatch):
-    monkeypatch.setattr(FakePicamera2, "platform", Platform.VC4)
-    monkeypatch.setattr(FakePicamera2, "attached", (IMX708,))
-    monkeypatch.setattr(FakePicamera2, "libcamera_version", (0, 5, 2))
-    monkeypatch.setattr(FakePicamera2, "instances", [])
-    monkeypatch.setattr(FakePicamera2, "timeout_after", None)
-
-
 def source(height=32, width=48, spec=DEFAULT_SPEC, **settings) -> PicameraSource:
     return PicameraSource(height, width, spec, PicameraConfig(**settings), backend=BACKEND)
 
@@ -267,13 +258,20 @@ def test_choosing_the_camera_by_number_id_or_model(monkeypatch):
         source(camera="imx219").open()
 
 
-def test_a_tuning_file_by_name_or_path(tmp_path):
+def test_a_tuning_file_by_name_or_path(tmp_path, monkeypatch):
+    """A name is found where libcamera looks (here $LIBCAMERA_IPA_CONFIG_PATH/rpi/vc4) and passed as a path; the
+    tuning in effect is what the IPA read (the fake's ``tuning``: the file's content)."""
+    (tmp_path / "rpi" / "vc4").mkdir(parents=True)
+    (tmp_path / "rpi" / "vc4" / "imx708_noir.json").write_text('{"file": "imx708_noir.json"}')
+    monkeypatch.setenv("LIBCAMERA_IPA_CONFIG_PATH", str(tmp_path))
     with source(tuning="imx708_noir.json") as camera_source:
         camera_source.read()
         assert FakePicamera2.instances[-1].tuning["file"] == "imx708_noir.json"
-    (tmp_path / "mine.json").write_text("{}")
+        assert FakePicamera2.instances[-1].tuning_asked == str(tmp_path / "rpi" / "vc4" / "imx708_noir.json")
+    (tmp_path / "mine.json").write_text('{"file": "mine"}')
     with source(tuning=str(tmp_path / "mine.json")):
-        assert FakePicamera2.instances[-1].tuning == str(tmp_path / "mine.json")
+        assert FakePicamera2.instances[-1].tuning_asked == str(tmp_path / "mine.json")
+        assert FakePicamera2.instances[-1].tuning == {"file": "mine"}
     with pytest.raises(CameraError, match="not among libcamera's tuning files"):
         source(tuning="nope.json").open()
 
@@ -407,9 +405,8 @@ def test_a_one_channel_raw_spec_reads_the_mosaic_and_a_mono_sensor_refuses_bayer
     from tests.edge.sources.fake_picamera2 import OV9281
 
     monkeypatch.setattr(FakePicamera2, "attached", (OV9281,))
-    with source(24, 32, PRESETS["bayer10"]) as camera_source:
-        with pytest.raises(CameraError, match="monochrome sensor"):
-            camera_source.read()
+    with pytest.raises(CameraError, match="monochrome sensor"):  # at open (issue 24: no longer per frame)
+        source(24, 32, PRESETS["bayer10"]).open()
 
 
 def test_a_bayer_model_on_the_camera_runs_end_to_end(monkeypatch, tmp_path):

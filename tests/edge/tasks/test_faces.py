@@ -43,12 +43,13 @@ def photos(tmp_path_factory):
     return folder
 
 
-def _keyed(detector, key, folder, policy):
-    from export.keyify import KeyifyOptions, keyify
+def _keyed(detector, key, folder, policy, shared_models):
+    """The detector keyed (once per session: ``shared_models``), saved in ``folder``."""
+    from export.keyify import KeyifyOptions
     from export.package.save import save
 
     path = folder / f"face-{policy}.onnx"
-    save(keyify(detector, key, KeyifyOptions(spec=SPEC, mean=MEAN, std=STD, policy=policy)), path)
+    save(shared_models.keyified(detector, key, KeyifyOptions(spec=SPEC, mean=MEAN, std=STD, policy=policy)), path)
     return path
 
 
@@ -66,9 +67,10 @@ def _plain_detections(detector, photo: Path, manifest, key):
 
 
 @pytest.mark.parametrize("policy", ["boundary", "fresh"])
-def test_keyed_face_detections_equal_the_plain_models_in_camera_pixels(detector, photos, key, tmp_path, policy):
+def test_keyed_face_detections_equal_the_plain_models_in_camera_pixels(detector, photos, key, tmp_path, policy,
+                                                                       shared_models):
     key.save(tmp_path / "k.key")
-    model = _keyed(detector, key, tmp_path, policy)
+    model = _keyed(detector, key, tmp_path, policy, shared_models)
     config = Config()
     config.source = FolderConfig(path=photos)
     config.model.path, config.model.key = str(model), str(tmp_path / "k.key")
@@ -92,13 +94,14 @@ def test_keyed_face_detections_equal_the_plain_models_in_camera_pixels(detector,
     assert results["coffee.png"]["detections"] == [] and results["coffee.png"]["counts"] == {}
 
 
-def test_detections_replayed_from_a_recording_are_the_live_ones_byte_for_byte(detector, photos, key, tmp_path):
+def test_detections_replayed_from_a_recording_are_the_live_ones_byte_for_byte(detector, photos, key, tmp_path,
+                                                                              shared_models):
     """The recording keeps each frame's camera size, so a replay maps boxes into the same camera pixels; two replays
     write the same file, byte for byte, and it equals the live run's answers."""
     from edge.sources.recording import RecordingConfig
 
     key.save(tmp_path / "k.key")
-    model = _keyed(detector, key, tmp_path, "boundary")
+    model = _keyed(detector, key, tmp_path, "boundary", shared_models)
 
     def config(source, results, record=""):
         settings = Config()

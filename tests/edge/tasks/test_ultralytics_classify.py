@@ -18,8 +18,8 @@ PHOTOS = {**photos(), **photos(square=False)}
 
 
 @pytest.fixture(scope="module")
-def predicted(tmp_path_factory):
-    return predict(tmp_path_factory.mktemp("ultralytics-classify"), ["yolo11n-cls"], PHOTOS)["yolo11n-cls"]
+def predicted(shared_models):
+    return predict(shared_models, ["yolo11n-cls"], PHOTOS)["yolo11n-cls"]
 
 
 def test_the_classify_decoder_is_chosen_from_the_manifest(predicted):

@@ -19,8 +19,8 @@ PHOTOS = {**photos(), **photos(square=False)}
 
 
 @pytest.fixture(scope="module")
-def predicted(tmp_path_factory):
-    return predict(tmp_path_factory.mktemp("ultralytics-detect"), list(MODELS), PHOTOS)
+def predicted(shared_models):
+    return predict(shared_models, list(MODELS), PHOTOS)
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -41,11 +41,11 @@ def test_detections_equal_ultralytics_predict(predicted, name, photo):
 
 
 @pytest.mark.slow
-def test_rtdetr_detections_equal_ultralytics_predict(tmp_path_factory):
+def test_rtdetr_detections_equal_ultralytics_predict(shared_models):
     """RT-DETR-l at 320 x 320 (ultralytics 8.4 writes (1, 300, 6): cx, cy, w, h as fractions, score, class), stretched
     to the model as ultralytics' RT-DETR predictor does; ultralytics leaves its boxes unclipped, keycam clips them to
     the photo, so they are compared clipped. (N, 300, 6) is also the end-to-end YOLO shape: named, not chosen."""
-    rtdetr = predict(tmp_path_factory.mktemp("ultralytics-rtdetr"), ["rtdetr-l"], PHOTOS)["rtdetr-l"]
+    rtdetr = predict(shared_models, ["rtdetr-l"], PHOTOS)["rtdetr-l"]
     manifest = oracle.manifest_of(rtdetr.path)
     assert type(make_decoder(TaskConfig(decoder="rtdetr"), manifest)) is DECODERS["rtdetr"]
     compared = 0

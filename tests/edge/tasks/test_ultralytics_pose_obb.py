@@ -25,8 +25,8 @@ POSE = ["yolo11n-pose", "yolo26n-pose"]
 
 
 @pytest.fixture(scope="module")
-def predicted(tmp_path_factory):
-    return predict(tmp_path_factory.mktemp("ultralytics-pose-obb"), [*POSE, "yolo11n-obb", "yolo26n-obb"], PHOTOS)
+def predicted(shared_models):
+    return predict(shared_models, [*POSE, "yolo11n-obb", "yolo26n-obb"], PHOTOS)
 
 
 @pytest.mark.parametrize("name, task, decoder", [("yolo11n-pose", "pose", "pose"), ("yolo26n-pose", "pose", "pose"),

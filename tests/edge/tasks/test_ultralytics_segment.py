@@ -37,8 +37,8 @@ MODELS = ["yolo11n-seg", "yolov8n-seg", "yolo26n-seg"]  # YOLO26n-seg end to end
 
 
 @pytest.fixture(scope="module")
-def predicted(tmp_path_factory):
-    return predict(tmp_path_factory.mktemp("ultralytics-segment"), MODELS, PHOTOS)
+def predicted(shared_models):
+    return predict(shared_models, MODELS, PHOTOS)
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -52,10 +52,10 @@ def _plain_outputs(plain: Path, frames: Path, manifest: Manifest, key) -> dict[s
 
 @pytest.mark.parametrize("policy", ["boundary", "fresh"])
 def test_keyed_yolov8n_on_the_device_detects_what_the_plain_model_detects_in_camera_pixels(yolo, key, tmp_path,
-                                                                                           policy):
+                                                                                           policy, shared_models):
     plain = yolo(SIZE, False)
     key.save(tmp_path / "k.key")
-    keyed = keyify(onnx.load(plain), key, KeyifyOptions(policy=policy, std=(255.0,)))
+    keyed = shared_models.keyified(onnx.load(plain), key, KeyifyOptions(policy=policy, std=(255.0,)))
     save(keyed, tmp_path / "keyed.onnx")
     manifest = keyed.manifest
     assert manifest.task == "detect" and len(manifest.labels) == 80 and manifest.input.shape[0] == 1

@@ -1,5 +1,6 @@
 """Ultralytics' own exports of every task it has, and ultralytics' own ``predict`` on real photos, made in one child
-process per call: the oracle for the task decoders (tests/edge/tasks/test_ultralytics_*.py).
+process per call (for what the session has not made yet: both are shared, ``tests/shared_models.py``): the oracle
+for the task decoders (tests/edge/tasks/test_ultralytics_*.py).
 
 Each model is built from its architecture config (``YOLO("yolo11n-pose.yaml")``: random weights, nothing
 downloaded, ``YOLO_OFFLINE=1`` and a settings folder of its own) and exported to ONNX at 320 x 320 as a user
@@ -27,6 +28,7 @@ place of ``torchvision.ops.nms``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -38,6 +40,7 @@ import cv2
 import numpy as np
 
 from tests.export.detection import require_ultralytics
+from tests.shared_models import SharedModels
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -156,9 +159,15 @@ def found(result, image, task):
         out["mask_pixels"] = masks[0][:, top:top + nh, left:left + nw].sum(dim=(1, 2)).numpy()
     return out
 
+def replace(path, write):  # written beside, then renamed into place: a file that exists is complete
+    partial = path.with_name(path.name + ".partial")
+    with open(partial, "wb") as f:
+        write(f)
+    partial.replace(path)
+
 job = json.loads(sys.argv[1])
 for item in job["models"]:
-    path = Path(item["path"])
+    path, out = Path(item["path"]), Path(item["out"])
     maker = RTDETR if item["rtdetr"] else YOLO
     if not path.exists():
         torch.manual_seed(item["seed"])
@@ -185,8 +194,8 @@ for item in job["models"]:
         saved[f"{frame}/input"] = tensor
         for name, value in found(result, image, item["task"]).items():
             saved[f"{frame}/{name}"] = value
-    np.savez_compressed(path.with_suffix(".npz"), **saved)
-    path.with_suffix(".json").write_text(json.dumps({"thresholds": thresholds}))
+    replace(out.with_suffix(".json"), lambda f: f.write(json.dumps({"thresholds": thresholds}).encode()))
+    replace(out.with_suffix(".npz"), lambda f: np.savez_compressed(f, **saved))
 '''
 
 
@@ -206,33 +215,50 @@ class Predicted:
     frames: dict[str, Frame]
 
 
-def predict(folder: Path, names: list[str], photos: dict[str, np.ndarray], imgsz: int = 320, iou: float = 0.7,
-            max_det: int = 100, fewest: int = 8, most: int = 40, seed: int = 0, timeout: float = 900) -> dict:
-    """``{name: Predicted}``: each model of ``SPECS`` exported into ``folder`` (kept: a later call finds it) and
-    ultralytics' predict on each photo (BGR, by name)."""
+def predict(shared: SharedModels, names: list[str], photos: dict[str, np.ndarray], imgsz: int = 320,
+            iou: float = 0.7, max_det: int = 100, fewest: int = 8, most: int = 40, seed: int = 0,
+            timeout: float = 900) -> dict:
+    """``{name: Predicted}``: each model of ``SPECS`` exported and ultralytics' predict on each photo (BGR, by
+    name), both made at most once per session and shared (``shared``, the ``shared_models`` fixture): the exports
+    in a folder named by this module's recipe (the child's code: its weight tweaks), ``imgsz``, ``seed`` and the
+    installed versions, one file per name (a name is one ``Spec``); what predict found in a folder named by that
+    one, the photos and predict's settings. Read the files, never write beside them."""
     require_ultralytics()
-    folder.mkdir(parents=True, exist_ok=True)
-    frames_dir = folder / "frames"
-    frames_dir.mkdir(exist_ok=True)
+    recipe = hashlib.sha256(_CHILD.encode()).hexdigest()
+    pictures = hashlib.sha256()
     for name, image in photos.items():
-        cv2.imwrite(str(frames_dir / f"{name}.png"), image)
-    models = [{"path": str(folder / f"{name}.onnx"), "yaml": SPECS[name].yaml, "task": SPECS[name].task,
-               "nms": SPECS[name].nms, "rtdetr": SPECS[name].rtdetr, "detecting": SPECS[name].detecting,
-               "seed": seed} for name in names]
-    job = {"models": models, "frames": list(photos), "frames_dir": str(frames_dir), "imgsz": imgsz, "iou": iou,
-           "max_det": max_det, "fewest": fewest, "most": most}
-    env = dict(os.environ, YOLO_OFFLINE="1", YOLO_VERBOSE="False", YOLO_CONFIG_DIR=str(folder / "settings"),
-               PYTHONPATH=str(ROOT))
-    done = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(job)], cwd=folder, env=env, capture_output=True,
-                          text=True, timeout=timeout)
-    if done.returncode != 0:
-        raise RuntimeError(f"ultralytics could not export or predict: {' '.join(done.stderr.split()[-80:])}")
-    return {name: _load(folder / f"{name}.onnx", photos) for name in names}
+        pictures.update(f"{name} {image.shape} {image.dtype}".encode())
+        pictures.update(np.ascontiguousarray(image).tobytes())
+    with shared.folder("ultralytics-zoo", recipe=recipe, imgsz=imgsz, seed=seed) as exports, \
+            shared.folder("ultralytics-predict", exports=exports.name, photos=pictures.hexdigest(), iou=iou,
+                          max_det=max_det, fewest=fewest, most=most) as folder:
+        todo = [name for name in names if not _found(folder / name).exists()]
+        if todo:
+            frames_dir = folder / "frames"
+            frames_dir.mkdir(exist_ok=True)
+            for name, image in photos.items():
+                cv2.imwrite(str(frames_dir / f"{name}.png"), image)
+            models = [{"path": str(exports / f"{name}.onnx"), "out": str(folder / name), "yaml": SPECS[name].yaml,
+                       "task": SPECS[name].task, "nms": SPECS[name].nms, "rtdetr": SPECS[name].rtdetr,
+                       "detecting": SPECS[name].detecting, "seed": seed} for name in todo]
+            job = {"models": models, "frames": list(photos), "frames_dir": str(frames_dir), "imgsz": imgsz,
+                   "iou": iou, "max_det": max_det, "fewest": fewest, "most": most}
+            env = dict(os.environ, YOLO_OFFLINE="1", YOLO_VERBOSE="False", YOLO_CONFIG_DIR=str(folder / "settings"),
+                       PYTHONPATH=str(ROOT))
+            done = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(job)], cwd=folder, env=env,
+                                  capture_output=True, text=True, timeout=timeout)
+            if done.returncode != 0:
+                raise RuntimeError(f"ultralytics could not export or predict: {' '.join(done.stderr.split()[-80:])}")
+        return {name: _load(exports / f"{name}.onnx", folder / name, photos) for name in names}
 
 
-def _load(path: Path, photos: dict[str, np.ndarray]) -> Predicted:
-    stored = np.load(path.with_suffix(".npz"))
-    thresholds = json.loads(path.with_suffix(".json").read_text())["thresholds"]
+def _found(out: Path) -> Path:
+    return out.with_suffix(".npz")  # written last: the thresholds (.json) are there too
+
+
+def _load(path: Path, out: Path, photos: dict[str, np.ndarray]) -> Predicted:
+    stored = np.load(_found(out))
+    thresholds = json.loads(out.with_suffix(".json").read_text())["thresholds"]
     frames = {}
     for name, image in photos.items():
         found = {key.split("/", 1)[1]: stored[key] for key in stored.files if key.startswith(f"{name}/")}

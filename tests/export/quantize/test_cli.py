@@ -41,7 +41,7 @@ def test_keyify_int8_writes_both_models_and_the_int8_one_equals_the_plain_int8_m
     done = run("keyify", place / "plain.onnx", "--key", place / "k.key", "-o", place / "cam.onnx", *FASHION,
                "--int8", "--calibration", place / "calibration")
     assert done.returncode == 0, done.stderr
-    assert "(boundary layouts)" in done.stdout  # the default policy
+    assert "(boundary layouts;" in done.stdout  # the default policy
     assert "quantised" in done.stdout and "60 calibration frames" in done.stdout and "plain model's own" in done.stdout
     for name in ("cam.onnx", "cam.int8.onnx", "cam.int8.manifest.json", "cam.int8.epochs.npz"):
         assert (place / name).is_file(), name

@@ -91,14 +91,15 @@ def _detector_frames(model) -> np.ndarray:
 SKIMAGE = ("astronaut", "camera", "chelsea", "coffee", "motorcycle_left")
 
 
-def test_yolov8n_int8_keyed_equals_int8_plain_bit_for_bit_and_so_do_its_detections(tmp_path, key):
-    """YOLOv8n as ultralytics exports it (320x320, batch 1, random weights made to detect: export/zoo/yolo.py)."""
+def test_yolov8n_int8_keyed_equals_int8_plain_bit_for_bit_and_so_do_its_detections(tmp_path, key, request):
+    """YOLOv8n as ultralytics exports it (320x320, batch 1, random weights made to detect: export/zoo/yolo.py),
+    the session's shared export (tests/export/detection.py's ``yolo``)."""
     from edge.tasks import TaskConfig
-    from export.zoo import yolo
+    from export.zoo.yolo import available
 
-    if not yolo.available():
+    if not available():
         pytest.skip("needs ultralytics and PyTorch (the test extra) for the YOLOv8n export fixture")
-    (path,) = yolo.export_yolov8n(tmp_path / "yolo", [((320, 320), False)])
+    path = request.getfixturevalue("yolo")((320, 320), False)  # asked for here: skipped above without ultralytics
     model = compile_model(tmp_path, onnx.load(path), key, KeyifyOptions(mean=(0.0,), std=(255.0,),
                                                                         channel_order="bgr"))
     frames = _detector_frames(model)

@@ -39,16 +39,18 @@ class FakeRequest:
         if name == "raw":
             order = self.camera.raw_order
             bits = self.camera.camera_config["sensor"]["bit_depth"]
-            codes = scene.mosaic(rgb, order, bits) if order else scene.mosaic(rgb, "GGGG", bits)
+            black = sensor.black_level >> (16 - bits)  # SensorBlackLevels is out of 16 bits
+            codes = scene.mosaic(rgb, order or "GGGG", bits, black)
             codes = (codes + self.sequence % 3) & ((1 << bits) - 1)  # frames differ a little, as real ones do
             msb_shift = 16 - bits if fmt.endswith("16") else 0  # PiSP: the code in the top bits
-            return scene.raw_bytes(codes, stream["stride"], msb_shift)
+            return scene.raw_bytes(codes, stream["stride"], msb_shift, one_byte=fmt.endswith("8"))
         if fmt in ("RGB888", "BGR888"):
             picture = scene.bgr888(rgb)
             return picture if fmt == "RGB888" else picture[..., ::-1].copy()
         if fmt in ("YUV420", "YVU420"):
             encoding = self.colour_space.ycbcrEncoding.name
-            return scene.i420(rgb, stream["stride"], encoding, self.colour_space.range.name == "Full")
+            return scene.i420(rgb, stream["stride"], encoding, self.colour_space.range.name == "Full",
+                              v_first=fmt == "YVU420")
         raise RuntimeError(f"the fake does not render {fmt}")
 
     def get_metadata(self) -> dict:

@@ -10,6 +10,15 @@ Sensors (raspberrypi/linux drivers, as read by the research for keycam's picamer
 - **imx477** (HQ camera; ``imx477.c``): 12-bit 4056x3040 (10 fps), 2028x1520 (binned, full field of
   view, 40 fps), 2028x1080 (binned, cropped, 50 fps) and the 10-bit 1332x990 (binned, cropped, ~120 fps)
   of newer drivers; native RGGB, mounted 180 degrees, no lens controls.
+- **imx219** (Camera Module 2; ``imx219.c`` ``supported_modes`` and ``imx219_mbus_formats``): every mode in
+  10-bit *and 8-bit* (``SRGGB8``: one byte a photosite, unpacked, ``vc4.cpp`` L481-490): 3280x2464 (full,
+  ~21 fps), 1920x1080 (cropped, ~47 fps), 1640x1232 (2x2 binned, full field of view, ~41 fps), 640x480
+  (binned and cropped, ~206 fps); native RGGB, mounted ``rotation = <180>`` (``imx219.dtsi``), no lens.
+
+Black level (``black_level``, 16-bit scale as ``SensorBlackLevels`` reports it, ``control_ids_core.yaml``
+L627-636; the tuning files' ``rpi.black_level``, 4096 for these sensors): the fake's sensors default to 0 so
+that the raw tests compare codes with the scene directly; a test that needs the pedestal gives a sensor one
+(``dataclasses.replace(IMX708, black_level=4096)``), and the raw codes then carry it.
 
 Platforms (``Picamera2.platform``, picamera2 ``platform.py``: ``Platform.VC4`` or ``Platform.PISP``):
 
@@ -70,6 +79,8 @@ class Sensor:
     temperature: float | None = None  # SensorTemperature in the metadata, where the embedded data has it
     location: int = 2
     controls: frozenset = field(default=COMMON_CONTROLS)
+    black_level: int = 0  # SensorBlackLevels, out of 16 bits (ipa_base.cpp L1619-1625); the raw codes' pedestal
+    hide_frames: int = 0  # CamHelper::hideFramesStartup (cam_helper.cpp L180-187: 0; ov5647 2)
 
     @property
     def mono(self) -> bool:
@@ -97,6 +108,12 @@ IMX477 = Sensor(
      Mode((2028, 1520), 12, 40.01, (0, 0, 4056, 3040)),
      Mode((4056, 3040), 12, 10.0, (0, 0, 4056, 3040))),
     temperature=24.0)
+IMX219 = Sensor(
+    "imx219", "/base/soc/i2c0mux/i2c@1/imx219@10", "RGGB", 180, (3280, 2464),
+    tuple(Mode(size, bits, fps, crop) for size, fps, crop in (
+        ((640, 480), 206.65, (1000, 752, 1280, 960)), ((1640, 1232), 41.85, (0, 0, 3280, 2464)),
+        ((1920, 1080), 47.57, (680, 692, 1920, 1080)), ((3280, 2464), 21.19, (0, 0, 3280, 2464)))
+        for bits in (8, 10)))
 OV9281 = Sensor(  # a global-shutter mono sensor: raw formats R8/R10, no colour controls
     "ov9281", "/base/soc/i2c0mux/i2c@1/ov9281@60", "", 0, (1280, 800),
     (Mode((640, 400), 10, 210.0, (0, 0, 1280, 800)), Mode((1280, 800), 10, 144.0, (0, 0, 1280, 800))))
@@ -153,6 +170,8 @@ def raw_format(platform: Platform, sensor: Sensor, mode: Mode, order: str, reque
     width = mode.size[0]
     if platform is Platform.VC4:
         base = f"R{mode.bit_depth}" if sensor.mono else f"S{order}{mode.bit_depth}"
+        if mode.bit_depth == 8:  # vc4.cpp L481-490: no CSI2 packing of 8 bits, so unpacked: one byte a photosite
+            return base, _align(width, 32)
         if packed:
             return base + "_CSI2P", _align(width * mode.bit_depth // 8, 32)
         return base, _align(width * 2, 32)
