@@ -18,6 +18,9 @@ by bounded queues, a frame moving one way.
   and each failure is counted and logged.
 - ``realtime`` replays recorded sources at their recorded speed (frame timestamps); otherwise as fast
   as possible.
+- The service manager (``edge.notify``, where ``$NOTIFY_SOCKET`` is set): ``READY=1`` once the first frame has gone
+  through every stage, ``WATCHDOG=1`` from the task stage as frames go through (never from a timer: a wedged loop
+  sends none), ``STATUS=`` lines, ``EXTEND_TIMEOUT_USEC=`` while the first open is retried, ``STOPPING=1`` at the end.
 - The run's switches (``edge.switches``): while detection is off, a frame skips the keyed model and the answer
   and goes to the frame sinks (the recorder) only, counted in ``undetected``; while recording is off, no result
   goes to the frame sinks.
@@ -34,6 +37,7 @@ from dataclasses import dataclass, field
 
 from edge.errors import CameraError, ConfigError, FrameError
 from edge.frame import Result
+from edge.notify import OPEN_ALLOWANCE_S, Notifier
 from edge.pipeline import Pipeline
 from edge.sinks.base import Sink
 from edge.sources.base import Source
@@ -82,7 +86,8 @@ class CaptureLoop:
     def __init__(self, source: Source, pipeline: Pipeline, sinks: list[Sink], *, queue_size: int = 4,
                  max_frames: int = 0, realtime: bool = False, retries: int = 5, backoff_s: float = 0.5,
                  progress=None, metrics_server=None, on_frame_error: str = "skip", open_retries: int = 0,
-                 open_backoff_s: float = 1.0, switches: Switches | None = None) -> None:
+                 open_backoff_s: float = 1.0, switches: Switches | None = None,
+                 notifier: Notifier | None = None) -> None:
         if on_frame_error not in FRAME_ERROR_POLICIES:
             raise ConfigError(f"on_frame_error {on_frame_error!r}; use one of {', '.join(FRAME_ERROR_POLICIES)}")
         self.on_frame_error = on_frame_error
@@ -96,6 +101,7 @@ class CaptureLoop:
         self.open_retries, self.open_backoff_s = open_retries, open_backoff_s
         self.progress = progress
         self.server = metrics_server  # an edge.metrics.MetricsServer, or None
+        self.notifier = notifier if notifier is not None else Notifier()  # systemd's ($NOTIFY_SOCKET), else silent
         self._exported: dict[str, int] = {}
         self._consuming = False
         self.metrics = Metrics()
@@ -268,12 +274,25 @@ class CaptureLoop:
                 self._export(result)
             if self.progress is not None:
                 self.progress.update(1)
+            self._alive()
             if self.max_frames and self.metrics.frames >= self.max_frames:
                 self.stop("max_frames")
                 return
 
+    def _alive(self) -> None:
+        """A frame went through every stage: READY=1 for the first, then the watchdog's beats (``edge.notify``)."""
+        if self.notifier.ready_sent:
+            self.notifier.beat(self._running)
+        else:
+            self.notifier.ready(self._running())
+
+    def _running(self) -> str:
+        m = self.metrics
+        return f"running: {m.frames} frames, {m.drops} dropped, {m.errors} errors, {self.source.skipped} skipped"
+
     def _finish(self, threads: list[threading.Thread], start: float) -> None:
         """Stop the stage threads, close the source and every sink (whatever happened); raise a sink's error."""
+        self.notifier.stopping(f"stopping ({self.metrics.stopped_by}) after {self.metrics.frames} frames")
         self.stop_event.set()
         self._consuming = False  # the stage threads discard what is left and finish
         for thread in threads:
@@ -287,6 +306,7 @@ class CaptureLoop:
                 sink.close()
             except Exception as error:  # noqa: BLE001 - keep closing the others
                 errors.append(error)
+        self.notifier.close()
         if errors:
             raise errors[0]
 
@@ -295,6 +315,7 @@ class CaptureLoop:
         ``CameraError`` is tried again ``open_retries`` times, after ``open_backoff_s``, doubled each time (at most
         60 s). An error the source marks ``permanent`` (a configuration the camera refuses) is raised at once; a
         stop (SIGTERM) during a wait ends the run without an error."""
+        self.notifier.status("opening the source")
         for attempt in range(self.open_retries + 1):
             try:
                 self.source.open()
@@ -306,6 +327,8 @@ class CaptureLoop:
                 self.metrics.camera_failures += 1
                 log.warning("%s; opening again in %.1f s (attempt %d of %d)", error, delay, attempt + 1,
                             self.open_retries)
+                self.notifier.extend(delay + OPEN_ALLOWANCE_S, f"{error}; opening again in {delay:.1f} s (attempt "
+                                                               f"{attempt + 1} of {self.open_retries})")
                 if self.stop_event.wait(delay):
                     return
 

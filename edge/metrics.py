@@ -14,7 +14,7 @@ runs (docs/runtime.md lists every metric):
 
 Port 0 picks a free port. Binds to 127.0.0.1 by default: expose it on the network deliberately.
 :meth:`MetricsServer.watch_forwarding` adds the forwarding sink's counters (answered, refused, failed attempts,
-spooled, dropped) and the frames waiting for the server, read from the sink whenever Prometheus scrapes;
+spooled, dropped, quarantined, misconfigured, lost, waited) and the frames waiting for the server, read from the sink whenever Prometheus scrapes;
 :meth:`MetricsServer.watch_source` the source's health (a camera's dropped frames and timeouts, its sensor
 temperature); :meth:`MetricsServer.watch_answers` what the answers say (``edge.sinks.metrics``: detections by label,
 the tracker's events, objects in view and in each zone).
@@ -143,7 +143,10 @@ class MetricsServer:
                                    ("spooled", "frames written to the disk spool"),
                                    ("dropped", "spooled frames dropped because the spool was full"),
                                    ("quarantined", "damaged spool entries moved aside, never sent"),
-                                   ("misconfigured", "checks that found the server keyed for another key")):
+                                   ("misconfigured", "checks that found the server keyed for another key"),
+                                   ("lost", "frames neither sent nor spooled (the spool's disk full or failing)"),
+                                   ("waited", "frames that waited for room in a full spool (when_full = "
+                                              "stop_capture)")):
                     yield CounterMetricFamily(f"keycam_forward_{name}", text, value=getattr(stats, name))
                 yield GaugeMetricFamily("keycam_forward_alarm", "1 while the server is misconfigured (frames kept)",
                                         value=1.0 if sink.alarm else 0.0)

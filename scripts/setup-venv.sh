@@ -115,3 +115,21 @@ if [[ ",$extras," == *",test,"* ]] && ! command -v mosquitto > /dev/null && [ ! 
         exit 1
     fi
 fi
+if [[ ",$extras," == *",test,"* ]] && ! command -v promtool > /dev/null && [ ! -x "$venv/bin/promtool" ]; then
+    # Prometheus' promtool, which checks the metrics endpoint's text (tests/edge/test_metrics.py): taken out of
+    # Debian's prometheus package into the venv (apt-get download and dpkg-deb -x, no root), so that no Prometheus
+    # server is installed or started. Without it that one test is skipped, with the reason.
+    if command -v apt-get > /dev/null && command -v dpkg-deb > /dev/null; then
+        echo "setup: taking promtool from Debian's prometheus package" >&2
+        deb="$(mktemp -d)"
+        chmod 755 "$deb"
+        if (cd "$deb" && apt-get download -qq prometheus >&2) && dpkg-deb -x "$deb"/prometheus_*.deb "$deb/x"; then
+            install -m 0755 "$deb/x/usr/bin/promtool" "$venv/bin/promtool"
+        else
+            echo "setup: promtool could not be fetched (run apt-get update?); its test will be skipped" >&2
+        fi
+        rm -rf "$deb"
+    else
+        echo "setup: promtool is missing (not Debian); its test will be skipped" >&2
+    fi
+fi

@@ -169,6 +169,51 @@ def test_the_unit_restarts_for_ever_with_backoff():
     assert settings["KillSignal"] == ["SIGTERM"]
 
 
+# -- Type=notify with a watchdog (edge/notify.py) ------------------------------------------------------------------
+
+FFMPEG_READ_TIMEOUT_S = 30.0  # OpenCV's FFmpeg backend: LIBAVFORMAT_INTERRUPT_READ_TIMEOUT_MS, a stream's read
+V4L2_SELECT_TIMEOUT_S = 10.0  # OpenCV's V4L2 backend: OPENCV_VIDEOIO_V4L_SELECT_TIMEOUT, a camera's read
+
+
+def _seconds(value: str) -> float:
+    match = re.fullmatch(r"(\d+)(s|min)?", value)
+    assert match, value
+    return float(match.group(1)) * (60 if match.group(2) == "min" else 1)
+
+
+def _longest_gap_s() -> float:
+    """The longest gap between two frames that a healthy loop leaves before it either delivers a frame again or ends
+    the run with its own error, from the code's defaults: a picamera that stops, reopened ``retries`` times with
+    doubling backoff, each read waiting its timeout (30 fps) and each open about 1 s; an OpenCV camera or stream
+    giving up after ``grab_retries`` reads of its backend's timeout."""
+    import inspect
+
+    from edge.loop import CaptureLoop
+    from edge.sources.opencv import OpenCVSource
+    from edge.sources.picamera_controls import first_wait_s, later_wait_s
+
+    loop = inspect.signature(CaptureLoop).parameters
+    retries, backoff = loop["retries"].default, loop["backoff_s"].default
+    read_s = max(later_wait_s({}), first_wait_s({}))
+    picamera = sum(backoff * 2 ** n for n in range(retries)) + (retries + 1) * read_s + retries * 1.0
+    grabs = inspect.signature(OpenCVSource).parameters["grab_retries"].default
+    return max(picamera, grabs * V4L2_SELECT_TIMEOUT_S, grabs * FFMPEG_READ_TIMEOUT_S)
+
+
+def test_the_unit_is_notify_with_a_watchdog_longer_than_any_legitimate_gap():
+    from edge.notify import OPEN_ALLOWANCE_S
+
+    settings = _settings(UNIT)
+    assert settings["Type"] == ["notify"] and settings["NotifyAccess"] == ["main"]
+    watchdog = _seconds(settings["WatchdogSec"][0])
+    assert watchdog > _longest_gap_s() == 90.0  # a stream's three reads: the longest (the unit's comment)
+    assert _seconds(settings["TimeoutStartSec"][0]) >= 2 * FFMPEG_READ_TIMEOUT_S  # a stream's open + first frame
+    assert OPEN_ALLOWANCE_S >= 2 * FFMPEG_READ_TIMEOUT_S  # what each retry of the first open adds to it
+    assert "PYTHONFAULTHANDLER=1" in settings["Environment"]  # SIGABRT on a wedge: every thread's stack
+    assert settings["LimitCORE"] == ["0"]  # and no core file holding the key
+    assert "WatchdogSignal" not in settings and settings["Restart"] == ["always"]  # a watchdog kill restarts
+
+
 # -- systemd-analyze, where it is installed --------------------------------------------------------------------------
 
 def _unit_here(tmp_path: Path) -> Path:

@@ -35,6 +35,7 @@ import logging
 import socket
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, PrivateAttr, model_validator
@@ -93,7 +94,7 @@ class MqttSink(Sink):
             password = read_token(settings.password_file) if settings.password_file else None
             client.username_pw_set(settings.username, password)
         if settings.tls:
-            client.tls_set(ca_certs=settings.ca_file or None)
+            _tls(client, settings.ca_file)
         client.on_connect, client.on_publish, client.on_message = self._connected, self._acknowledged, self._message
         self.client = client
         self._started = False
@@ -247,11 +248,19 @@ class MqttSink(Sink):
             self.client.loop_stop()
 
     def summary(self) -> str:
+        """What the run published: ``queued`` messages each reached the broker (``delivered``: acknowledged at QoS 1,
+        written at QoS 0) or were still waiting at the end; ``dropped`` ones never left (queue full, broker away at
+        QoS 0). A message queued while the broker was away and sent at the reconnect is queued and delivered."""
         stats = self.stats
-        cleared = f", {stats.cleared} stale entities removed" if stats.cleared else ""
-        return (f"mqtt {self.settings.host}:{self.settings.port} ({self.topics.base}): {stats.frames} frames, "
-                f"{stats.events} events and {stats.states} state changes published; {stats.published} messages, "
-                f"{stats.delivered} acknowledged, {stats.dropped} dropped{cleared}")
+        reached = "acknowledged by the broker" if self.settings.qos else "sent to the broker"
+        waiting = max(0, stats.published - stats.delivered)
+        left = f", {waiting} still unacknowledged when the run ended (the broker away)" if waiting else ""
+        cleared = f"; {stats.cleared} stale entities removed" if stats.cleared else ""
+        answers = f", {stats.answers} answers" if self.settings.answers else ""
+        return (f"mqtt {self.settings.host}:{self.settings.port} ({self.topics.base}): {stats.frames} frames; "
+                f"published {stats.events} events, {stats.states} state changes{answers}; {stats.published} "
+                f"messages queued, {stats.delivered} {reached}{left}; {stats.dropped} dropped (never queued: "
+                f"the queue full or the broker away){cleared}")
 
     def watch(self, metrics) -> None:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -267,6 +276,19 @@ class MqttSink(Sink):
                                         value=1.0 if sink.client.is_connected() else 0.0)
 
         metrics.registry.register(_Collector())
+
+
+def _tls(client, ca_file: str) -> None:
+    """TLS on ``client``, trusting ``ca_file`` (PEM) or the system's CAs; a file that is missing or no CA
+    certificates is named in one line."""
+    fix = "name the broker's CA certificates (PEM), or leave ca_file empty to trust the system's"
+    if ca_file and not Path(ca_file).is_file():
+        raise ConfigError(f"mqtt.ca_file {ca_file!r} does not exist or is not a file; {fix}")
+    try:
+        client.tls_set(ca_certs=ca_file or None)
+    except (OSError, ValueError) as error:  # ssl.SSLError is an OSError
+        raise ConfigError(f"mqtt.ca_file {ca_file or '(the system CAs)'!r} cannot be loaded "
+                          f"({getattr(error, 'strerror', None) or error}); {fix}") from None
 
 
 class MqttConfig(SinkConfig):

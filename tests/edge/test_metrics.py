@@ -15,6 +15,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -139,6 +140,56 @@ def test_a_model_without_class_names_is_counted_by_class_number_and_anything_els
     assert not counts.snapshot()["tracking"] and counts.snapshot()["events"] == {}
 
 
+def _promtool() -> str | None:
+    beside = Path(sys.executable).with_name("promtool")  # where scripts/setup-venv.sh test puts it
+    return shutil.which("promtool") or (str(beside) if beside.is_file() else None)
+
+
+def _promtool_check(text: str) -> None:
+    checked = subprocess.run([_promtool(), "check", "metrics"], input=text, capture_output=True, text=True,
+                             timeout=60)
+    assert checked.returncode == 0 and not checked.stdout.strip() and not checked.stderr.strip(), (
+        checked.stdout + checked.stderr)
+
+
+class _Camera:
+    """What ``watch_source`` reads of a source: a Raspberry Pi camera's health, as PicameraSource.health gives it."""
+
+    def health(self) -> dict[str, float]:
+        return {"camera_dropped_frames": 3.0, "camera_timeouts": 1.0, "camera_late_frames": 2.0,
+                "sensor_temperature_celsius": 41.5, "camera_af_state": 2.0, "sensor_black_level": 4096.0}
+
+
+class _Forwarding:
+    """What ``watch_forwarding`` reads of the forwarding sink: its ForwardStats, alarm and pending frames."""
+
+    def __init__(self, stats) -> None:
+        self.stats, self.alarm, self.pending = stats, False, 4
+
+
+def test_every_forwarding_counter_and_the_cameras_health_are_served_and_pass_promtool():
+    from dataclasses import fields
+
+    from edge.sinks.forward import ForwardStats
+
+    stats = ForwardStats(**{field.name: number for number, field in enumerate(fields(ForwardStats), 1)})
+    server = MetricsServer("127.0.0.1", 0)
+    try:
+        server.watch_forwarding(_Forwarding(stats))
+        server.watch_source(_Camera())
+        text = _scrape(server.port)
+    finally:
+        server.close()
+    found = _samples(text)
+    for field in fields(ForwardStats):  # lost and waited were kept by the sink but never served
+        assert found[f"keycam_forward_{field.name}_total"] == getattr(stats, field.name), field.name
+    assert found["keycam_forward_pending"] == 4.0 and found["keycam_forward_alarm"] == 0.0
+    assert found["keycam_source_camera_dropped_frames_total"] == 3.0
+    assert found["keycam_source_sensor_temperature_celsius"] == 41.5
+    if _promtool() is not None:
+        _promtool_check(text)
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -203,11 +254,7 @@ def test_a_real_run_serves_what_dashboards_expect(real_run, default_folder):
 
 
 def test_promtool_accepts_a_real_scrape(real_run):
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("Prometheus' promtool is not installed (scripts/setup-venv.sh test installs Debian's prometheus "
-                    "as root; or: sudo apt-get install prometheus)")
-    checked = subprocess.run([promtool, "check", "metrics"], input=real_run[0], capture_output=True, text=True,
-                             timeout=60)
-    assert checked.returncode == 0 and not checked.stdout.strip() and not checked.stderr.strip(), (
-        checked.stdout + checked.stderr)
+    if _promtool() is None:
+        pytest.skip("Prometheus' promtool is not installed (scripts/setup-venv.sh test takes it from Debian's "
+                    "prometheus package into the venv; or: sudo apt-get install prometheus)")
+    _promtool_check(real_run[0])

@@ -20,6 +20,7 @@ import pytest
 
 from edge.errors import ModelError
 from tests.edge.servers import ThreadServer
+from tests.edge.sinks.test_mqtt import broker  # noqa: F401 - Debian's mosquitto
 from tests.export.detection import yolo  # noqa: F401 - the session's YOLOv8n exports
 from tests.inprocess import keycam
 
@@ -138,8 +139,10 @@ def test_forwarded_answers_are_tracked_as_local_ones(faces, tmp_path):
     assert forwarded[1] and _check_lifecycles(*local)
 
 
-def _vtest(yolo, folder: Path, frames: int):  # noqa: F811
-    """vtest.avi through the keyed YOLOv8n (boundary) at 320 x 320; a score threshold that keeps tens of boxes."""
+def _vtest(yolo, folder: Path, frames: int, more: str = "", labels: list | None = None):  # noqa: F811
+    """vtest.avi through the keyed YOLOv8n (boundary) at 320 x 320; a score threshold that keeps tens of boxes.
+    ``more``: more configuration; ``labels``: a list to fill with the model's labels before the run."""
+    from edge.runtime import KeyedModel
     from export.keyify import KeyifyOptions, keyify
     from export.package.save import save
 
@@ -153,9 +156,12 @@ def _vtest(yolo, folder: Path, frames: int):  # noqa: F811
     key = MasterKey(hashlib.sha256(b"keycam tests").digest())
     key.save(key_file)
     save(keyify(onnx.load(yolo((320, 320), False)), key, KeyifyOptions(std=(255.0,))), keyed)
+    if labels is not None:
+        labels.extend(KeyedModel(keyed, key).manifest.labels)
     config = (f"[task]\nscore_threshold = 0.8\n[loop]\nmax_frames = {frames}\n[events]\nenabled = true\n"
               f'path = "{folder / "events.jsonl"}"\nend_after_frames = 10\n'
               "[zones.street]\ncoordinates = [[0, 288], [768, 288], [768, 576], [0, 576]]\n")
+    config += more(labels) if callable(more) else more
     return _replay(video, folder, config, "--model", keyed, "--key", key_file)
 
 
@@ -164,6 +170,56 @@ def test_vtest_every_track_of_a_keyed_yolo_has_one_new_and_one_end(yolo, tmp_pat
     assert len(results) == 40 and sum(len(r["outputs"]["detections"]) for r in results) >= 200
     by_object = _check_lifecycles(results, events)
     assert len(by_object) >= 5 and max(f[-1]["after"]["frames"] for f in by_object.values()) >= 30
+
+
+def test_vtest_tracks_and_zones_reach_a_real_mosquitto_as_events(yolo, broker, tmp_path):  # noqa: F811
+    """The done-when of issue 22 over MQTT: vtest.avi through a keyed YOLO, `keycam replay` with [events], two zones
+    (one with a minimum size) and [mqtt] on Debian's mosquitto, every label published (random weights: its labels
+    are its class indices, and a person is whichever it finds). On the broker: each track one `new` and one `end`
+    (the run's end included), the events the log has, in its order; a zone entered only by a box whose bottom centre
+    is inside and, for the sized zone, large enough; the zone's count topics going up and back to 0."""
+    from tests.edge.sinks.test_mqtt import Listener, wait
+
+    sized = 400_000  # px²: random weights find boxes of most of the frame (768 x 576), some larger than this
+    mqtt = lambda names: (f'[zones.big]\ncoordinates = [[0, 0], [768, 0], [768, 576], [0, 576]]\nmin_area = {sized}\n'
+                          f'inertia = 1\n[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\ndevice_id = "vtest"\n'
+                          f"labels = {json.dumps(names)}\n")  # noqa: E731
+    listener = Listener(broker.port, ("keycam/vtest/#",))
+    try:
+        results, events = _vtest(yolo, tmp_path / "vtest", 40, mqtt, labels=[])
+        wait(lambda: listener.get("keycam/vtest/availability")[-1:] == ["offline"])
+        with listener.lock:
+            seen = {topic: list(found) for topic, found in listener.messages.items()}
+    finally:
+        listener.close()
+    by_object = _check_lifecycles(results, events)
+    published = [json.loads(p) for p in seen["keycam/vtest/events"]]
+    assert len(by_object) >= 5 and len(published) == len(events)  # every event of the log, once
+    assert [(e["type"], e["after"]) for e in published] == [
+        (e["type"], {**e["after"], "camera": "vtest"}) for e in events]  # the same, in the log's order
+    kinds = defaultdict(list)
+    for event in published:
+        kinds[event["after"]["id"]].append(event["type"])
+    assert all(found.count("new") == found.count("end") == 1 for found in kinds.values()) and len(kinds) == len(
+        by_object)
+    entered = defaultdict(set)
+    for event in published:
+        before, after = event["before"], event["after"]
+        new = set(after["current_zones"]) - (set() if event["type"] == "new" else set(before["current_zones"]))
+        if "street" in after["current_zones"]:  # boxes in camera pixels: x0, y0, x1, y1
+            assert after["box"][3] >= 288  # the bottom centre in the street
+        if "big" in new:
+            box = after["box"]
+            assert (box[2] - box[0]) * (box[3] - box[1]) >= sized  # entered only large enough
+        for zone in new:
+            entered[zone].add(after["id"])
+    assert entered["street"] and entered["big"] and len(entered["big"]) < len(by_object)  # the filter took some
+    for zone in ("street", "big"):
+        counts = {t: [int(v) for v in found] for t, found in seen.items()
+                  if t.startswith(f"keycam/vtest/zones/{zone}/") and not t.endswith("/active")}
+        assert max(max(found) for found in counts.values()) >= 1  # occupied, said on the broker
+        assert all(found[-1] == 0 for found in counts.values())  # and empty again at the end
+        assert all(a != b for found in counts.values() for a, b in zip(found, found[1:]))  # on change only
 
 
 @pytest.mark.slow

@@ -1,7 +1,7 @@
 """The run's switches (edge.switches): detection and recording on and off, from Home Assistant's switch entities over
-MQTT (`<base>/detect/set`, `<base>/recordings/set`, ON / OFF; retained `.../state`), and what the capture loop does
-with them: no model and no answer while detection is off (the recorder still records), nothing to the recorder
-while recording is off."""
+MQTT (`<base>/detect/set`, `<base>/recordings/set`, ON / OFF; retained `.../state`) on a real mosquitto, each one
+switching a real run, and what the capture loop does with them: no model and no answer while detection is off (the
+recorder still records), nothing to the recorder while recording is off."""
 
 from __future__ import annotations
 
@@ -125,3 +125,27 @@ def test_a_run_without_a_recorder_offers_no_recording_switch(broker, faces, tmp_
     assert job.switches.offered == ("detect",)
     sink = mqtt_sink(job)
     assert [t for t in sink.configs if "/switch/" in t] == ["homeassistant/switch/cam1/detect/config"]
+
+
+def test_home_assistant_turns_recording_off_over_mqtt_and_the_run_answers_without_recording(broker, faces,  # noqa: F811
+                                                                                          tmp_path):
+    from edge.job import build_job
+    from edge.recording import frame_count
+
+    config = _config(faces, tmp_path, broker.port)
+    config.record.path = str(tmp_path / "m.mcap")
+    job = build_job(config, replay=True)
+    sink = connected(job)
+    listener = Listener(broker.port, ("keycam/cam1/recordings/state",))
+    try:
+        wait(lambda: listener.get("keycam/cam1/recordings/state") == ["ON"])
+        listener.client.publish("keycam/cam1/recordings/set", "off", qos=1).wait_for_publish(5)
+        wait(lambda: not job.switches.recordings and job.switches.detect)
+        wait(lambda: listener.get("keycam/cam1/recordings/state") == ["ON", "OFF"])
+        job.run()
+    finally:
+        listener.close()
+    assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 30  # every frame answered ...
+    assert frame_count(tmp_path / "m.mcap") == 0  # ... none recorded
+    assert sink.stats.commands == 1 and sink.stats.frames == 30
+    assert retained(broker.port, ("keycam/cam1/#",))["keycam/cam1/recordings/state"] == "OFF"
