@@ -117,10 +117,19 @@ def cipher(spec: ReadoutSpec, key: MasterKey, epoch: int, run: bytes) -> AESGCM 
     return AESGCM(secret) if spec.seal == "aes-256-gcm" else ChaCha20Poly1305(secret)
 
 
-def _plaintext(codes: np.ndarray) -> bytes:
-    """The codes as the readout streams them: little-endian, readout order (one copy, none to convert on a
-    little-endian machine)."""
-    return np.ascontiguousarray(codes, dtype=codes.dtype.newbyteorder("<")).tobytes()
+def _plaintext(codes: np.ndarray) -> np.ndarray:
+    """The codes as the readout streams them: little-endian, readout order, as a buffer the AEAD reads in place
+    (no copy of a contiguous frame on a little-endian machine)."""
+    return np.ascontiguousarray(codes, dtype=codes.dtype.newbyteorder("<")).reshape(-1).view(np.uint8)
+
+
+def _with_tag(data: np.ndarray, tag: bytes) -> np.ndarray:
+    """The ciphertext and its tag in one buffer, as the AEAD opens them (one copy of the frame)."""
+    plain = _plaintext(data)
+    joined = np.empty(plain.size + len(tag), np.uint8)  # (N + 16,)
+    joined[:plain.size] = plain
+    joined[plain.size:] = np.frombuffer(tag, np.uint8)
+    return joined
 
 
 def _codes_of(data: bytes, like: np.ndarray) -> np.ndarray:
@@ -142,7 +151,8 @@ def seal(codes: np.ndarray, key: MasterKey, spec: ReadoutSpec, header: SealHeade
     """The measurement ``codes`` (H, W, C) sealed under ``header`` (one AEAD call; ``aead``: :func:`cipher`'s for
     the header's epoch and run, when the caller keeps it)."""
     _check(codes, spec, header)
-    out = (aead or cipher(spec, key, header.epoch, header.run)).encrypt(header.nonce, _plaintext(codes), header.associated_data())
+    aead = aead or cipher(spec, key, header.epoch, header.run)
+    out = aead.encrypt(header.nonce, _plaintext(codes), header.associated_data())
     return Sealed(_codes_of(out, codes), out[-TAG_BYTES:], header)
 
 
@@ -152,8 +162,8 @@ def open_sealed(sealed: Sealed, key: MasterKey, spec: ReadoutSpec, aead=None) ->
     if len(sealed.tag) != TAG_BYTES:
         raise FrameError(f"a seal's tag is {TAG_BYTES} bytes, got {len(sealed.tag)}")
     try:
-        plain = (aead or cipher(spec, key, sealed.header.epoch, sealed.header.run)).decrypt(sealed.header.nonce, _plaintext(sealed.data) + sealed.tag,
-                                                        sealed.header.associated_data())
+        aead = aead or cipher(spec, key, sealed.header.epoch, sealed.header.run)
+        plain = aead.decrypt(sealed.header.nonce, _with_tag(sealed.data, sealed.tag), sealed.header.associated_data())
     except InvalidTag:
         raise FrameError(f"frame {sealed.header.sequence}: its seal does not open (tag mismatch: the frame, its "
                          f"header, the key or the spec differ from the sensor's)") from None
