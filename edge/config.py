@@ -75,14 +75,15 @@ MOVED = {  # keys of earlier versions, and where they went
 }
 
 
-FRAMINGS = ("model", *FITS)  # [model] fit: the model's own framing, or one of edge.fitting's rules
+FRAMINGS = ("model", *FITS)
+MOST_FRAMES = 10**12  # a frame count's bound: 2,000 years at 15 fps  # [model] fit: the model's own framing, or one of edge.fitting's rules
 
 
 class ModelConfig(Section):
     path: str = Field(default="", description="keyed model (full or feature), .onnx; empty for the default model")
     task: str = Field(default="", description="task model of a split, .onnx (optional)")
     key: str = Field(default="", description="key file (mode 0600); empty for the default job's key")
-    threads: int = Field(default=0, ge=0, le=64, description="onnxruntime intra-op threads (0: its default)")
+    threads: int = Field(default=0, ge=0, le=64, strict=True, description="onnxruntime intra-op threads (0: its default)")
     optimisation: Literal["disable", "basic", "extended", "all"] = Field(
         default="all", description="onnxruntime graph optimisation level")
     fit: Literal[FRAMINGS] = Field(default="model", description="how camera frames are brought to the model's "
@@ -119,12 +120,12 @@ Polygon = Annotated[list[Point], AfterValidator(_polygon)]
 
 
 class ReadoutConfig(Section):
-    epoch: int = Field(default=-1, ge=-1, lt=1 << 64, description="key epoch of the first frame (-1: the model's own)")
-    rotate_frames: int = Field(default=0, ge=0, description="advance the key epoch every N frames (0: never; "
-                                                             "unit: frames)")
-    rotate_seconds: float = Field(default=0.0, ge=0, le=31_536_000, description="advance the key epoch every T "
+    epoch: int = Field(default=-1, ge=-1, lt=1 << 64, strict=True, description="key epoch of the first frame (-1: the model's own)")
+    rotate_frames: int = Field(default=0, ge=0, le=MOST_FRAMES, strict=True,
+                               description="advance the key epoch every N frames (0: never; unit: frames)")
+    rotate_seconds: float = Field(default=0.0, ge=0, le=31_536_000, strict=True, allow_inf_nan=False, description="advance the key epoch every T "
                                                                                  "seconds of sensor time (0: never)")
-    reference: bool = Field(default=False, description="read out with firmware_sim's reference model (exact, "
+    reference: bool = Field(default=False, strict=True, description="read out with firmware_sim's reference model (exact, "
                                                        "slow) instead of the edge transform, its byte-exact twin")
     masks: list[Polygon] = Field(default_factory=list, max_length=256,
                                  description="privacy masks: polygons [[x, y], ...] in camera pixels, never "
@@ -152,15 +153,16 @@ class ReadoutConfig(Section):
 class LoopConfig(Section):
     queue: int = Field(default=4, ge=1, le=256, strict=True, description="frames between capture and inference "
                                                                          "(unit: frames)")
-    max_frames: int = Field(default=0, ge=0, description="stop after this many frames (0: run to the end)")
-    realtime: bool = Field(default=False, description="replay recorded sources at their recorded speed")
+    max_frames: int = Field(default=0, ge=0, le=MOST_FRAMES, strict=True,
+                            description="stop after this many frames (0: run to the end)")
+    realtime: bool = Field(default=False, strict=True, description="replay recorded sources at their recorded speed")
     on_frame_error: Literal["skip", "stop"] = Field(
         default="skip", description="a frame that fails in any stage (readout, model, answer) is counted, logged "
                                     "in one line and skipped; or the run stops with its error")
-    open_retries: int = Field(default=3, ge=0, le=1000, description="a live source (camera) that cannot be opened "
+    open_retries: int = Field(default=3, ge=0, le=1000, strict=True, description="a live source (camera) that cannot be opened "
                                                                 "at start is tried again this many times, with "
                                                                 "backoff (0: fail at once)")
-    open_backoff_s: float = Field(default=2.0, ge=0, le=600, description="the wait before the first retry of the "
+    open_backoff_s: float = Field(default=2.0, ge=0, le=600, strict=True, allow_inf_nan=False, description="the wait before the first retry of the "
                                                                          "first open, doubled each time up to 60 s "
                                                                          "(unit: seconds)")
 

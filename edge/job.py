@@ -12,6 +12,9 @@ it needs, in the order the frame will meet them:
    the keyed model's), shared by the local task stage and the forwarding sink;
 4. the pipeline, and the sinks in two phases (``edge.sinks.build_sinks``).
 
+:func:`check_config` makes the checks :func:`build_job` makes before it opens anything, with the same functions,
+without a camera, a server or a file written: ``keycam validate-config`` runs it.
+
 :meth:`Job.run` runs the capture loop with the metrics endpoint, and :meth:`Job.summary_lines` says what
 happened.
 """
@@ -19,14 +22,17 @@ happened.
 from __future__ import annotations
 
 import logging
+import math
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from edge import places
 from edge.answers import Answers
 from edge.config import Config, ModelConfig, ReadoutConfig, default_config, validated
-from edge.credentials import credential_path
+from edge.credentials import credential_path, read_token
 from edge.epochs import EpochSchedule
 from edge.events import Tracking
 from edge.errors import ConfigError
@@ -141,6 +147,86 @@ def _models(settings: ModelConfig, forwarding: bool, source_kind: str) -> _Model
     return _Models(key, default.default_detector(folder, key), tuple(LABELS), task_settings(), folder)
 
 
+def _check_settings(config: Config, force: bool = False) -> None:
+    """The settings a run refuses before it opens anything, whatever the models: the recording's path, and
+    forwarding's URL, bounds and token file (no server is asked)."""
+    config.record.check(force)
+    settings = config.forward
+    if not settings.url:
+        return
+    _check_url(settings.url)
+    if not math.isfinite(settings.spool_max_mb):
+        raise ConfigError(f"forward.spool_max_mb = {settings.spool_max_mb}: give the spool's bound in MiB, a finite "
+                          f"number")
+    spool = Path(settings.spool)
+    if spool.exists() and not spool.is_dir():
+        raise ConfigError(f"forward.spool '{spool}' is a file, not a folder; name a folder for the frames waiting "
+                          f"for the server (keycam creates it)")
+    if settings.token_file:
+        read_token(credential_path(settings.token_file))
+
+
+def _check_url(url: str) -> None:
+    """A server URL the client can use: http or https, a host, a port that is a number (the password is never
+    shown)."""
+    import httpx
+
+    shown = re.sub(r"//[^/@]*@", "//***@", url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - parsed on access: a port that is not a number raises here
+        httpx.URL(url)
+    except (ValueError, httpx.InvalidURL) as error:
+        raise ConfigError(f"forward.url {shown!r} is not a URL ({error}); give http://HOST:PORT") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"forward.url {shown!r} must be http:// or https:// and name a host, such as "
+                          f"http://server:8000")
+
+
+def _check_models(model: KeyedModel | None, task: KeyedModel | None, forwarding: bool) -> None:
+    """The models' roles, as the run will use them: a split's feature model with its own task model here, or
+    its task model on the server; never a task model as the device's."""
+    if model is None:
+        return
+    role = model.manifest.role
+    if task is not None:
+        if forwarding:
+            raise ConfigError("model.task and forward.url are both set: with forwarding the task model runs on the "
+                              "server; leave model.task empty")
+        if role != "feature" or task.manifest.role != "task":
+            raise ConfigError(f"model '{model.path}' is a {role} model and model.task '{task.path}' a "
+                              f"{task.manifest.role} model; model.task is the task model of a split whose feature "
+                              f"model is model.path (keycam keyify --split-after)")
+    elif forwarding and role != "feature":
+        raise ConfigError(f"model '{model.path}' is a {role} model; with forward.url, model.path is a split's feature "
+                          f"model (its task model on the server), or empty to forward measurements")
+    elif not forwarding and role == "task":
+        raise ConfigError(f"model '{model.path}' is a split's task model; model.path is the device's model (a full "
+                          f"model, or the split's feature model with this one as model.task)")
+    _one_frame_at_a_time(model, task)
+
+
+def check_config(config: Config, force: bool = False) -> None:
+    """What ``keycam run`` checks of a configuration at start, with no camera opened, no server asked and nothing
+    written (``keycam validate-config``): the settings, the key, the models' manifests against the key, their
+    roles, the readout's epochs and the answers' settings. ``build_job`` makes the same checks, with the same
+    functions, as it builds the run; the embedded default (no model.path) is checked when it is built."""
+    config = validated(config)
+    _check_settings(config, force)
+    settings = config.model
+    key_path = credential_path(settings.key)
+    key = MasterKey.load(key_path) if key_path else None
+    if key is None or not settings.path:
+        return
+    model = KeyedModel(settings.path, key, optimisation="disable")
+    task = KeyedModel(settings.task, key, optimisation="disable") if settings.task else None
+    forwarding = bool(config.forward.url)
+    _check_models(model, task, forwarding)
+    epoch_schedule(config.readout, model.manifest, f"model '{model.path}'")
+    if not forwarding:
+        make_decoder(config.task, task.manifest if task is not None else model.manifest, None)
+
+
 def _one_frame_at_a_time(*models: KeyedModel | None) -> None:
     for loaded in (m for m in models if m is not None):
         batch = loaded.manifest.input.shape[0]
@@ -176,17 +262,18 @@ def _tracking(config: Config, names: list[str]) -> Tracking | None:
 
 def build_job(config: Config | None = None, *, replay: bool = False, force: bool = False) -> Job:
     config = validated(config or default_config())
+    _check_settings(config, force)
     forwarding_on = bool(config.forward.url)
     models = _models(config.model, forwarding_on, config.source.kind)
     key, threads = models.key, config.model.threads or None
     model = KeyedModel(models.path, key, threads=threads, optimisation=config.model.optimisation) \
         if models.path else None
     task = KeyedModel(config.model.task, key, threads=threads) if config.model.task else None
+    _check_models(model, task, forwarding_on)
     forwarding = config.forward.connect(key, model, task, config.readout.rotating) if forwarding_on else None
     manifest, where = (forwarding.manifest, forwarding.where) if forwarding else (model.manifest,
                                                                                   f"model '{model.path}'")
     source, plain_source, readout = _sensor(config, manifest, key, where)
-    _one_frame_at_a_time(model, task)
     final = forwarding.remote.manifest if forwarding else (task.manifest if task is not None else manifest)
     settings = models.task if models.task is not None and config.task.kind == "auto" else config.task
     labels = list(models.labels) or None

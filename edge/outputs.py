@@ -2,8 +2,9 @@
 
 An output that names the same file as an input (the same resolved path, or the same inode through
 another name: a hard link, a symlink, ``./x`` against ``x``) is refused, as is an output that is a
-symbolic link (keycam never writes through one), a folder, in a folder that does not exist or cannot be
-written, or the same file as another output of the same command; the error names both and the fix.
+symbolic link (keycam never writes through one), a folder, a FIFO, socket or block device, in a folder that
+does not exist or cannot be written, or the same file as another output of the same command; the error names
+both and the fix.
 
 What counts as an input is more than the paths a command names: a model's files beside it (its manifest,
 epoch recipes, a split's feature and task models and theirs: ``firmware_sim.words.model_files``), and the
@@ -15,6 +16,7 @@ allows), so a refusal leaves every file as it was.
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from edge.errors import ConfigError
@@ -101,7 +103,7 @@ def check_outputs(outputs: dict[str, str | Path | None], inputs: dict[str, str |
         for in_name, path in ins.items():
             if _same(out, path):
                 raise ConfigError(f"{name} '{out}' is {in_name} '{path}': writing it would destroy the input; "
-                                  f"choose another {name}")
+                                  f"give {name} another path")
         for other_name, other in seen.items():
             if _same(out, other):
                 raise ConfigError(f"{name} '{out}' is also {other_name} '{other}': one would write over the other; "
@@ -110,9 +112,20 @@ def check_outputs(outputs: dict[str, str | Path | None], inputs: dict[str, str |
         _check_place(name, out, folders_made)
 
 
+SPECIAL = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISBLK, "a block device"))
+"""Files keycam never writes to: opening a FIFO waits for a reader for ever; a disk would be overwritten."""
+
+
 def _check_place(name: str, out: Path, folders_made: bool) -> None:
     if out.is_dir():
         raise ConfigError(f"{name} '{out}' is a folder; name a file")
+    try:
+        mode = out.stat().st_mode
+    except OSError:
+        mode = 0
+    for test, what in SPECIAL:
+        if mode and test(mode):
+            raise ConfigError(f"{name} '{out}' is {what}, not a regular file; name a regular file")
     parent = out.parent if str(out.parent) else Path(".")
     if folders_made and not parent.exists():
         return
@@ -122,3 +135,19 @@ def _check_place(name: str, out: Path, folders_made: bool) -> None:
         raise ConfigError(f"{name} '{out}': folder '{parent}' is not writable")
     if out.exists() and not os.access(out, os.W_OK):
         raise ConfigError(f"{name} '{out}' exists and is read-only")
+
+
+def open_output(path: str | Path, append: bool = False, mode: int = 0o644):
+    """A text output (results, events: JSON lines) opened for writing without following a symbolic link
+    (``O_NOFOLLOW``): a link put at the path after :func:`check_outputs` ran is refused, never written through
+    to its target. ``mode`` is the new file's (under the umask); the caller closes the stream."""
+    path = Path(path)
+    flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | (os.O_APPEND if append else os.O_TRUNC)
+    try:
+        fd = os.open(path, flags, mode)
+    except OSError:
+        if path.is_symlink():
+            raise ConfigError(f"'{path}' is a symbolic link (to '{os.readlink(path)}'); keycam never writes through "
+                              f"a link: name the file itself") from None
+        raise
+    return os.fdopen(fd, "a" if append else "w", encoding="utf-8")

@@ -107,4 +107,20 @@ def _keyify(plain: onnx.ModelProto | str, key: MasterKey, options: KeyifyOptions
         context = compile_fresh(job, crossing)
         values = context.values
     outputs = [emit_output(job, name, values[name], context) for name in graph.outputs]
-    return assemble(job, outputs, cut(job, crossing, values) if crossing is not None else None)
+    result = assemble(job, outputs, cut(job, crossing, values) if crossing is not None else None)
+    if options.labels is not None:  # the user's names (a model's own metadata is taken as it comes)
+        _check_labels(result.task_manifest or result.manifest)
+    return result
+
+
+def _check_labels(manifest) -> None:
+    """Class names given for a classifier (one output of shape (N, K)) name its K classes, no more and no fewer:
+    three names for ten classes would answer seven classes with no name, or with another class's."""
+    scores = [o for o in manifest.outputs if len(o.shape) == 2 and o.shape[1] is not None]
+    if not manifest.labels or manifest.task not in ("", "classify") or len(manifest.outputs) != 1 or not scores:
+        return
+    (output,) = scores
+    if len(manifest.labels) != output.shape[1]:
+        raise UnsupportedModel("(options)", "labels", f"{len(manifest.labels)} class names for output "
+                                                      f"'{output.name}' of {output.shape[1]} classes; give one name "
+                                                      f"per class, in class-index order")

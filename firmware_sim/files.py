@@ -93,6 +93,26 @@ def remove_leftovers(path: str | Path) -> list[Path]:
     return removed
 
 
+def _kind(mode: int) -> str:
+    return "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else \
+        "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file"
+
+
+def check_regular(path: str | Path, what: str, error: type[KeycamError] = KeycamError) -> Path:
+    """``path``, when it is a regular file (through links); else ``error``, one line naming ``what``, the path and
+    what it is: missing, a folder, a FIFO, a device or a socket (a reader of it would fail or wait for ever)."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise error(f"{what} '{path}' does not exist; check the path") from None
+    except OSError as failure:
+        raise error(f"{what} '{path}' cannot be read ({failure.strerror}); check the path") from None
+    if not stat.S_ISREG(mode):
+        raise error(f"{what} '{path}' is {_kind(mode)}; name a regular file")
+    return path
+
+
 def read_regular(path: str | Path, what: str, error: type[KeycamError] = KeycamError,
                  limit: int | None = None) -> bytes:
     """The bytes of the regular file ``path``; ``error`` (one line naming ``what`` and the path) for a file that
@@ -111,9 +131,7 @@ def read_regular(path: str | Path, what: str, error: type[KeycamError] = KeycamE
         os.close(fd)
         if stat.S_ISREG(info.st_mode):
             raise error(f"{what} '{path}' holds {info.st_size} bytes, more than the {limit} it may; check the path")
-        kind = "a folder" if stat.S_ISDIR(info.st_mode) else "a FIFO" if stat.S_ISFIFO(info.st_mode) else \
-            "a device" if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode) else "not a regular file"
-        raise error(f"{what} '{path}' is {kind}; name a regular file")
+        raise error(f"{what} '{path}' is {_kind(info.st_mode)}; name a regular file")
     os.set_blocking(fd, True)
     with os.fdopen(fd, "rb") as handle:
         try:

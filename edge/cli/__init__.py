@@ -40,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
+    except BrokenPipeError:  # the reader went away (`keycam inspect M | head`): not an error of the path or disk
+        _quiet_stdout()
+        return EXIT_BROKEN_PIPE
     except KeycamError as error:
         print(f"keycam {args.command}: error: {error}", file=sys.stderr)
         return EXIT_ERROR
@@ -55,6 +58,22 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"keycam {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a command whose reader left
+
+
+def _quiet_stdout() -> None:
+    """Standard output points at nothing from here on: what is left in its buffer is not written at exit (which
+    would raise BrokenPipeError again, as a warning on stderr)."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout is not a file descriptor (replaced in-process): nothing to flush there
+        pass
 
 
 if __name__ == "__main__":

@@ -60,6 +60,17 @@ def count(text: str) -> int:
     return value
 
 
+MOST_THREADS = 64  # as the configuration's model.threads
+
+
+def threads(text: str) -> int:
+    """onnxruntime threads: 0 (its default) to 64, the configuration's bound."""
+    value = count(text)
+    if value > MOST_THREADS:
+        raise argparse.ArgumentTypeError(f"{value} threads: give 0 (onnxruntime's default) to {MOST_THREADS}")
+    return value
+
+
 def positive(text: str) -> int:
     """An integer >= 1."""
     value = count(text)

@@ -164,32 +164,38 @@ def _run(job, progress: bool = False) -> dict:
         failed = False
     finally:  # a run that failed after some frames says what it did, then (from main) its one-line error
         summary = job.last_summary
+        if failed and summary is not None and summary["stopped_by"] == "end of source":
+            summary["stopped_by"] = "error"  # a sink that failed as the run ended (a full disk at the last chunk)
         if summary is not None and (not failed or summary["frames"]):
             for line in job.summary_lines(summary):
                 print(f"keycam: {line}", file=sys.stderr)
     return summary
 
 
-def run_command(args: argparse.Namespace) -> int:
-    from edge.job import build_job
+def _startup(args: argparse.Namespace, config, recording: str = "record.path", results: str = "results.path") -> None:
+    """What every capture command checks first, before a key is made or a model compiled: its outputs against its
+    inputs (and each other), and its source (``validate-config`` makes these checks too)."""
     from edge.outputs import check_outputs
 
-    config = _configuration(args)
     inputs = _inputs(args, config)
-    check_outputs(_outputs(config, inputs, "record.path"), inputs, own_folder=config.model.folder)
+    check_outputs(_outputs(config, inputs, recording, results=results), inputs, own_folder=config.model.folder)
     _check_source(config)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from edge.job import build_job
+
+    config = _configuration(args)
+    _startup(args, config)
     summary = _run(build_job(config))
     return EXIT_BY_SIGNAL.get(summary["stopped_by"], 0)
 
 
 def record_command(args: argparse.Namespace) -> int:
     from edge.job import build_job
-    from edge.outputs import check_outputs
 
     config = _configuration(args, **{"record.path": str(args.output), "record.plain_debug": args.plain_debug})
-    inputs = _inputs(args, config)
-    check_outputs(_outputs(config, inputs, "OUT.mcap"), inputs, own_folder=config.model.folder)
-    _check_source(config)
+    _startup(args, config, "OUT.mcap")
     if args.plain_debug:
         print("keycam record: WARNING: --plain-debug records PLAIN frames; anyone with the file sees the scene",
               file=sys.stderr)
@@ -200,15 +206,11 @@ def record_command(args: argparse.Namespace) -> int:
 def replay_command(args: argparse.Namespace) -> int:
     from edge.job import build_job
 
-    from edge.outputs import check_outputs
-
     changes = {"results.path": args.output, "results.existing": "replace", "loop.realtime": args.realtime}
     if args.record is not None:
         changes["record.path"] = str(args.record)
     config = _configuration(args, **changes)
-    inputs = _inputs(args, config)
-    check_outputs(_outputs(config, inputs, "--record", results="--output"), inputs, own_folder=config.model.folder)
-    _check_source(config)
+    _startup(args, config, "--record", results="--output")
     job = build_job(config, replay=True, force=args.force)
     summary = _run(job, progress=True)
     if summary["stopped_by"] in EXIT_BY_SIGNAL:
@@ -237,22 +239,15 @@ def preview_command(args: argparse.Namespace) -> int:
 
 
 def validate_command(args: argparse.Namespace) -> int:
-    """The file's schema, and what ``run`` checks of it before opening anything: the key, the model's manifest
-    against the key and the readout settings (a camera or a server is not contacted)."""
+    """The file's schema, and every check ``run`` makes of it at start (``_startup``, ``edge.job.check_config``):
+    outputs against inputs, the source, the recording's path, forwarding's URL and token, the key, the models'
+    manifests, roles and epochs, the answers' settings. Nothing is opened that would not be read, a camera or a
+    server is not contacted, and nothing is written."""
     from edge.config import load_config
+    from edge.job import check_config
 
     config = load_config(args.config)
-    config.record.check()  # the recording's path, as run refuses it (a file that exists, a folder it cannot use)
-    if config.model.path:
-        from edge.job import epoch_schedule
-        from edge.runtime import KeyedModel
-        from firmware_sim.keys import MasterKey
-
-        model = KeyedModel(config.model.path, MasterKey.load(config.model.key), optimisation="disable")
-        epoch_schedule(config.readout, model.manifest, f"model '{model.path}'")
-    elif config.model.key:
-        from firmware_sim.keys import MasterKey
-
-        MasterKey.load(config.model.key)
+    _startup(args, config)
+    check_config(config)
     print(f"{args.config}: valid ({config.source.describe()}, model {config.model.path or 'default'})")
     return 0

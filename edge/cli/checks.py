@@ -54,8 +54,11 @@ def verify_command(args: argparse.Namespace) -> int:
 
 
 def inspect_command(args: argparse.Namespace) -> int:
+    from edge.errors import ModelError
     from edge.runtime import open_session, read_manifest
+    from firmware_sim.files import check_regular
 
+    check_regular(args.model, "model", ModelError)  # a folder or a FIFO is named as such (a FIFO would hang)
     session = open_session(args.model, optimisation="disable")
     manifest = read_manifest(session, str(args.model))
     for value in session.get_inputs():

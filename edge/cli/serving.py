@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from edge.cli.args import count, path, port, positive, positive_float
+from edge.cli.args import count, path, port, positive, positive_float, threads
 
 
 def register(commands) -> None:
@@ -21,7 +21,7 @@ def register(commands) -> None:
                        help="the key to open sealed measurements with (models of a sealed readout spec need it)")
     serve.add_argument("--max-body-mb", type=positive_float, default=64,
                        help="largest request body, MiB, as sent and decompressed (default 64)")
-    serve.add_argument("--threads", type=count, default=0, help="onnxruntime threads per model (0: its default)")
+    serve.add_argument("--threads", type=threads, default=0, help="onnxruntime threads per model (0: its default)")
     serve.add_argument("--concurrency", type=positive, default=1, help="runs of one model at once (default 1)")
     serve.add_argument("--max-batch", type=positive, default=8,
                        help="batch up to N frames of requests waiting for a busy model (default 8; 1: never)")

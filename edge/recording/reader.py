@@ -194,7 +194,8 @@ class _Frames:
         about = self.provenance.pop(record.sequence, None)
         if about is None:
             raise ImageFileError(f"recording '{self.path}': frame {record.sequence} has no provenance")
-        image = decode_image(record.data, self.channel_counts.get(record.channel_id) or about["channels"])
+        # the frame's own channel count first: the channel's metadata is the first frame's
+        image = decode_image(record.data, about.get("channels") or self.channel_counts.get(record.channel_id))
         source = tuple(about["source_size"]) if about.get("source_size") else None
         return RecordedFrame(self.topic, image, int(about["epoch"]), int(about["sequence"]), record.log_time, source,
                              about.get("fingerprint", ""), about.get("masks", ""), int(about.get("monotonic_ns", 0)),

@@ -162,12 +162,13 @@ class SegmentedRecorder:
         self.closed: list[Segment] = []
         self.current: Recorder | None = None
         self.current_start_ns = 0
-        self.frames = self.opened = self.removed = 0
+        self.opened = self.removed = 0
+        self._finished_frames = 0  # the frames of segments this run closed
         self._lock = None
         self._next_expiry = 0
 
     def start(self) -> None:
-        self.folder.mkdir(exist_ok=True)
+        self.folder.mkdir(mode=0o700, exist_ok=True)  # its recordings are private; so is the list of them
         self._lock = lock_folder(self.folder)
         self.closed = list_segments(self.folder)
         self._open(self.clock())
@@ -203,9 +204,19 @@ class SegmentedRecorder:
     def used(self, incoming: int = 0) -> int:
         return sum(s.size for s in self.closed) + self.writing(incoming)
 
+    @property
+    def frames(self) -> int:
+        """The frames this run recorded: those of the segments it closed and of the one being written (after a
+        failed write, only those that reached the file)."""
+        current = self.current
+        return self._finished_frames + (current.frames if current is not None and not current.closed else 0)
+
     def _finish(self, now: int) -> Path:
         """Close the current segment; its modification time is its end, by the recorder's clock (``keep_days``)."""
-        self.current.close()
+        try:
+            self.current.close()
+        finally:
+            self._finished_frames += self.current.frames
         path = self.current.path
         os.utime(path, ns=(now, now))
         return path
@@ -244,7 +255,6 @@ class SegmentedRecorder:
             self._roll(now)
         self._make_room(now, found.size)
         self.current.add(found)
-        self.frames += 1
         if now >= self._next_expiry:
             self._expire(now)
 

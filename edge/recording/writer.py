@@ -36,18 +36,23 @@ RECORD_OVERHEAD = 64  # bytes a message record and its index entry add to the da
 COMPRESSIONS = {"zstd": CompressionType.ZSTD, "lz4": CompressionType.LZ4, "none": CompressionType.NONE}
 
 
-def create(path: Path, force: bool = False, private: bool = False):
-    """The file, opened for writing: created (never replacing one unless ``force``), mode 0600 if ``private``."""
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
+def create(path: Path, force: bool = False, private: bool = True):
+    """The file, opened for writing: created (never replacing one unless ``force``), mode 0600 whatever the umask
+    (measurements and the keyed model together give the picture back; plain debug frames are the picture), and
+    never through a symbolic link (``O_NOFOLLOW``: a link at the path is refused, not followed to its target).
+    ``private`` is kept for callers of the first API: every recording is private."""
+    flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | (os.O_TRUNC if force else os.O_EXCL)
+    if force and path.is_symlink():
+        raise ImageFileError(f"recording '{path}' is a symbolic link (to '{os.readlink(path)}'); keycam never "
+                             f"writes through a link: name the file itself")
     try:
-        fd = os.open(path, flags, 0o600 if private else 0o644)
+        fd = os.open(path, flags, 0o600)
     except FileExistsError:
         raise ImageFileError(f"recording '{path}' already exists; choose another name, or pass --force to "
                              f"replace it") from None
     except OSError as error:
         raise ImageFileError(f"cannot record to '{path}': {error.strerror}") from None
-    if private:
-        os.fchmod(fd, 0o600)  # a file replaced with --force keeps its old mode otherwise
+    os.fchmod(fd, 0o600)  # a file replaced with --force keeps its old mode otherwise
     return os.fdopen(fd, "wb")
 
 
@@ -94,14 +99,16 @@ class Recorder:
         self.fit = fit  # the framing the measurements were fitted by, for drawing answers over them
         if record_plain:
             log.warning("RECORDING PLAIN FRAMES to %s (debug flag): anyone with this file sees the scene", self.path)
-        self._file = create(self.path, force=force, private=record_plain)
+        self._file = create(self.path, force=force)
         self._writer = Writer(self._file, chunk_size=chunk_size, compression=COMPRESSIONS[compression],
                               enable_data_crcs=True)
         self._writer.start(profile=PROFILE, library=LIBRARY)
         self._spec = json.loads(spec.model_dump_json())
         self._schemas: dict[str, int] = {}
         self._channels: dict[str, int] = {}
-        self.frames = 0
+        self._accepted = 0  # frames handed to the writer (some may wait in the chunk being filled)
+        self._written = 0  # frames whose measurement is in a chunk that reached the file
+        self.failed = False  # a write failed (a full disk): the file holds the frames written, no more
         self._writer.add_metadata("keycam", {"fingerprint": fingerprint, "spec": spec.model_dump_json(),
                                              "format": FORMAT})
         self._file.flush()  # the magic and header reach the disk now: a recording killed at once is still MCAP
@@ -120,6 +127,16 @@ class Recorder:
         if not path.parent.is_dir():
             raise ImageFileError(f"cannot record to '{path}': directory '{path.parent}' does not exist")
         return path
+
+    @property
+    def frames(self) -> int:
+        """The frames the recording holds: every frame given, or, once a write failed (a full disk), only those
+        whose chunk reached the file, the frames a reader finds."""
+        return self._written if self.failed else self._accepted
+
+    @property
+    def closed(self) -> bool:
+        return self._file.closed
 
     @property
     def size(self) -> int:
@@ -201,17 +218,29 @@ class Recorder:
         return found
 
     def add(self, found: Messages) -> None:
-        """Write encoded messages, then flush: a chunk the writer finished reaches the file now."""
-        for topic, data in found.items:
-            if isinstance(data, Image):
-                channel, data = self._image_channel(topic, data), data.data
-            else:
-                channel = self._channel(topic)
-            self._writer.add_message(channel, log_time=found.timestamp_ns, data=data,
-                                     publish_time=found.timestamp_ns,
-                                     sequence=found.sequence & 0xFFFFFFFF)  # MCAP's is 32-bit; keycam.Frame's not
-        self.frames += found.frames
-        self._file.flush()
+        """Write encoded messages, then flush: a chunk the writer finished reaches the file now. A write that fails
+        (a full disk) is raised, and the recording counts only the frames whose chunk reached the file."""
+        if self.failed:
+            raise ImageFileError(f"recording '{self.path}' cannot be written after a failed write")
+        written = self._written
+        try:
+            for topic, data in found.items:
+                if isinstance(data, Image):
+                    channel, data = self._image_channel(topic, data), data.data
+                    self._accepted += found.frames
+                else:
+                    channel = self._channel(topic)
+                before = self._file.tell()
+                self._writer.add_message(channel, log_time=found.timestamp_ns, data=data,
+                                         publish_time=found.timestamp_ns,
+                                         sequence=found.sequence & 0xFFFFFFFF)  # MCAP's is 32-bit; keycam's not
+                if self._file.tell() != before:  # a chunk was finished: every measurement given so far is in it
+                    written = self._accepted
+            self._file.flush()
+        except OSError:
+            self.failed = True
+            raise
+        self._written = written
 
     def write(self, measurement: np.ndarray, epoch: int, sequence: int, timestamp_ns: int,
               plain: np.ndarray | None = None, source_size: tuple[int, int] | None = None, masks: str = "",
@@ -234,8 +263,16 @@ class Recorder:
             return
         try:
             self._writer.finish()
+            self._file.flush()
+            self._written = self._accepted
+        except OSError:
+            self.failed = True
+            raise
         finally:
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError:  # the last bytes could not be written: the frames counted are those written before
+                self.failed = True
 
     def __enter__(self) -> Recorder:
         return self

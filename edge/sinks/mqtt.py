@@ -296,7 +296,8 @@ class MqttConfig(SinkConfig):
 
     host: str = Field(default="", description="the broker's host name or address (empty: no MQTT)")
     port: int = Field(default=1883, ge=1, le=65535, description="the broker's TCP port (8883 for TLS, usually)")
-    topic_prefix: str = Field(default="keycam", min_length=1, description="topics are <prefix>/<device_id>/...")
+    topic_prefix: str = Field(default="keycam", min_length=1, pattern=r"^[^#+\x00]+$",
+                              description="topics are <prefix>/<device_id>/... (no MQTT wildcard '#' or '+')")
     device_id: str = Field(default="", pattern=r"^[A-Za-z0-9_.-]*$", description="this camera's name in topics "
                                                                                    "(empty: the host name)")
     client_id: str = Field(default="", description="the MQTT client id (empty: keycam-<device_id>)")

@@ -26,6 +26,7 @@ from pydantic import Field
 
 from edge.errors import ConfigError
 from edge.frame import Result
+from edge.outputs import open_output
 from edge.sinks.base import Sink, SinkConfig, SinkContext
 
 
@@ -80,7 +81,7 @@ class ResultsSink(Sink):
             return
         if self.mode == "rotate" and self._path.exists():
             rotate(self._path)
-        self._stream = open(self._path, "a" if self.mode == "append" else "w", encoding="utf-8")
+        self._stream = open_output(self._path, append=self.mode == "append")  # never through a link
 
     def write(self, result: Result) -> None:
         if self._stream is None:

@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from edge.errors import ImageFileError
 from edge.frame import Frame
@@ -63,6 +63,15 @@ class FolderConfig(SourceConfig):
     kind: Literal["folder"] = "folder"
     path: PathSetting = Field(description="the image folder (unit: path)")
     pattern: str = Field(default="*", min_length=1, description="glob pattern of the files to read, in name order")
+
+    @field_validator("pattern")
+    @classmethod
+    def _inside_the_folder(cls, pattern: str) -> str:
+        """A pattern names files in the folder: not an absolute path, nor one that climbs out with '..'."""
+        if Path(pattern).is_absolute() or ".." in Path(pattern).parts:
+            raise ValueError(f"source.pattern = {pattern!r} reaches outside source.path; give a pattern of the "
+                             f"folder's own files, such as '*.png'")
+        return pattern
 
     def build(self, sensor) -> Source:
         return FolderSource(self.path, self.pattern)

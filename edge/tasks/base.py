@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
@@ -32,10 +32,10 @@ TASK_KINDS = ("auto", *TASKS, "tensors")  # [task] kind: the manifest's task (au
 class AnchorsConfig(Section):
     """SSD-style anchors (MediaPipe's SsdAnchors options; the defaults are BlazeFace short range's, 128x128)."""
 
-    strides: list[int] = Field(default=[8, 16, 16, 16], min_length=1, description="feature map stride per layer")
+    strides: list[Annotated[int, Field(ge=1, le=4096)]] = Field(default=[8, 16, 16, 16], min_length=1, description="feature map stride per layer")
     min_scale: float = Field(default=0.1484375, gt=0, le=1, description="anchor scale of the first layer")
     max_scale: float = Field(default=0.75, gt=0, le=1, description="anchor scale of the last layer")
-    aspect_ratios: list[float] = Field(default=[1.0], min_length=1, description="width / height of each anchor")
+    aspect_ratios: list[Annotated[float, Field(gt=0, allow_inf_nan=False)]] = Field(default=[1.0], min_length=1, description="width / height of each anchor")
     interpolated_scale_aspect_ratio: float = Field(default=1.0, ge=0, description="an extra anchor of this aspect "
                                                                                    "ratio between scales (0: none)")
     offset: float = Field(default=0.5, ge=0, le=1, description="anchor centre inside its cell (0.5: the middle)")

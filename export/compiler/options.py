@@ -64,6 +64,10 @@ def _text(values) -> str:
         return repr(values)
 
 
+MEAN_MAX = 1e4  # |mean|, 0..255 scale: the folded weights stay finite and exact enough in float32
+STD_MIN, STD_MAX = 1e-3, 1e6  # a smaller std (1e-320) makes the folded weights inf or NaN
+
+
 @dataclass(frozen=True)
 class KeyifyOptions:
     size: tuple[int, int] | None = None  # (H, W), for a model whose spatial size is dynamic
@@ -86,6 +90,17 @@ class KeyifyOptions:
     pad: float | None = None  # letterbox padding, 0..255 scale (None: its metadata's, else 114 for a letterbox)
     normalize: str | None = None  # None: as above; "metadata": refuse a model that says nothing; "none": 0 and 1
     split_reveals_picture: bool = False  # accept a split at or before the first spatial layer (export/compiler/split.py)
+
+    def __post_init__(self) -> None:
+        def refuse(flag: str, reason: str) -> None:
+            raise UnsupportedModel("(options)", "normalize", f"--{flag} {reason}")
+
+        if self.mean is not None and not all(_finite(v) and abs(v) <= MEAN_MAX for v in self.mean):
+            refuse("mean", f"{_text(self.mean)}: each mean is a finite number on the 0..255 scale, within "
+                           f"+-{MEAN_MAX:g} (ImageNet's: 123.675,116.28,103.53)")
+        if self.std is not None and not all(_finite(v) and STD_MIN <= v <= STD_MAX for v in self.std):
+            refuse("std", f"{_text(self.std)}: each std is a finite number on the 0..255 scale, in {STD_MIN:g}.."
+                          f"{STD_MAX:g} (ImageNet's: 58.395,57.12,57.375; pixels / 255: 255)")
 
     @property
     def isp_spec(self) -> IspSpec | None:

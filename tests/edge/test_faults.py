@@ -66,6 +66,35 @@ def test_a_full_disk_under_the_recording_ends_the_run_in_one_line_and_the_file_s
         assert len(frames) < 20 and not info.damaged
 
 
+@pytest.mark.parametrize("target", ["r.mcap", "segments"])
+def test_a_disk_that_fills_at_the_last_chunk_reports_the_frames_the_recording_holds(tmp_path, target):
+    """The chunk being filled is written as the run ends; when that write fails, the summary counts the frames a
+    reader finds (not every frame given), the run says it stopped by an error, and it exits 1 in one line."""
+    from edge.default import default_model
+    from firmware_sim.keys import MasterKey
+
+    key = MasterKey.generate()
+    key.save(tmp_path / "k.key")
+    model = default_model(tmp_path, key)
+    _frames(tmp_path / "frames", 300)
+    (tmp_path / "c.toml").write_text(f'[source]\nkind = "folder"\npath = "{tmp_path / "frames"}"\n[model]\n'
+                                     f'path = "{model}"\nkey = "{tmp_path / "k.key"}"\n[results]\npath = "{tmp_path / "out.jsonl"}"\n')
+    with small_disk(tmp_path / "disk", "200k") as disk:
+        done = keycam("record", str(disk / target), "--config", str(tmp_path / "c.toml"), timeout=120, cwd=tmp_path)
+        assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+        assert done.stderr.strip().splitlines()[-1].startswith("keycam record: error:"), done.stderr
+        assert "stopped by end of source" not in done.stderr and "recorded " in done.stderr, done.stderr
+        said = next((line for line in done.stderr.splitlines() if "recorded " in line), done.stderr)
+        counted = int(said.split("recorded ")[1].split(" ")[0])
+        files = [disk / target] if target.endswith(".mcap") else sorted((disk / target).glob("*.mcap"))
+        readable = 0
+        for path in files:
+            info = RecordingInfo()
+            readable += len(list(read_recording(path, info=info)))
+            assert not info.damaged
+        assert 0 < counted == readable < 300, (said, readable)
+
+
 def test_a_full_disk_under_the_spool_counts_every_frame_as_spooled_or_lost(repository, tmp_path):
     folder, key = repository
     with small_disk(tmp_path / "disk", "48k") as disk:
@@ -169,3 +198,43 @@ def test_a_run_killed_mid_segment_restarts_into_a_new_segment_and_keeps_every_co
     assert info.truncated and not info.damaged and len(read) >= 10
     assert [f.sequence for f in read] == list(range(len(read)))
     assert [f.sequence for f in read_recording(restarted.path)] == list(range(5))
+
+
+def _npy_with_header(header: str) -> bytes:
+    """A .npy file of format 1.0 whose header is ``header`` (padded as numpy pads it), and a few bytes of data."""
+    text = header.encode("latin1")
+    padding = 64 - (10 + len(text) + 1) % 64
+    body = text + b" " * padding + b"\n"
+    return b"\x93NUMPY\x01\x00" + len(body).to_bytes(2, "little") + body + bytes(64)
+
+
+HOSTILE_NPY = {
+    "unbalanced": "{'descr': '|u1', 'fortran_order': False, 'shape': (28, 28",  # tokenize.TokenError in numpy
+    "huge": "{'descr': '|u1', 'fortran_order': False, 'shape': (99999999, 99999999, 3), }",  # 28 PB promised
+    "object": "{'descr': '|O', 'fortran_order': False, 'shape': (28, 28), }",
+}
+
+
+def test_hostile_npy_frames_are_skipped_and_counted_in_a_folder_and_refused_in_one_line_by_scramble(tmp_path):
+    from edge.default import default_model
+    from firmware_sim.keys import MasterKey
+
+    key = MasterKey.generate()
+    key.save(tmp_path / "k.key")
+    model = default_model(tmp_path, key)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(2):
+        np.save(folder / f"good{i}.npy", np.full((28, 28, 1), 40 * i, np.uint8))
+    for name, header in HOSTILE_NPY.items():
+        (folder / f"{name}.npy").write_bytes(_npy_with_header(header))
+    done = keycam("replay", str(folder), "--model", str(model), "--key", str(tmp_path / "k.key"), "--output",
+                  str(tmp_path / "out.jsonl"), timeout=120, cwd=tmp_path)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert f"{len(HOSTILE_NPY)} skipped" in done.stderr, done.stderr
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 2
+    for name in HOSTILE_NPY:
+        refused = keycam("scramble", "--key", str(tmp_path / "k.key"), str(folder / f"{name}.npy"),
+                         str(tmp_path / "o.npy"), timeout=60, cwd=tmp_path)
+        assert refused.returncode == 1 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+        assert "not a readable .npy array" in refused.stderr and not (tmp_path / "o.npy").exists()

@@ -258,7 +258,7 @@ def test_configuration_files(tmp_path):
     example = Path(__file__).resolve().parents[2] / "deploy" / "keycam.toml"
     assert load_config(example).source.kind == "picamera"  # the shipped example is valid
     good = tmp_path / "good.toml"
-    good.write_text('[source]\nkind = "folder"\npath = "frames"\n[loop]\nqueue = 8\n')
+    good.write_text(f'[source]\nkind = "folder"\npath = "{tmp_path}"\n[loop]\nqueue = 8\n')  # run needs the folder
     assert load_config(good).loop.queue == 8
     assert run("validate-config", good).returncode == 0
     cases = {

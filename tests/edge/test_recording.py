@@ -4,6 +4,7 @@ retention: test_recording_segments.py."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import stat
@@ -216,3 +217,53 @@ def test_a_file_that_is_not_mcap_is_refused(tmp_path):
     path.write_bytes(np.random.default_rng(1).bytes(5000))
     with pytest.raises(ImageFileError, match="is not an MCAP recording"):
         list(read_recording(path))
+
+
+@pytest.mark.parametrize("odd", ["size", "channels"])
+def test_frames_of_another_shape_are_skipped_and_counted_and_the_rest_replay(tmp_path, key, odd):
+    """A recording whose frames change shape or channel count mid-way (a camera reconfigured) replays every frame
+    the model reads; each other frame is that frame's error (counted, one line), never the end of the replay nor
+    taken for damage (each frame is decoded with its own channel count)."""
+    from edge.default import default_model
+
+    path = tmp_path / "r.mcap"
+    key.save(tmp_path / "k.key")
+    transform = AdcTransform(key, PRESETS["gray8"])
+    frames = list(plain_frames(8, PRESETS["gray8"], (28, 28)))
+    with Recorder(path, PRESETS["gray8"], key.fingerprint, chunk_size=2048) as recorder:
+        for i, frame in enumerate(frames):
+            measurement = transform(frame)
+            if i in (3, 4):
+                measurement = measurement[:14, :14] if odd == "size" else np.repeat(measurement, 3, axis=2)
+            recorder.write(np.ascontiguousarray(measurement), epoch=0, sequence=i, timestamp_ns=1_000_000 * i)
+    model = default_model(tmp_path, key)
+    done = keycam("replay", str(path), "--model", str(model), "--key", str(tmp_path / "k.key"),
+                  "--output", str(tmp_path / "out.jsonl"), timeout=120)
+    assert "Traceback" not in done.stderr, done.stderr
+    answered = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines() if line]
+    assert [a["sequence"] for a in answered] == [0, 1, 2, 5, 6, 7], done.stderr  # every frame the model reads
+    assert done.returncode == 0 and "2 errors" in done.stderr and "damaged" not in done.stderr, done.stderr
+
+
+def test_a_recording_is_private_and_never_written_through_a_link(tmp_path, key):
+    """Mode 0600 under umask 022 (measurements and the keyed model give the picture back), and a link at the path,
+    dangling or not, is refused with or without --force: its target is never created, replaced or changed."""
+    from edge.outputs import open_output
+
+    old = os.umask(0o022)
+    try:
+        Recorder(tmp_path / "a.mcap", DEFAULT_SPEC, key.fingerprint).close()
+        (tmp_path / "target.mcap").write_bytes(b"keep")
+        (tmp_path / "link.mcap").symlink_to(tmp_path / "target.mcap")
+        (tmp_path / "dangling.mcap").symlink_to(tmp_path / "made.mcap")
+        for name, force in (("link.mcap", True), ("link.mcap", False), ("dangling.mcap", False),
+                            ("dangling.mcap", True)):
+            with pytest.raises(ImageFileError):
+                Recorder(tmp_path / name, DEFAULT_SPEC, key.fingerprint, force=force)
+        for append in (True, False):  # the results' and events' writer alike
+            with pytest.raises(Exception, match="symbolic link"):
+                open_output(tmp_path / "link.mcap", append=append)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.mcap").stat().st_mode) == 0o600
+    assert (tmp_path / "target.mcap").read_bytes() == b"keep" and not (tmp_path / "made.mcap").exists()

@@ -296,3 +296,76 @@ def test_a_gray_model_without_spec_gets_the_gray_sealed_readout(keyfile, tmp_pat
                "--mean", MEAN[0], "--std", STD[0])
     assert done.returncode == 0, done.stderr
     assert Manifest.from_json((tmp_path / "k.manifest.json").read_text()).spec == PRESETS["gray8-sealed"]
+
+
+def test_a_keyify_killed_while_writing_leaves_nothing_readable_and_the_next_one_clears_it(tmp_path):
+    """SIGKILL at the worst moment (every file staged, none renamed into place), in a real process under umask
+    022: what is left is private (a 0700 staging folder, 0600 files: no world-readable copy of the keyed model),
+    no model stands without its sidecars, and the next keyify of that output removes the leftovers."""
+    import os
+    import signal
+    import stat
+    import subprocess
+    import sys
+
+    from edge.default import ASSET
+    from firmware_sim.keys import MasterKey
+
+    MasterKey.generate().save(tmp_path / "k.key")
+    (tmp_path / "plain.onnx").write_bytes(ASSET.read_bytes())
+    argv = ["keyify", "plain.onnx", "--key", "k.key", "-o", "kk.onnx", "--spec", "gray8", "--mean", "72.94",
+            "--std", "90"]
+    killer = ("import os, signal, sys\n"
+              "os.umask(0o022)\n"
+              "os.replace = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)\n"
+              "from edge.cli import main\n"
+              f"sys.exit(main({argv!r}))\n")
+    done = subprocess.run([sys.executable, "-c", killer], cwd=tmp_path, capture_output=True, timeout=300)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    left = [p for p in tmp_path.rglob("*") if p.name not in ("k.key", "plain.onnx")]
+    assert left and not (tmp_path / "kk.onnx").exists()  # staged, never renamed: no model without its sidecars
+    loose = {str(p.relative_to(tmp_path)): oct(stat.S_IMODE(p.lstat().st_mode)) for p in left
+             if stat.S_IMODE(p.lstat().st_mode) & 0o077 and not p.name.endswith(".manifest.json")}
+    assert loose == {}
+    for folder in (p for p in left if p.is_dir()):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    again = keycam(*argv, cwd=tmp_path, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], os.listdir(tmp_path)
+
+
+@pytest.mark.parametrize("count", [3, 11])
+def test_class_names_that_do_not_name_every_class_are_refused_and_nothing_is_written(tmp_path, count):
+    from edge.default import ASSET
+    from firmware_sim.keys import MasterKey
+
+    MasterKey.generate().save(tmp_path / "k.key")
+    (tmp_path / "plain.onnx").write_bytes(ASSET.read_bytes())  # a classifier of 10 classes
+    (tmp_path / "labels.txt").write_text("".join(f"class{i}\n" for i in range(count)))
+    done = keycam("keyify", "plain.onnx", "--key", "k.key", "-o", "kk.onnx", "--spec", "gray8", "--mean", "72.94",
+                  "--std", "90", "--labels", "labels.txt", cwd=tmp_path, timeout=300)
+    assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert f"{count} class names" in done.stderr and "of 10 classes" in done.stderr
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(("kk", "."))]
+
+
+@pytest.mark.parametrize("case", ["labels-is-the-manifest", "plain-is-the-feature-model", "plain-is-the-recipes"])
+def test_an_input_named_like_a_file_of_the_output_is_never_written_over(tmp_path, case):
+    """The output's files are more than -o: its manifest, epoch recipes and a split's models count as outputs,
+    and an input named like one of them (the labels, the plain model) is refused before anything is written."""
+    import hashlib
+
+    from edge.default import ASSET
+    from firmware_sim.keys import MasterKey
+
+    MasterKey.generate().save(tmp_path / "k.key")
+    plain = {"labels-is-the-manifest": "plain.onnx", "plain-is-the-feature-model": "kk.feature.onnx",
+             "plain-is-the-recipes": "kk.epochs.npz"}[case]
+    (tmp_path / plain).write_bytes(ASSET.read_bytes())
+    (tmp_path / "kk.manifest.json").write_text("".join(f"class{i}\n" for i in range(10)))
+    labels = ["--labels", "kk.manifest.json"] if case == "labels-is-the-manifest" else []
+    before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in tmp_path.iterdir()}
+    done = keycam("keyify", plain, "--key", "k.key", "-o", "kk.onnx", "--spec", "gray8", "--mean", "72.94", "--std",
+                  "90", *labels, cwd=tmp_path, timeout=300)
+    assert done.returncode == 1 and "would destroy the input" in done.stderr, done.stderr
+    assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in tmp_path.iterdir()} == before

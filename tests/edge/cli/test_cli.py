@@ -253,3 +253,45 @@ def test_opencv_prints_nothing_of_its_own_and_a_bad_demo_picture_leaves_no_key(t
     assert len(done.stderr.strip().splitlines()) == 1
     done = run("demo", "--out", str(tmp_path / "demo"), "--image", str(tmp_path / "broken.avi"))
     assert done.returncode == 1 and not (tmp_path / "demo").exists()
+
+
+def test_a_reader_that_leaves_early_is_not_blamed_on_the_path_or_the_disk(tmp_path):
+    """`keycam inspect M | head`: the pipe's reader is gone before keycam writes (its end closed first, so the
+    write fails every time); keycam exits 141 (128 + SIGPIPE, as a shell reports it) and says nothing of paths,
+    permissions or free space."""
+    import os
+
+    from edge.default import default_model
+
+    key = MasterKey.generate()
+    model = default_model(tmp_path, key)
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run([KEYCAM, "inspect", str(model)], stdout=write_end, stderr=subprocess.PIPE, text=True,
+                              timeout=120)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 141, done.stderr
+    assert "free space" not in done.stderr and "Traceback" not in done.stderr and "Exception" not in done.stderr
+
+
+@pytest.mark.parametrize("what", ["folder", "fifo"])
+def test_inspect_names_a_folder_or_a_fifo_as_what_it_is(tmp_path, what):
+    import os
+
+    target = tmp_path / "m.onnx"
+    target.mkdir() if what == "folder" else os.mkfifo(target)
+    done = run("inspect", str(target), timeout=60)
+    said = {"folder": "is a folder", "fifo": "is a FIFO"}[what]
+    assert done.returncode == 1 and said in done.stderr and "does not exist" not in done.stderr, done.stderr
+
+
+def test_the_demo_names_its_picture_in_plain_words_when_it_would_write_over_an_input(tmp_path, photo):
+    out = tmp_path / "demo"
+    out.mkdir()
+    picture = out / "keycam-demo.png"
+    picture.write_bytes(photo.read_bytes())
+    done = run("demo", "--out", str(out), "--image", str(picture), timeout=120)
+    assert done.returncode == 1 and "choose another the" not in done.stderr, done.stderr
+    assert "give the demo's picture another path" in done.stderr, done.stderr

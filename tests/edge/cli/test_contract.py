@@ -8,6 +8,7 @@ exception that escapes ``main()`` fails the test, process state put back after e
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -31,7 +32,8 @@ CASES = {
                  ["scramble", "--key", "{key}", "--epoch", "-1", "{png}", "{tmp}/out.png"]],
     "unscramble": [["unscramble", "--key", "{key}", "{png}", "{tmp}/out.gif"]],
     "firmware-sim": [["firmware-sim", "--key", "{key}", "{folder}", "{tmp}/out.png"]],
-    "golden-vectors": [["golden-vectors", "--check", GONE + ".json"], ["golden-vectors"]],
+    "golden-vectors": [["golden-vectors", "--check", GONE + ".json"], ["golden-vectors"],
+                       ["golden-vectors", "--check", "{fifo}"]],
     "keyify": [["keyify", GONE + ".onnx", "--key", "{key}", "-o", "{tmp}/out.onnx"],
                ["keyify", "{png}", "--key", "{key}", "-o", "{tmp}/out.onnx"],
                ["keyify", GONE + ".onnx", "--key", "{key}", "-o", "{tmp}/out.onnx", "--mean", "nan"],
@@ -42,7 +44,11 @@ CASES = {
                ["keyify", GONE + ".onnx", "--key", "{key}", "-o", "{tmp}/out.onnx", "--fit", "crop", "--pad", "1"],
                ["keyify", GONE + ".onnx", "--key", "{key}", "-o", "{tmp}/out.onnx", "--normalize", "none",
                 "--mean", "1"],
-               ["keyify", GONE + ".onnx", "--key", "{key}", "-o", "{tmp}/out.onnx", "--normalize", "some"]],
+               ["keyify", GONE + ".onnx", "--key", "{key}", "-o", "{tmp}/out.onnx", "--normalize", "some"],
+               ["keyify", GONE + ".onnx", "--key", "{key}", "-o", "{tmp}/out.onnx", "--mean", "1e308", "--std", "1"],
+               ["keyify", GONE + ".onnx", "--key", "{key}", "-o", "{tmp}/out.onnx", "--mean", "0", "--std", "1e-320"],
+               ["keyify", GONE + ".onnx", "--key", "{key}", "-o", "{tmp}/out.onnx", "--labels", "{fifo}"],
+               ["keyify", GONE + ".onnx", "--key", "{key}", "-o", "{tmp}/out.onnx", "--split-after", ""]],
     "quantize": [["quantize", GONE + ".onnx", "--key", "{key}", "--calibration", "{folder}", "-o", "{tmp}/out.onnx"],
                  ["quantize", GONE + ".onnx", "--key", "{key}", "--calibration", "{folder}", "-o", "{tmp}/out.onnx",
                   "--limit", "0"],
@@ -50,18 +56,21 @@ CASES = {
                  ["quantize", GONE + ".onnx", "--key", "{key}", "--calibration", "{folder}", "-o", "{png}"]],
     "verify": [["verify", GONE + ".onnx", GONE + ".onnx", "--key", "{key}", "--images", "{folder}"],
                ["verify", GONE + ".onnx", GONE + ".onnx", "--key", "{key}", "--images", "{folder}", "--limit", "0"]],
-    "inspect": [["inspect", GONE + ".onnx"], ["inspect", "{png}"]],
+    "inspect": [["inspect", GONE + ".onnx"], ["inspect", "{png}"], ["inspect", "{folder}"], ["inspect", "{fifo}"],
+                ["inspect", "/dev/null"]],
     "run": [["run", "--config", GONE + ".toml"], ["run", "--max-frames", "-1"], ["run", "--config", "{png}"]],
     "replay": [["replay", GONE], ["replay", "{folder}", "--model", GONE + ".onnx", "--key", "{key}"]],
     "record": [["record", "{tmp}/out.mcap", "--config", GONE + ".toml"], ["record", "{tmp}/out.txt",
                                                                           "--max-frames", "x"]],
     "preview": [["preview", GONE, "-o", "{tmp}/out.png"], ["preview", "-o", "{tmp}/out.png", "--frames", "0"]],
-    "validate-config": [["validate-config", GONE + ".toml"], ["validate-config", "{folder}"]],
+    "validate-config": [["validate-config", GONE + ".toml"], ["validate-config", "{folder}"],
+                        ["validate-config", "{fifo}"]],
     "eval": [["eval", "privacy", "--model", GONE + ".onnx", "--data", "{folder}"],
              ["eval", "privacy", "--model", GONE + ".onnx", "--data", "{folder}", "--wrong-keys", "0"], ["eval"]],
     "demo": [["demo", "--out", "{tmp}/demo", "--image", GONE + ".png"]],
     "serve": [["serve", "--model-repository", GONE], ["serve", "--model-repository", "{folder}", "--port", "0"],
-              ["serve", "--model-repository", "{folder}", "--max-body-mb", "nan"]],
+              ["serve", "--model-repository", "{folder}", "--max-body-mb", "nan"],
+              ["serve", "--model-repository", "{folder}", "--threads", "3000"]],
     "export": [["export", "triton", GONE + ".onnx", "--name", "m", "--repository", "{tmp}/repo"], ["export"],
                ["export", "triton", GONE + ".onnx", "--name", "m", "--repository", "{tmp}/repo", "--max-batch-size",
                 "2147483648"],
@@ -84,7 +93,9 @@ def places(tmp_path, key):
     key.save(tmp_path / "k.key")
     (tmp_path / "empty").mkdir()
     cv2.imwrite(str(tmp_path / "p.png"), np.zeros((8, 8, 3), np.uint8))
-    return {"tmp": tmp_path / "work", "key": tmp_path / "k.key", "folder": tmp_path / "empty", "png": tmp_path / "p.png"}
+    os.mkfifo(tmp_path / "fifo")  # read where a file is expected, it would wait for a writer for ever
+    return {"tmp": tmp_path / "work", "key": tmp_path / "k.key", "folder": tmp_path / "empty", "png": tmp_path / "p.png",
+            "fifo": tmp_path / "fifo"}
 
 
 @pytest.mark.parametrize("argv", [argv for cases in CASES.values() for argv in cases], ids=lambda a: " ".join(a))
@@ -116,7 +127,7 @@ def test_the_console_script_refuses_in_one_line_with_its_exit_status(argv, statu
 
 # -- hostile and careless inputs: every command's input files, broken every way a file can be ---------------------
 
-BROKEN = ("missing", "folder", "empty", "truncated", "corrupt", "huge-header", "not-utf8-name")
+BROKEN = ("missing", "folder", "empty", "truncated", "corrupt", "huge-header", "not-utf8-name", "fifo", "device")
 
 
 @pytest.fixture(scope="module")
@@ -159,6 +170,12 @@ def _broken(kind: str, sample: Path, where: Path) -> Path:
     data = sample.read_bytes()
     if kind == "missing":
         return where / f"absent{sample.suffix}"
+    if kind == "fifo":  # opened as a file, it waits for a writer for ever
+        os.mkfifo(target)
+        return target
+    if kind == "device":  # a link named like the input, to a device that never ends
+        target.symlink_to("/dev/zero")
+        return target
     if kind == "folder":
         target.mkdir()
     elif kind == "empty":
@@ -328,3 +345,60 @@ def test_an_output_that_cannot_or_must_not_be_written_is_refused_and_nothing_is_
     assert done.returncode in (1, 2) and "Traceback" not in done.stderr, (done.returncode, done.stderr)
     assert done.stderr.strip().splitlines()[-1].startswith("keycam") and "error" in done.stderr
     assert _digests(samples["png"].parent) == before  # the inputs, byte for byte
+
+
+SIDE = ("replay", "preview", "quantize", "record")  # the commands that read the keyed sample
+
+
+@pytest.mark.parametrize("case", ["a-sidecar", "the-default-key", "a-fifo", "a-dangling-link"])
+@pytest.mark.parametrize("argv", OUTPUTS, ids=[" ".join(a[:1] + a[-3:-1]) for a in OUTPUTS])
+def test_an_output_that_is_an_input_by_another_name_or_a_special_file_is_refused(argv, case, samples, tmp_path,
+                                                                                   monkeypatch):
+    """Sidecars (a keyed model's epoch recipes), the embedded default's key, a FIFO (opening it would wait for
+    ever) and a link (keycam never writes through one) are refused before anything is written."""
+    import hashlib
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "default.key").write_bytes(samples["key"].read_bytes())
+    (data / "default.key").chmod(0o600)
+    monkeypatch.setenv("KEYCAM_DATA", str(data))
+    if case == "a-sidecar":
+        if argv[0] not in SIDE:
+            pytest.skip("no keyed model among this command's inputs")
+        target = samples["keyed"].with_name(samples["keyed"].name.replace(".onnx", ".epochs.npz"))
+    elif case == "the-default-key":
+        if argv[0] == "golden-vectors":
+            pytest.skip("--write PATH replaces a vectors file: that is what it is for")
+        target = data / "default.key"
+    elif case == "a-fifo":
+        target = tmp_path / "fifo"
+        os.mkfifo(target)
+    else:
+        target = tmp_path / "link"
+        target.symlink_to(tmp_path / "elsewhere")
+    args = [a.format(OUT=target, **samples) for a in argv]
+    if argv[0] == "record" and case == "a-sidecar":
+        (tmp_path / "c.toml").write_text(f'[model]\npath = "{samples["keyed"]}"\nkey = "{samples["key"]}"\n'
+                                         f'[source]\nkind = "folder"\npath = "{samples["cal"]}"\n')
+        args = ["record", str(target), "--config", str(tmp_path / "c.toml"), "--max-frames", "2"]
+    before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in [*samples["png"].parent.rglob("*"),
+                                                                       data / "default.key"] if p.is_file()}
+    done = keycam(*args, cwd=tmp_path, timeout=120)
+    assert done.returncode in (1, 2) and "Traceback" not in done.stderr, (done.returncode, done.stderr)
+    assert done.stderr.strip().splitlines()[-1].startswith("keycam") and "error" in done.stderr, done.stderr
+    after = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in before}
+    assert after == before  # every input, byte for byte
+    if case == "a-dangling-link":
+        assert not (tmp_path / "elsewhere").exists()
+
+
+@pytest.mark.parametrize("argv", [["replay", "nope.mcap"], ["run", "--config", "c.toml"], ["validate-config", "c.toml"],
+                                  ["preview", "nope.mcap", "-o", "p.png"]])
+def test_a_command_refused_at_start_makes_no_key_and_compiles_nothing(argv, tmp_path, monkeypatch):
+    """Refusals come before the embedded default's key is made or its model compiled: its folder stays absent."""
+    monkeypatch.setenv("KEYCAM_DATA", str(tmp_path / "data"))
+    (tmp_path / "c.toml").write_text('[source]\nkind = "folder"\npath = "gone"\n')
+    done = keycam(*argv, cwd=tmp_path, timeout=120)
+    assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert not (tmp_path / "data").exists() and not (tmp_path / "p.png").exists()

@@ -70,8 +70,11 @@ def test_no_metadata_writes_the_manifest_as_before(key):
 
 
 def test_labels_given_override_the_metadata(key, tmp_path):
-    keyed = keyify(_model(ULTRALYTICS), key, KeyifyOptions(policy="boundary", labels=("face",), task="classify"))
-    assert keyed.manifest.labels == ["face"] and keyed.manifest.task == "classify"
+    names = ("face", "hand", "foot")  # one per class of the model's 3
+    keyed = keyify(_model(ULTRALYTICS), key, KeyifyOptions(policy="boundary", labels=names, task="classify"))
+    assert keyed.manifest.labels == list(names) and keyed.manifest.task == "classify"
+    with pytest.raises(UnsupportedModel, match="1 class names for output 'y' of 3 classes"):
+        keyify(_model(ULTRALYTICS), key, KeyifyOptions(policy="boundary", labels=("face",), task="classify"))
     path = tmp_path / "labels.txt"
     path.write_text("cat\ndog \n\n")  # trailing blank lines end the file; names are stripped
     keyed = keyify(_model(ULTRALYTICS), key, KeyifyOptions(policy="boundary", labels=path))
