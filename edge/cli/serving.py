@@ -100,4 +100,23 @@ def export_triton_command(args: argparse.Namespace) -> int:
                             max_queue_delay_us=args.max_queue_delay_us, version=args.version, force=args.force)
     folder = export_triton(args.model, args.repository, args.name, options)
     print(f"keycam: wrote {folder / 'model.onnx'} and {folder.parent / 'config.pbtxt'}")
+    seal = _seal_read_by(folder / "model.onnx")
+    if seal:
+        print(f"keycam: note: this model reads sealed measurements ({seal}); Triton cannot open seals: serve this "
+              f"repository with `keycam serve --key KEYFILE`, or for Triton key with --split-after and export the "
+              f"task model (docs/server.md)")
     return 0
+
+
+def _seal_read_by(path) -> str | None:
+    """The AEAD a full keyed model's input is sealed with (its manifest's spec), or None."""
+    import onnx
+
+    from firmware_sim.manifest import METADATA_KEY, Manifest
+
+    model = onnx.load(str(path), load_external_data=False)
+    text = next((p.value for p in model.metadata_props if p.key == METADATA_KEY), None)
+    if text is None:
+        return None
+    manifest = Manifest.from_json(text, str(path))
+    return manifest.spec.seal if manifest.role == "full" and manifest.spec.seal != "none" else None

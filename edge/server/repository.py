@@ -16,7 +16,8 @@ version (``1`` and ``01``) stop the server with one line naming both, since eith
 so does a sealed model that the server's ``--key`` cannot open. Inputs are checked against the
 model's own metadata (names, datatypes, ranks, fixed dimensions) before onnxruntime sees them, and
 a keyed model's manifest (its key fingerprint, role, epoch) is published in its metadata so that a
-device can refuse a server keyed for someone else.
+device can refuse a server keyed for someone else; a model whose sealed measurements the server opens
+says so there too (``keycam_opens_seals``), since a device forwards sealed measurements only then.
 """
 
 from __future__ import annotations
@@ -174,6 +175,8 @@ class ServedModel:
         document = {"name": self.name, "versions": versions, "platform": "onnxruntime_onnx",
                     "inputs": [t.to_dict() for t in self.inputs], "outputs": [t.to_dict() for t in self.outputs]}
         parameters = self.parameters()
+        if self.opener is not None:  # it opens sealed measurements (--key): a device forwards them only then
+            parameters["keycam_opens_seals"] = True
         if parameters:
             document["parameters"] = parameters
         return document

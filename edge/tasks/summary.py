@@ -30,8 +30,9 @@ def summarise(name: str, output: np.ndarray, kind: str, labels: list[str] | None
         if is_distribution(logits):  # already softmaxed in the graph (ultralytics' classify export)
             probabilities = logits
         else:
-            probabilities = np.exp(logits - logits.max())
-            probabilities /= probabilities.sum()
+            with np.errstate(invalid="ignore", over="ignore"):  # NaN or inf logits (a broken model's): NaN scores
+                probabilities = np.exp(logits - logits.max())
+                probabilities /= probabilities.sum()
         label = int(np.argmax(logits))
         summary = {"label": label, "score": round(float(probabilities[label]), 6)}
         if labels and label < len(labels):

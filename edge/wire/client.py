@@ -31,7 +31,14 @@ Only a request that can never succeed is dropped: one the server found malformed
 422) or too large (413), and only after the server's model is found unchanged. An answer is read as a
 stream and refused past the most bytes the model's outputs can take (``RemoteModel.answer_limit``), so
 a server cannot make the device hold more than that. A user name or password in the server's URL is
-never printed: ``url`` and every message show ``***`` instead.
+never printed: ``url`` and every message show ``***`` instead; the server's own words reach messages with
+control characters escaped.
+
+A sealed spec's measurements open only where the key is: a full model under a sealed spec is refused
+(:class:`KeyMismatch`, at start, or as the alarm later) unless its model metadata says the server opens
+seals (``parameters.keycam_opens_seals: true``, which ``keycam serve --key`` sets). Triton cannot open
+seals, and a Triton configuration's parameters are not believed for it: serve a split there (the device
+opens the seal and runs the feature model; Triton serves the task model), or use ``keycam serve --key``.
 """
 
 from __future__ import annotations
@@ -58,6 +65,7 @@ RETRY = {408, 425, 429}  # with every 5xx: the server may take the request later
 FINAL = {400, 413, 422}  # this request can never succeed
 METADATA_BYTES = 16 << 20  # the most a metadata or configuration answer may take
 ERROR_BYTES = 64 << 10  # of an error's body, the most read for its message
+OPENS_SEALS = "keycam_opens_seals"  # a model metadata parameter: true when the server opens sealed measurements
 
 __all__ = ["SERVER_CACHE", "RemoteModel", "V2Client", "connect"]
 
@@ -132,7 +140,12 @@ class V2Client:
         try:
             manifest = Manifest.from_json(text, source=f"the manifest of '{name}' at {self.url}")
         except KeycamError as error:
-            raise KeyMismatch(str(error)) from None
+            raise KeyMismatch(_printable(str(error)[:500])) from None
+        if manifest.spec.is_sealed and manifest.role != "task" and not _opens_seals(metadata):
+            raise KeyMismatch(f"{where} reads sealed measurements ({manifest.spec.seal}), and the server does not say "
+                              f"it opens seals (Triton cannot open them): serve the model with `keycam serve --key "
+                              f"KEYFILE`, or use a split (the device opens the seal and runs the feature model, the "
+                              f"server runs the task model)")
         return parse_metadata(metadata, name, version, manifest, where)
 
     def infer(self, remote: RemoteModel, body: bytes, header_length: int | None, rows: int = 1) -> InferResponse:
@@ -146,9 +159,16 @@ class V2Client:
         try:
             answer = decode_response(content, response.headers.get(HEADER_LENGTH))
         except ProtocolError as error:
-            raise AnswerError(f"{where}: unreadable answer ({error})") from None
+            raise AnswerError(f"{where}: unreadable answer ({_printable(str(error)[:300])})") from None
         answer.outputs = remote.check_answer(answer.outputs, rows, where)
         return answer
+
+
+def _opens_seals(metadata: object) -> bool:
+    """Whether the model metadata says the server opens sealed measurements (``keycam serve --key`` does; Triton
+    shows no such parameter, and a Triton configuration's parameters are not believed: Triton cannot open seals)."""
+    parameters = metadata.get("parameters") if isinstance(metadata, dict) else None
+    return isinstance(parameters, dict) and parameters.get(OPENS_SEALS) is True
 
 
 def _userinfo(url: str) -> list[str]:

@@ -45,3 +45,19 @@ def test_a_changed_code_or_a_missing_seal_is_refused_in_one_line(files):
         done = keycam("unscramble", "--key", str(key), "--spec", "rgb8-sealed", str(tmp / name), str(tmp / "o.npy"))
         assert done.returncode == 1 and reason in done.stderr and len(done.stderr.strip().splitlines()) == 1
         assert not (tmp / "o.npy").exists()
+
+
+def test_export_triton_of_a_sealed_model_says_triton_cannot_open_it(tmp_path, key_file):
+    from edge.default import ASSET
+
+    keyed = tmp_path / "keyed.onnx"
+    for spec, sealed in (("gray8-sealed", True), ("gray8", False)):
+        done = keycam("keyify", ASSET, "--key", key_file, "-o", keyed, "--spec", spec, "--mean", "72.94", "--std", "90",
+                      "--force")
+        assert done.returncode == 0, done.stderr
+        done = keycam("export", "triton", keyed, "--name", "m", "--repository", tmp_path / spec)
+        assert done.returncode == 0, done.stderr
+        note = [line for line in done.stdout.splitlines() if "Triton cannot open seals" in line]
+        assert len(note) == (1 if sealed else 0), done.stdout
+        if sealed:
+            assert "(aes-256-gcm)" in note[0] and "keycam serve --key" in note[0] and "--split-after" in note[0]
