@@ -19,6 +19,7 @@ keys, each repeat with its own key and, where the data allow, its own frames):
   from its first index table, applied to measurements; and the keyed model run on measurements as they travel.
 
     python benchmarks/attacks_sealed.py [--only SECTION[,SECTION]] [--repeats N] [--finetune-images N]
+        [--finetune-epochs N] [--statistics-epochs N] [--threads N]
 """
 
 from __future__ import annotations
@@ -136,7 +137,7 @@ def correlation_section(repeats: int) -> None:
                 placement = reassemble(measured, SIZE, SIZE).placement
                 rows.append((precision, *_scores(camera, placement, False), *_scores(camera, placement, sealed)))
             rows = np.array(rows)
-            print(f"| {frames} | {preset} | {spread(rows[:, 0])} | {spread(rows[:, 1], False)} "
+            print(f"| {frames} | {preset} | {spread(rows[:, 0], digits=2)} | {spread(rows[:, 1], False)} "
                   f"| {spread(rows[:, 2], False, 2)} | {spread(rows[:, 3], False)} | {spread(rows[:, 4], False, 2)} |",
                   flush=True)
 
@@ -174,13 +175,16 @@ def statistics_section(repeats: int, epochs: int = 10) -> None:
               f"paper's {paper:.3g} (p = {q:.3g})")
 
 
-def finetune_section(repeats: int, images: int, epochs: int) -> None:
+def finetune_section(repeats: int, images: int, epochs: int, threads: int) -> None:
+    import torch
+
     from edge.lab.attacks.finetune import finetune, predict
 
+    torch.set_num_threads(threads)
     train, train_labels = fashion_mnist("train")
     test, labels = fashion_mnist("t10k")
     print(f"Fashion-MNIST CNN (92.11 % plain), fine-tuned on {images} labelled measurements for {epochs} epoch(s) "
-          f"(Adam, one-cycle 1e-3, batch 128), {repeats} repeats (a key, training images and seed each)\n")
+          f"(Adam, one-cycle 1e-3, batch 128, {threads} PyTorch thread(s)), {repeats} repeats (a key, training images and seed each)\n")
     print("| attacker | readout | accuracy on the 10,000 test measurements |")
     print("|---|---|---|")
     for preset in ("gray8", "gray8-sealed"):
@@ -245,6 +249,7 @@ def main() -> int:
     parser.add_argument("--finetune-images", type=int, default=10000, help="training measurements for finetune")
     parser.add_argument("--finetune-epochs", type=int, default=2)
     parser.add_argument("--statistics-epochs", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=1, help="PyTorch threads (finetune)")
     args = parser.parse_args()
     wanted = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = sorted(set(wanted) - set(SECTIONS))
@@ -255,7 +260,7 @@ def main() -> int:
     run = {"known-plaintext": lambda: known_plaintext_section(args.repeats),
            "correlation": lambda: correlation_section(args.repeats),
            "statistics": lambda: statistics_section(args.repeats, args.statistics_epochs),
-           "finetune": lambda: finetune_section(args.repeats, args.finetune_images, args.finetune_epochs),
+           "finetune": lambda: finetune_section(args.repeats, args.finetune_images, args.finetune_epochs, args.threads),
            "stolen-model": lambda: stolen_model_section(args.repeats)}
     for section in wanted:
         start = time.perf_counter()

@@ -6,7 +6,8 @@ decoder, ``edge.lab.attacks.inversion``, PyTorch) back to the pictures; it is th
 measurements, put back in natural order by the task model's own first gather (the script checks that this
 equals the plain network's features). PSNR and SSIM against the true test pictures (mean +- spread over the
 pictures), beside two uninformed guesses: the picture with its positions scrambled (a measurement taken as a
-picture) and the training pictures' mean.
+picture), the training pictures' mean and, for Fashion-MNIST, the mean training picture of the true class (what
+the class alone gives).
 
 - Fashion-MNIST (Debian's dataset-fashion-mnist) through keycam's own CNN (edge/assets/fashion_mnist_cnn.onnx):
   training pictures from the 60,000 training images, test pictures the first of the 10,000 test images.
@@ -15,7 +16,10 @@ picture) and the training pictures' mean.
   mirrored at random); test pictures it never saw: foolbox's 20 CIFAR-10, 20 CIFAR-100 and 20 ImageNet images
   (resized to 32x32) and 40 crops of a photograph left out of training (chelsea).
 
-    python benchmarks/feature_inversion.py [--only fashion,colour] [--pictures 8000] [--epochs 4]
+    python benchmarks/feature_inversion.py [--only fashion,colour] [--pictures 8000] [--epochs 4] [--threads 2]
+
+(docs/privacy.md's figures: ``--only fashion --pictures 4000 --epochs 3 --test 500 --threads 1`` and
+``--only colour --pictures 3000 --epochs 3 --threads 1``, on two CPU cores shared with other work.)
 """
 
 from __future__ import annotations
@@ -105,12 +109,12 @@ def _progress(depth: str, start: float):
                                      f"{time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
 
 
-def table(name, plain, train, test, form, spec, options, depths, epochs) -> None:
+def table(name, plain, train, test, form, spec, options, depths, epochs, labels=None) -> None:
     print(f"\n### {name}: {len(train)} training pictures, {epochs} epochs per depth, {len(test)} test pictures\n")
     print("| split after | features (C x H x W) | values per picture value | task side = plain features "
           "(max difference) | PSNR (dB) | SSIM | training s |")
     print("|---|---|---|---|---|---|---|")
-    for label, score in baselines(train, test).items():
+    for label, score in baselines(train, test, labels=labels).items():
         print(f"| guess: {label} | | | | {score.psnr:.1f} +- {score.psnr_std:.1f} "
               f"| {score.ssim:.3f} +- {score.ssim_std:.3f} | |", flush=True)
     for depth in depths:
@@ -142,10 +146,11 @@ def main() -> int:
           f"threads, load {open('/proc/loadavg').read().split()[0]}")
     wanted = args.only.split(",")
     if "fashion" in wanted:
-        train = fashion_mnist("train")[0][:args.pictures]
-        test = fashion_mnist("t10k")[0][:args.test]
+        (train, train_labels), (test, test_labels) = fashion_mnist("train"), fashion_mnist("t10k")
+        train, train_labels = train[:args.pictures], train_labels[:args.pictures]
+        test, test_labels = test[:args.test], test_labels[:args.test]
         table("Fashion-MNIST, keycam's CNN", onnx.load(FASHION_MODEL), train, test, fashion_form, PRESETS["gray8"],
-              dict(mean=(72.94,), std=(90.0,)), FASHION_DEPTHS, args.epochs)
+              dict(mean=(72.94,), std=(90.0,)), FASHION_DEPTHS, args.epochs, labels=(train_labels, test_labels))
     if "colour" in wanted:
         from export.zoo.keras_cifar import convert
 

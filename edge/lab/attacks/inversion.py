@@ -19,7 +19,8 @@ with a 3 x 3 convolution and ReLU, until the picture's size is reached (32 chann
 above: small, so that it trains in minutes on two CPU cores), a bilinear resize to the exact size, and two 3 x 3 convolutions to the picture's channels
 (sigmoid). Scored by PSNR and SSIM against the true pictures (:func:`quality`), beside two uninformed guesses
 (:func:`baselines`): the picture with its positions scrambled (a measurement taken as a picture) and the training
-pictures' mean.
+pictures' mean; and, where labels are known, the mean training picture of the true class (what the class alone
+gives).
 """
 
 from __future__ import annotations
@@ -180,11 +181,23 @@ def quality(estimates: np.ndarray, truths: np.ndarray) -> Score:
         return Score(float(np.mean(p)), float(np.mean(s)), float(np.std(p)), float(np.std(s)))
 
 
-def baselines(train_pictures: np.ndarray, test_pictures: np.ndarray, seed: int = 0) -> dict[str, Score]:
-    """Uninformed guesses: each test picture with its positions scrambled, and the training pictures' mean."""
+def baselines(train_pictures: np.ndarray, test_pictures: np.ndarray, seed: int = 0,
+              labels: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Score]:
+    """Uninformed guesses: each test picture with its positions scrambled, and the training pictures' mean; with
+    ``labels`` (training labels, test labels), also the mean training picture of each test picture's class: what
+    knowing the class alone gives (a split whose features give no more than this gives the task, not the picture)."""
     rng = np.random.default_rng(seed)
     count, height, width, channels = test_pictures.shape
     flat = test_pictures.reshape(count, height * width, channels)
     scrambled = np.stack([f[rng.permutation(height * width)] for f in flat]).reshape(test_pictures.shape)
     mean = np.broadcast_to(np.round(train_pictures.mean(axis=0)).astype(np.uint8), test_pictures.shape)
-    return {"scrambled picture": quality(scrambled, test_pictures), "mean picture": quality(mean, test_pictures)}
+    out = {"scrambled picture": quality(scrambled, test_pictures), "mean picture": quality(mean, test_pictures)}
+    if labels is not None:
+        train_labels, test_labels = (np.asarray(x) for x in labels)
+        missing = sorted(set(test_labels.tolist()) - set(train_labels.tolist()))
+        if missing:
+            raise LabError(f"test classes {missing} have no training picture: the class-mean guess needs one each")
+        means = {c: np.round(train_pictures[train_labels == c].mean(axis=0)).astype(np.uint8)
+                 for c in set(test_labels.tolist())}
+        out["class-mean picture"] = quality(np.stack([means[c] for c in test_labels.tolist()]), test_pictures)
+    return out
