@@ -29,6 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from edge.frame import Frame  # noqa: E402
+from edge.memory import keep_frame_memory  # noqa: E402
 from edge.seal import Opener, Sealer  # noqa: E402
 from firmware_sim.keys import MasterKey  # noqa: E402
 from firmware_sim.spec import PRESETS  # noqa: E402
@@ -130,6 +131,7 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
+    keep_frame_memory()  # as every keycam command does (edge.memory): frames reuse warm pages
     key = MasterKey.generate()
     load = open("/proc/loadavg").read().split()[:3]
     print(f"Run on {date.today().isoformat()}, {platform.machine()}, {cpu()}, {os.cpu_count()} cores, load "

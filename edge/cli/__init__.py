@@ -16,6 +16,7 @@ import sys
 from edge.cli import capture, checks, keys, lab, models, readout, serving
 from edge.cli.args import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE
 from edge.errors import KeycamError
+from edge.memory import keep_frame_memory
 
 GROUPS = (keys, readout, models, checks, capture, lab, serving)
 
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    keep_frame_memory()  # frames reuse warm memory instead of faulting in fresh pages every frame (edge.memory)
     try:
         return args.handler(args)
     except BrokenPipeError:  # the reader went away (`keycam inspect M | head`): not an error of the path or disk
