@@ -108,3 +108,31 @@ def test_masks_in_a_configuration_file_are_checked(tmp_path):
     (tmp_path / "image.toml").write_text(f'[readout]\nmask_image = "{tmp_path / "m.png"}"\n')
     laid = load_config(tmp_path / "image.toml").readout.privacy_masks().camera(60, 40)
     assert laid.sum() == 100 and laid[10:20, 10:20].all()  # laid over the camera frame at its size
+
+
+def test_a_masked_face_is_absent_from_what_is_forwarded_too(photos, tmp_path, key):
+    """The same face, forwarded to a server (keycam serve --key, the sealed readout): what leaves the device was
+    read out masked, so the server finds the face only when the mask is elsewhere."""
+    from edge import default
+    from edge.sinks.forwarding import ForwardConfig
+    from export.package.triton import export_triton
+    from tests.edge.servers import ThreadServer
+
+    (tmp_path / "models").mkdir()
+    keyed = default.default_detector(tmp_path / "models", key)
+    key.save(tmp_path / "test.key")
+    export_triton(keyed, tmp_path / "repo", "face")
+    counts = {}
+    with ThreadServer(tmp_path / "repo", key=key) as server:
+        for name, masks in (("elsewhere", [ELSEWHERE]), ("face", [FACE])):
+            config = Config()
+            config.source = FolderConfig(path=photos)
+            config.readout = ReadoutConfig(masks=masks)
+            config.model.key = str(tmp_path / "test.key")
+            config.forward = ForwardConfig(url=server.url, model="face", spool=str(tmp_path / f"spool-{name}"))
+            config.results.path = str(tmp_path / f"{name}.jsonl")
+            build_job(config, replay=True).run()
+            (result,) = [json.loads(line) for line in (tmp_path / f"{name}.jsonl").read_text().splitlines()]
+            assert result.get("error") is None, result
+            counts[name] = result["outputs"]["counts"]
+    assert counts == {"elsewhere": {"face": 1}, "face": {}}
