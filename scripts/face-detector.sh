@@ -12,6 +12,9 @@ target="$venv/share/keycam/face_detection_short_range.onnx"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 version="$("$venv/bin/python" -c 'import sys; print(f"{sys.version_info[0]}{sys.version_info[1]}")')"
+# the wheel is only unpacked for one data file, never installed: mediapipe 0.10.21 has no wheel for Python 3.13
+# (Raspberry Pi OS trixie), so a newer Python takes 3.12's, which holds the same file
+[ "$version" -gt 312 ] && version=312
 echo "setup: fetching the face detector (mediapipe 0.10.21's BlazeFace, converted to ONNX)" >&2
 "$venv/bin/python" -m pip install --quiet tflite2onnx==0.4.1 >&2
 "$venv/bin/python" -m pip download --quiet --no-deps --only-binary=:all: --platform manylinux_2_28_x86_64 \

@@ -97,6 +97,20 @@ def test_the_fake_reads_the_tuning_once_per_camera_manager(tunings):
     assert FakePicamera2(0).tuning == {"file": "imx708.json"}  # a new manager, the variable read again
 
 
+def test_the_fake_lists_no_camera_once_a_dict_tunings_file_is_gone():
+    """picamera2 writes a dict tuning to a temporary file, deletes it at the end of __init__ and leaves the variable
+    naming it (P2 L327-338, L373-375); after the last close the next manager reads that name, the IPA fails to load
+    and the camera is not registered (fake manager.py): what keycam's path avoids."""
+    camera = FakePicamera2(0, tuning=FakePicamera2.load_tuning_file("imx708_noir.json"))
+    assert camera.tuning["file"] == "imx708_noir.json"  # read while the file was there
+    left = os.environ["LIBCAMERA_RPI_TUNING_FILE"]
+    assert not os.path.exists(left)
+    camera.close()
+    assert FakePicamera2.global_camera_info() == []  # a new manager, the deleted file: no camera
+    with pytest.raises(RuntimeError, match="No camera number 0 found"):
+        FakePicamera2(0)
+
+
 # -- defect 2: the first frame comes after the start-up frames ----------------------------------------------------
 
 @pytest.mark.parametrize("settings", [{"frame_rate": 2.0}, {"exposure_us": 300_000}])
