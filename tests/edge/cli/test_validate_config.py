@@ -209,3 +209,17 @@ def test_results_and_recording_on_one_file_are_refused_and_the_file_is_kept(plac
     done = keycam("record", str(same), "--config", str(config), *(["--force"] if force else []), cwd=tmp_path,
                   timeout=120)
     assert done.returncode == 1 and same.read_text() == '{"kept": true}\n', done.stderr
+
+
+@pytest.mark.parametrize("extra, words", [
+    ('[task.anchors]\nstrides = [8, 0]\n', "strides"),
+    ('[task.anchors]\naspect_ratios = [1.0, nan]\n', "aspect_ratios"),
+    ('[task.anchors]\naspect_ratios = [-1.0]\n', "aspect_ratios"),
+    ('[mqtt]\nhost = "127.0.0.1"\ntopic_prefix = "home/#"\n', "topic_prefix"),
+    ('[mqtt]\nhost = "127.0.0.1"\ntopic_prefix = "home/+/cams"\n', "topic_prefix"),
+], ids=["stride 0", "aspect ratio nan", "aspect ratio negative", "topic prefix #", "topic prefix +"])
+def test_anchors_and_mqtt_wildcards_are_refused_alike(extra, words, place, tmp_path):
+    """Issue 26, items 20 and 21: anchor strides of 0 and NaN aspect ratios, and MQTT topic prefixes holding a
+    wildcard, refused by both commands in the same line, naming the setting."""
+    refused = _agree(_toml(_base(place)) + extra, tmp_path)
+    assert refused is not None and words in refused, refused
