@@ -270,22 +270,30 @@ def finetune(model: onnx.ModelProto | str | Path, inputs: np.ndarray, labels: np
     x = torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32))
     y = torch.from_numpy(np.asarray(labels, dtype=np.int64))
     trainable = [p for p in module.parameters() if p.requires_grad]
-    optimiser = torch.optim.Adam(trainable, lr=learning_rate)
+    return fit(module, trainable, x, y, torch.nn.functional.cross_entropy, epochs, batch, learning_rate, seed,
+               progress)
+
+
+def fit(module, parameters, x, y, loss, epochs: int, batch: int, learning_rate: float, seed: int, progress=None):
+    """Train ``module``'s ``parameters`` on tensors (``x``, ``y``): Adam under a one-cycle schedule, ``epochs`` passes
+    over batches in a seeded random order, ``loss(module(x), y)``; ``progress(epoch, mean loss)`` after each pass.
+    Returns the module. (The lab's one training loop: fine-tuning here, the inverter in ``inversion.py``.)"""
+    torch = _torch()
+    optimiser = torch.optim.Adam(parameters, lr=learning_rate)
     steps = epochs * max(1, (len(x) + batch - 1) // batch)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=learning_rate, total_steps=steps)
     generator = torch.Generator().manual_seed(seed)
     for epoch in range(epochs):
         module.train()
-        order = torch.randperm(len(x), generator=generator)
-        total = 0.0
+        order, total = torch.randperm(len(x), generator=generator), 0.0
         for start in range(0, len(x), batch):
             chosen = order[start:start + batch]
-            loss = torch.nn.functional.cross_entropy(module(x[chosen]), y[chosen])
+            value = loss(module(x[chosen]), y[chosen])
             optimiser.zero_grad()
-            loss.backward()
+            value.backward()
             optimiser.step()
             schedule.step()
-            total += loss.item() * len(chosen)
+            total += value.item() * len(chosen)
         if progress:
             progress(epoch, total / len(x))
     return module

@@ -31,7 +31,7 @@ import numpy as np
 import onnx
 
 from edge.errors import LabError
-from edge.lab.attacks.finetune import require_torch
+from edge.lab.attacks.finetune import fit, require_torch
 
 
 def _session(model: onnx.ModelProto):
@@ -128,24 +128,8 @@ def train_inverter(features: np.ndarray, pictures: np.ndarray, epochs: int, batc
     x = torch.from_numpy(np.ascontiguousarray(_as_maps(features), dtype=np.float32))
     y = torch.from_numpy(np.ascontiguousarray(pictures.transpose(0, 3, 1, 2), dtype=np.float32) / 255.0)
     module = Inverter(tuple(x.shape[1:]), tuple(y.shape[1:]))
-    optimiser = torch.optim.Adam(module.parameters(), lr=learning_rate)
-    steps = epochs * ((len(x) + batch - 1) // batch)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=learning_rate, total_steps=steps)
-    generator = torch.Generator().manual_seed(seed)
-    for epoch in range(epochs):
-        module.train()
-        order, total = torch.randperm(len(x), generator=generator), 0.0
-        for start in range(0, len(x), batch):
-            chosen = order[start:start + batch]
-            loss = torch.nn.functional.mse_loss(module(x[chosen]), y[chosen])
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            schedule.step()
-            total += loss.item() * len(chosen)
-        if progress:
-            progress(epoch, total / len(x))
-    return module
+    return fit(module, module.parameters(), x, y, torch.nn.functional.mse_loss, epochs, batch, learning_rate, seed,
+               progress)
 
 
 def invert(module, features: np.ndarray, batch: int = 500) -> np.ndarray:
