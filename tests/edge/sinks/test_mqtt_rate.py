@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections import Counter
 
 import numpy as np
@@ -70,11 +71,21 @@ def _run(port: int, listener: Listener, labels: list[str] | None):
     settings = {"labels": labels} if labels else {}
     sink = MqttConfig(host="127.0.0.1", port=port, device_id="cam1", **settings).build(
         SinkContext(None, None, labels=LABELS, tracking=tracking))
-    published, publish = [], sink._publish
-    sink._publish = lambda topic, *a, **k: published.append(topic) or publish(topic, *a, **k)
+    published, publish, caller = [], sink._publish, threading.current_thread()
+    announced = []  # what paho's network thread publishes: the connect's announcement, stale configs cleared
+
+    def counted(topic, *args, **kwargs):
+        (published if threading.current_thread() is caller else announced).append(topic)
+        return publish(topic, *args, **kwargs)
+
+    sink._publish = counted
     sink.start()
     wait(lambda: sink.stats.connects == 1)
-    wait(lambda: listener.count() >= 1 + len(sink.states.snapshot()[1]))  # the connect's messages are out
+    # the connect's announcement is over (availability, every config, the switches, every state) before the first
+    # frame, so that no state goes out from both threads; a frame's row counts what its write() published
+    wait(lambda: len(announced) >= 1 + len(sink.configs) + len(sink.discovery.switches)
+         + len(sink.states.snapshot()[1]))
+    wait(lambda: listener.count() >= 1 + len(sink.states.snapshot()[1]))  # and the broker has passed them on
     shown = sink.states.labels
     before, rows = _states({"frame": {"counts": {}, "active": {}},
                             "zones": {"driveway": {"counts": {}, "active": {}}}}, shown), []
@@ -85,6 +96,9 @@ def _run(port: int, listener: Listener, labels: list[str] | None):
         events = [e for e in result.events if e["after"]["label"] in shown]
         published.clear()
         sink.write(result)
+        # a camera's frames come 1/30 s apart, time enough for the broker's acknowledgements; this loop comes as
+        # fast as it can, so it waits for them (paho's queue would fill and drop what a real camera never would)
+        wait(lambda: sink.stats.delivered >= sink.stats.published)
         rows.append((len(events), sum(after[t] != before[t] for t in after), list(published)))
         before = after
     sink.close()
