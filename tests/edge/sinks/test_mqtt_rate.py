@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import Counter
 
 import numpy as np
@@ -59,6 +60,14 @@ def _states(zones: dict, labels: list[str]) -> dict[str, str]:
     return found
 
 
+def _acknowledged(sink, seconds: float = 60.0) -> None:
+    """Wait until the broker has acknowledged every message the sink queued (polled often: 300 frames wait)."""
+    deadline = time.monotonic() + seconds  # hang protection only
+    while sink.stats.delivered < sink.stats.published:
+        assert time.monotonic() < deadline, "the broker never acknowledged"
+        time.sleep(0.001)
+
+
 def _run(port: int, listener: Listener, labels: list[str] | None):
     """The scene through tracking and the sink; per frame (events of the published labels, state changes, messages
     the sink published)."""
@@ -98,7 +107,7 @@ def _run(port: int, listener: Listener, labels: list[str] | None):
         sink.write(result)
         # a camera's frames come 1/30 s apart, time enough for the broker's acknowledgements; this loop comes as
         # fast as it can, so it waits for them (paho's queue would fill and drop what a real camera never would)
-        wait(lambda: sink.stats.delivered >= sink.stats.published)
+        _acknowledged(sink)
         rows.append((len(events), sum(after[t] != before[t] for t in after), list(published)))
         before = after
     sink.close()
