@@ -65,6 +65,7 @@ from edge.sensor import Readout  # noqa: E402
 from edge.tasks import TaskConfig  # noqa: E402
 from export.keyify import KeyifyOptions, keyify  # noqa: E402
 from export.package.save import save  # noqa: E402
+from export.zoo.yolo import DETECTING  # noqa: E402
 from firmware_sim.errors import KeycamError  # noqa: E402
 from firmware_sim.keys import MasterKey  # noqa: E402
 from firmware_sim.manifest import Manifest  # noqa: E402
@@ -140,36 +141,7 @@ _tv.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
 _tv.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
 import onnx
 
-def detecting(net, imgsz, gain=0.85, class_scale=3.0, box_scale=2.0, linear_scale=20.0):
-    """As export/zoo/yolo.py and the ultralytics decoder tests: a random network that detects."""
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, torch.nn.ConvTranspose2d) and m.in_channels == m.out_channels:
-                m.weight.copy_(torch.eye(m.in_channels)[:, :, None, None].expand_as(m.weight))
-                m.bias.zero_()
-    for m in net.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.reset_running_stats()
-            m.momentum = None
-    net.train()
-    with torch.no_grad():
-        for _ in range(2):
-            net(torch.rand(4, 3, imgsz, imgsz))
-    net.eval()
-    head = net.model[-1]
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.mul_(gain)
-        for name in ("cv3", "one2one_cv3"):
-            for branch in getattr(head, name, None) or []:
-                branch[-1].bias.zero_()
-                branch[-1].weight.mul_(class_scale)
-        for name in ("cv2", "one2one_cv2"):
-            for branch in getattr(head, name, None) or []:
-                branch[-1].weight.mul_(box_scale)
-        if isinstance(getattr(head, "linear", None), torch.nn.Linear):
-            head.linear.weight.mul_(linear_scale)
+''' + DETECTING + r'''
 
 for item in json.loads(sys.argv[1]):
     torch.manual_seed(0)

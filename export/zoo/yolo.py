@@ -30,6 +30,41 @@ from pathlib import Path
 
 PINNED = "ultralytics==8.4.190"  # what scripts/setup-venv.sh installs for the tests
 
+# The recipe above for any ultralytics network (detect, segment, pose, obb, YOLOv10's one-to-one head, a
+# classifier's last linear layer), as source text for the child processes that build them: the decoder tests
+# (tests/edge/tasks/ultralytics_zoo.py) and benchmarks/model_families.py. A child defines it by running this text.
+DETECTING = r'''
+def detecting(net, imgsz, gain=0.85, class_scale=3.0, box_scale=2.0, linear_scale=20.0):
+    with torch.no_grad():
+        for m in net.modules():  # the mask prototypes' 2x up-convolution made a nearest upsampling
+            if isinstance(m, torch.nn.ConvTranspose2d) and m.in_channels == m.out_channels:
+                m.weight.copy_(torch.eye(m.in_channels)[:, :, None, None].expand_as(m.weight))
+                m.bias.zero_()
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None
+    net.train()
+    with torch.no_grad():
+        for _ in range(2):
+            net(torch.rand(4, 3, imgsz, imgsz))
+    net.eval()
+    head = net.model[-1]
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.mul_(gain)
+        for name in ("cv3", "one2one_cv3"):
+            for branch in getattr(head, name, None) or []:
+                branch[-1].bias.zero_()
+                branch[-1].weight.mul_(class_scale)
+        for name in ("cv2", "one2one_cv2"):
+            for branch in getattr(head, name, None) or []:
+                branch[-1].weight.mul_(box_scale)
+        if isinstance(getattr(head, "linear", None), torch.nn.Linear):  # a classifier: logits that differ
+            head.linear.weight.mul_(linear_scale)
+'''
+
 _CHILD = r"""
 import json, shutil, sys
 import torch

@@ -39,6 +39,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from export.zoo.yolo import DETECTING
 from tests.export.detection import require_ultralytics
 from tests.shared_models import SharedModels
 
@@ -92,35 +93,7 @@ def _recording(self, im, *args, **kwargs):
     return _forward(self, im, *args, **kwargs)
 AutoBackend.forward = _recording
 
-def detecting(net, imgsz, gain=0.85, class_scale=3.0, box_scale=2.0, linear_scale=20.0):
-    with torch.no_grad():
-        for m in net.modules():  # the mask prototypes' 2x up-convolution made a nearest upsampling
-            if isinstance(m, torch.nn.ConvTranspose2d) and m.in_channels == m.out_channels:
-                m.weight.copy_(torch.eye(m.in_channels)[:, :, None, None].expand_as(m.weight))
-                m.bias.zero_()
-    for m in net.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.reset_running_stats()
-            m.momentum = None
-    net.train()
-    with torch.no_grad():
-        for _ in range(2):
-            net(torch.rand(4, 3, imgsz, imgsz))
-    net.eval()
-    head = net.model[-1]
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.mul_(gain)
-        for name in ("cv3", "one2one_cv3"):
-            for branch in getattr(head, name, None) or []:
-                branch[-1].bias.zero_()
-                branch[-1].weight.mul_(class_scale)
-        for name in ("cv2", "one2one_cv2"):
-            for branch in getattr(head, name, None) or []:
-                branch[-1].weight.mul_(box_scale)
-        if isinstance(getattr(head, "linear", None), torch.nn.Linear):  # a classifier: logits that differ
-            head.linear.weight.mul_(linear_scale)
+''' + DETECTING + r'''
 
 def threshold(scores, fewest, most):
     best = np.sort(scores.ravel())[::-1][: most + 1]

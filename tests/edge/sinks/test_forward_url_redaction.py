@@ -15,7 +15,7 @@ from edge.wire.spool import Spool
 from tests.edge.servers import free_port
 from tests.inprocess import keycam
 
-SECRET = "pa55-w0rd"
+SECRET = "pa55-w0rd"  # a made-up password for these tests only: no real credential, no key material
 
 
 def _config(tmp_path, folder, url: str):
